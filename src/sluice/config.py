@@ -1,0 +1,327 @@
+"""Settings: one YAML file plus environment variables, validated once at start-up.
+
+Precedence, lowest first: built-in defaults, the YAML file (``--config`` / ``SLUICE_CONFIG``), ``SLUICE_*``
+environment variables, command-line flags. Secrets are written in the file as environment references
+(``${OPENAI_API_KEY}``, ``${VAR:-default}``) and resolved here. Every problem is reported with its path in the
+file (``models[0].deployments[1].provider: ...``) by :func:`load_settings` raising :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from sluice.errors import ConfigError
+
+ProviderKind = Literal["openai", "azure", "anthropic", "ollama", "gemini", "mock"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(Strict):
+    """Upstream deadlines in seconds; ``None`` disables one."""
+
+    connect: float = Field(10.0, gt=0)
+    first_byte: float = Field(120.0, gt=0)  # from sending the request to the response headers / first chunk
+    idle: float = Field(60.0, gt=0)  # between stream chunks
+    total: float = Field(600.0, gt=0)
+
+
+class MockOptions(Strict):
+    """Behaviour of the built-in ``mock`` provider (no network)."""
+
+    latency_ms: float = Field(0.0, ge=0)  # before the first token
+    tokens_per_second: float = Field(0.0, ge=0)  # 0 = as fast as possible
+    reply: str | None = None  # fixed reply; default is a deterministic text derived from the prompt
+    reply_tokens: int = Field(16, ge=1, le=100_000)
+    fail_rate: float = Field(0.0, ge=0, le=1)  # fraction of requests answered with a 503-like failure
+    fail_mid_stream: bool = False
+
+
+class ProviderConfig(Strict):
+    """One upstream: where it is and how to authenticate. Requests can never choose these."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: ProviderKind
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_version: str | None = None  # Azure OpenAI api-version; Anthropic-Version header
+    headers: dict[str, str] = Field(default_factory=dict)
+    discover_models: bool = False  # expose every model the upstream lists under its own name
+    model_prefix: str = ""  # prefix for discovered model names (e.g. "ollama/")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = Field(256, ge=1)
+    mock: MockOptions = Field(default_factory=MockOptions)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> ProviderConfig:
+        if self.kind in ("azure",) and not self.base_url:
+            raise ValueError(f"base_url is required for kind {self.kind!r}")
+        return self
+
+
+class Price(Strict):
+    """Money per million tokens, in the gateway's currency (USD by default)."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+
+
+class DeploymentConfig(Strict):
+    provider: str
+    model: str | None = None  # the upstream's model name; defaults to the public name
+    capacity: int | None = Field(None, ge=1)  # max concurrent requests; None = unlimited
+    weight: float = Field(1.0, gt=0)
+    order: int = 0
+    price: Price | None = None
+
+
+class ModelConfig(Strict):
+    name: str = Field(min_length=1, max_length=256)
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    price: Price | None = None
+    aliases: list[str] = Field(default_factory=list)
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(4000, ge=0, le=65535)
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    trusted_proxies: list[str] = Field(default_factory=list)
+    request_id_header: str = "x-request-id"
+
+
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console", "auto"] = "auto"
+    access_log: bool = True
+
+
+class KeyCacheConfig(Strict):
+    ttl_seconds: float = Field(30.0, gt=0)  # how long a verified key is trusted without re-reading the database
+    negative_ttl_seconds: float = Field(5.0, ge=0)
+    max_entries: int = Field(100_000, ge=100)
+
+
+class Settings(Strict):
+    data_dir: Path = Path(".sluice")
+    database_url: str | None = None  # default: SQLite file in data_dir
+    master_key: SecretStr | None = None
+    dev_mode: bool = False
+    builtin_mock: bool = True  # expose the mock provider as model "mock-1"
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    key_cache: KeyCacheConfig = Field(default_factory=KeyCacheConfig)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+    # Where the settings came from, for messages; not part of the file format.
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        names = [p.name for p in self.providers]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"provider names must be unique: {', '.join(dup)}")
+        known = set(names)
+        problems = []
+        for i, model in enumerate(self.models):
+            for j, dep in enumerate(model.deployments):
+                if dep.provider not in known:
+                    problems.append(
+                        f"models[{i}].deployments[{j}].provider: unknown provider {dep.provider!r}"
+                        f" (known: {', '.join(sorted(known)) or 'none'})"
+                    )
+        public = [n for m in self.models for n in (m.name, *m.aliases)]
+        dup_models = sorted({n for n in public if public.count(n) > 1})
+        if dup_models:
+            problems.append(f"models: names and aliases must be unique: {', '.join(dup_models)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return normalise_database_url(self.database_url) if self.database_url else sqlite_url(self.data_dir)
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{(data_dir / 'sluice.db').resolve()}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs people paste (``postgresql://``, ``sqlite:///``) and pick the async drivers."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+# --- loading --------------------------------------------------------------------------------------------------
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def _expand(value: Any, env: dict[str, str], path: str, problems: list[str]) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree."""
+    if isinstance(value, dict):
+        return {k: _expand(v, env, f"{path}.{k}" if path else str(k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_REF.sub(repl, value)
+    return value
+
+
+def _set_path(tree: dict[str, Any], dotted: list[str], value: str) -> None:
+    node = tree
+    for part in dotted[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[dotted[-1]] = value
+
+
+_ENV_SHORTCUTS = {
+    "SLUICE_HOST": ["server", "host"],
+    "SLUICE_PORT": ["server", "port"],
+    "SLUICE_DATA_DIR": ["data_dir"],
+    "SLUICE_DATABASE_URL": ["database_url"],
+    "SLUICE_MASTER_KEY": ["master_key"],
+    "SLUICE_DEV_MODE": ["dev_mode"],
+    "SLUICE_LOG_LEVEL": ["logging", "level"],
+    "SLUICE_LOG_FORMAT": ["logging", "format"],
+    "SLUICE_MAX_BODY_BYTES": ["server", "max_body_bytes"],
+    "SLUICE_BUILTIN_MOCK": ["builtin_mock"],
+}
+
+
+def _apply_env(tree: dict[str, Any], env: dict[str, str]) -> None:
+    """``SLUICE_SERVER__PORT=8080`` sets ``server.port``; a few short names exist for the common ones."""
+    for name, path in _ENV_SHORTCUTS.items():
+        if name in env:
+            _set_path(tree, path, env[name])
+    for name, value in env.items():
+        if name.startswith("SLUICE_") and "__" in name:
+            _set_path(tree, [p.lower() for p in name[len("SLUICE_") :].split("__")], value)
+
+
+def _providers_from_env(tree: dict[str, Any], env: dict[str, str]) -> None:
+    """The upstreams the official SDKs' own variables describe, each with its models discovered."""
+    providers: list[dict[str, Any]] = tree.setdefault("providers", []) or []
+    tree["providers"] = providers
+    taken = {p.get("name") for p in providers if isinstance(p, dict)}
+
+    def add(name: str, entry: dict[str, Any]) -> None:
+        if name not in taken:
+            providers.append({"name": name, "discover_models": True, **entry})
+
+    if env.get("OPENAI_API_KEY"):
+        add(
+            "openai",
+            {
+                "kind": "openai",
+                "base_url": env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+                "api_key": env["OPENAI_API_KEY"],
+            },
+        )
+    if env.get("ANTHROPIC_API_KEY"):
+        add(
+            "anthropic",
+            {
+                "kind": "anthropic",
+                "base_url": env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+                "api_key": env["ANTHROPIC_API_KEY"],
+            },
+        )
+    if env.get("OLLAMA_HOST"):
+        host = env["OLLAMA_HOST"]
+        if not host.startswith(("http://", "https://")):
+            host = f"http://{host}"
+        add("ollama", {"kind": "ollama", "base_url": host})
+
+
+def _format_validation(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        path = ""
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = err["msg"].removeprefix("Value error, ")
+        if not path:
+            # Cross-field checks report several "path: message" problems joined by "; ".
+            problems.extend(message.split("; "))
+            continue
+        problems.append(f"{path}: {message}")
+    return problems
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Read, merge and validate the configuration; raise :class:`ConfigError` listing every problem."""
+    env = dict(os.environ) if env is None else env
+    problems: list[str] = []
+    tree: dict[str, Any] = {}
+    path = config_path or env.get("SLUICE_CONFIG")
+    if path:
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: file not found"]) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            raise ConfigError([f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError([f"{path}: the top level must be a mapping"])
+        tree = _expand(raw or {}, env, "", problems)
+    _apply_env(tree, env)
+    _providers_from_env(tree, env)
+    for key, value in (overrides or {}).items():
+        _set_path(tree, key.split("."), value)
+    if path:
+        tree["source"] = str(path)
+    try:
+        settings = Settings.model_validate(tree)
+    except ValidationError as exc:
+        problems.extend(_format_validation(exc))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings
