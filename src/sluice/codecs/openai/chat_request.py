@@ -22,7 +22,15 @@ from sluice.errors import InvalidRequest, Unsupported
 # Fields a request could use to choose an upstream or its credentials. Upstreams come from configuration only
 # (SECURITY.md case 18), so these are refused rather than silently ignored: the caller learns at once.
 UPSTREAM_CHOOSING_FIELDS = frozenset(
-    {"api_base", "base_url", "api_key", "api_version", "extra_headers", "custom_llm_provider", "azure_ad_token"}
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "extra_headers",
+        "custom_llm_provider",
+        "azure_ad_token",
+    }
 )
 
 # Fields the canonical model carries; anything else is kept verbatim for an OpenAI-compatible upstream.
@@ -45,6 +53,38 @@ def refuse_upstream_fields(data: dict[str, Any]) -> None:
             param=key,
             code="forbidden_parameter",
         )
+
+
+def check_chat_request(data: dict[str, Any]) -> str:
+    """The checks the pass-through path makes before forwarding; returns the model name.
+
+    Shallow on purpose: the fields Sluice itself relies on (model, limits inputs, stream flags) and the shape of
+    each message. An OpenAI-compatible upstream validates the rest and its 400 reaches the caller as it is.
+    """
+    refuse_upstream_fields(data)
+    model = f.req_str(data, "model")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise f.missing("messages") if messages is None else f.bad("messages", "a non-empty array")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise f.bad(f"messages[{i}]", "an object")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise f.bad(f"messages[{i}].role", "one of 'system', 'developer', 'user', 'assistant', 'tool'")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise f.bad(f"messages[{i}].content", "a string or an array of content parts")
+    f.opt_int(data, "max_completion_tokens", 1, f.MAX_TOKENS_CEILING)
+    f.opt_int(data, "max_tokens", 1, f.MAX_TOKENS_CEILING)
+    f.opt_int(data, "n", 1, f.MAX_N)
+    f.opt_bool(data, "stream")
+    f.opt_num(data, "temperature", 0, 2)
+    f.opt_num(data, "top_p", 0, 1)
+    options = f.opt_obj(data, "stream_options")
+    if options is not None:
+        f.opt_bool(options, "include_usage", "stream_options.include_usage")
+    return model
 
 
 def decode_chat_request(data: dict[str, Any]) -> ChatRequest:
@@ -250,13 +290,7 @@ def encode_chat_request(req: ChatRequest, upstream_model: str, stream: bool) -> 
     if req.tools:
         body["tools"] = [_encode_tool(t) for t in req.tools]
     if req.tool_choice is not None:
-        choice = req.tool_choice
-        if req.tools or choice.mode == "none":
-            body["tool_choice"] = (
-                {"type": "function", "function": {"name": choice.name}} if choice.mode == "tool" else choice.mode
-            )
-        if choice.parallel is not None and req.tools:
-            body["parallel_tool_calls"] = choice.parallel
+        body.update(_encode_tool_choice(req))
     if req.response_format is not None:
         body["response_format"] = encode_response_format(req.response_format)
     if isinstance(req.think, str):
@@ -266,6 +300,20 @@ def encode_chat_request(req: ChatRequest, upstream_model: str, stream: bool) -> 
         body["stream_options"] = {"include_usage": True}
     body.update(req.native.get("openai", {}))
     return body
+
+
+def _encode_tool_choice(req: ChatRequest) -> dict[str, Any]:
+    choice = req.tool_choice
+    out: dict[str, Any] = {}
+    if choice is None:
+        return out
+    if req.tools or choice.mode == "none":
+        out["tool_choice"] = (
+            {"type": "function", "function": {"name": choice.name}} if choice.mode == "tool" else choice.mode
+        )
+    if choice.parallel is not None and req.tools:
+        out["parallel_tool_calls"] = choice.parallel
+    return out
 
 
 def encode_response_format(fmt: ResponseFormat) -> dict[str, Any]:

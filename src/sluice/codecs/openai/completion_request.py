@@ -96,9 +96,7 @@ def decode_embedding_request(data: dict[str, Any]) -> EmbedRequest:
     elif isinstance(raw, list) and all(isinstance(x, str) for x in raw):
         inputs = list(raw)
     elif isinstance(raw, list):
-        raise Unsupported(
-            "Token-array 'input' can only be sent to an OpenAI-compatible upstream.", param="input"
-        )
+        raise Unsupported("Token-array 'input' can only be sent to an OpenAI-compatible upstream.", param="input")
     else:
         raise f.bad("input", "a string or an array of strings")
     if not inputs:

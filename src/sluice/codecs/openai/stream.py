@@ -50,7 +50,12 @@ class ChatChunkEncoder:
 
     def _delta(self, choice: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
         if self.text_mode:
-            item = {"index": choice, "text": delta.get("content", ""), "logprobs": None, "finish_reason": finish}
+            item = {
+                "index": choice,
+                "text": delta.get("content", ""),
+                "logprobs": None,
+                "finish_reason": finish,
+            }
             return self._chunk([item])
         if choice not in self._started:
             self._started.add(choice)
@@ -86,7 +91,7 @@ class ChatChunkEncoder:
         tail = b""
         if self.include_usage:
             usage = usage_to_dict(self.usage or Usage())
-            body = {"id": self.id, "object": "text_completion" if self.text_mode else "chat.completion.chunk",
+            body: dict[str, Any] = {"id": self.id, "object": "text_completion" if self.text_mode else "chat.completion.chunk",
                     "created": self.created, "model": self.model, "system_fingerprint": None, "choices": [],
                     "usage": usage}  # fmt: skip
             tail = sse_frame(orjson.dumps(body))

@@ -1,0 +1,114 @@
+"""``create_app(settings)``: builds every service, mounts the surfaces, and owns start-up and shutdown.
+
+Nothing here runs at import time. The returned ASGI app is the proxy dispatcher; everything that is not a proxy
+route (admin API, health, docs, UI) is served by the FastAPI app behind it, whose lifespan opens and closes the
+database, upstream connection pools and background tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import structlog
+from fastapi import FastAPI
+
+from sluice.config import Settings
+from sluice.identity.authenticate import Authenticator
+from sluice.identity.keys import KeyResolver
+from sluice.observability.health import router as health_router
+from sluice.pipeline import Gateway
+from sluice.providers.base import Provider
+from sluice.routing.catalog import ModelCatalog, build_catalog, build_providers, discover_models
+from sluice.server.dispatch import ProxyDispatcher
+from sluice.store.db import Database
+from sluice.surfaces.openai import routes as openai_routes
+from sluice.surfaces.openai.format import OPENAI
+
+log = structlog.get_logger("sluice.app")
+
+LAST_USED_FLUSH_SECONDS = 15.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    providers: dict[str, Provider]
+    catalog: ModelCatalog
+    keys: KeyResolver
+    gateway: Gateway
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        db = Database(settings.resolved_database_url)
+        providers = build_providers(settings)
+        catalog = build_catalog(settings, providers)
+        master = settings.master_key.get_secret_value() if settings.master_key else None
+        keys = KeyResolver(db, master, settings.key_cache)
+        gateway = Gateway(settings, catalog, Authenticator(keys))
+        return cls(settings, db, providers, catalog, keys, gateway)
+
+    async def start(self) -> None:
+        if self.db.is_sqlite:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            await self.db.migrate()
+        elif not await self.db.is_current():
+            raise RuntimeError("The database schema is not up to date: run `sluice migrate` first.")
+        for provider in self.providers.values():
+            await provider.start()
+        await discover_models(self.catalog)
+        self.tasks.append(asyncio.create_task(self._flush_last_used_forever(), name="sluice-key-last-used"))
+        log.info("started", models=len(self.catalog.routes()), providers=sorted(self.providers))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks.clear()
+        await self.keys.flush_last_used()
+        for provider in self.providers.values():
+            await provider.close()
+        await self.db.close()
+        log.info("stopped")
+
+    async def _flush_last_used_forever(self) -> None:
+        while True:
+            await asyncio.sleep(LAST_USED_FLUSH_SECONDS)
+            await self.keys.flush_last_used()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+
+class SluiceApp(ProxyDispatcher):
+    """The ASGI app, with the services it was built from (for the CLI and tests)."""
+
+    services: Services
+
+
+def create_app(settings: Settings) -> SluiceApp:
+    services = Services.build(settings)
+    api = FastAPI(title="Sluice", version="0.1.0", lifespan=services.lifespan, docs_url="/docs", redoc_url=None)
+    api.state.services = services
+    api.include_router(health_router)
+    app = SluiceApp(
+        services.gateway,
+        routes=openai_routes.ROUTES,
+        prefix_routes=openai_routes.PREFIX_ROUTES,
+        surface_prefixes={"/v1/": OPENAI},
+        fallback=api,
+        request_id_header=settings.server.request_id_header,
+    )
+    app.services = services
+    return app

@@ -1,0 +1,208 @@
+"""The ``sluice`` command: serve, migrate, keys, check-config."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import SecretStr
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from sluice.app import create_app
+from sluice.config import Settings, load_settings
+from sluice.errors import ConfigError, SluiceError
+from sluice.identity.key_service import create_key, list_keys, revoke_key
+from sluice.identity.master import load_or_create_master_key
+from sluice.observability.logging import configure_logging
+from sluice.store.db import Database
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    help="Sluice: a self-hosted LLM gateway.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+)
+keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML configuration file (or SLUICE_CONFIG).", show_default=False),
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (or SLUICE_DATA_DIR).", show_default=False)
+]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, overrides={k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        err.print("[bold red]Configuration problems:[/]")
+        for problem in exc.problems:
+            err.print(f"  - {problem}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]], migrate: bool = True) -> T:
+    async def run() -> T:
+        db = Database(settings.resolved_database_url)
+        try:
+            if migrate and db.is_sqlite:
+                settings.data_dir.mkdir(parents=True, exist_ok=True)
+                await db.migrate()
+            return await work(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+@cli.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default 4000).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Start the gateway (SQLite, in-process limits and queue, and the mock model unless configured otherwise)."""
+    settings = _settings(config, **{"server.host": host, "server.port": port, "data_dir": data_dir})
+    created = False
+    if settings.master_key is None:
+        key, created = load_or_create_master_key(settings.data_dir)
+        settings = settings.model_copy(update={"master_key": SecretStr(key)})
+    configure_logging(settings.logging)
+    assert settings.master_key is not None
+    _banner(settings, settings.master_key.get_secret_value(), created)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.logging.level,
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
+
+
+def _banner(settings: Settings, master_key: str, created: bool) -> None:
+    base = f"http://{settings.server.host}:{settings.server.port}"
+    err.print(f"[bold]Sluice[/] listening on {base}  (data: {settings.data_dir.resolve()})")
+    if created:
+        err.print(f"Generated a master key (kept in {settings.data_dir / 'master_key'}):")
+        err.print(f"  {master_key}", markup=False, highlight=False)
+        err.print("Try it:")
+        err.print(
+            f"  curl {base}/v1/chat/completions -H 'Authorization: Bearer {master_key}' "
+            "-H 'Content-Type: application/json' "
+            """-d '{"model": "mock-1", "messages": [{"role": "user", "content": "Hello"}]}'""",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@cli.command()
+def migrate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Create or upgrade the database schema to the newest version."""
+    settings = _settings(config, data_dir=data_dir)
+
+    async def work(db: Database) -> str | None:
+        if db.is_sqlite:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await db.migrate()
+        return await db.current_revision()
+
+    revision = _with_db(settings, work, migrate=False)
+    out.print(f"Database is at revision {revision}.")
+
+
+@cli.command("check-config")
+def check_config(config: ConfigOpt = None) -> None:
+    """Validate the configuration and report every problem with its path in the file."""
+    settings = _settings(config)
+    models = ", ".join(m.name for m in settings.models) or "none configured"
+    providers = ", ".join(f"{p.name} ({p.kind})" for p in settings.providers) or "none configured"
+    out.print(f"Configuration OK{f' ({settings.source})' if settings.source else ''}.")
+    out.print(f"  providers: {providers}", markup=False)
+    out.print(f"  models: {models}", markup=False)
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", "-n", help="A label for the key.")],
+    models: Annotated[str | None, typer.Option(help="Comma-separated models the key may use (default all).")] = None,
+    priority: Annotated[str, typer.Option(help="Priority class for scheduling.")] = "standard",
+    expires_in_days: Annotated[float | None, typer.Option(help="Expire after this many days.")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a virtual key; the key is shown once and never again."""
+    settings = _settings(config, data_dir=data_dir)
+    allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    new = _with_db(
+        settings,
+        lambda db: create_key(
+            db, name, allowed_models=allowed, priority=priority, expires_at=expires, created_by="cli"
+        ),
+    )
+    out.print(f"Created key {new.key.id} ({new.key.prefix}…). Copy it now; it is not shown again:")
+    out.print(new.secret, markup=False, highlight=False)
+
+
+@keys_cli.command("list")
+def keys_list(
+    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List keys (never the secrets: only their visible prefixes)."""
+    settings = _settings(config, data_dir=data_dir)
+    rows = _with_db(settings, lambda db: list_keys(db, include_revoked=all_keys))
+    table = Table("id", "name", "prefix", "models", "priority", "created", "expires", "status")
+    for key in rows:
+        status = "revoked" if key.revoked_at else "active"
+        table.add_row(
+            key.id,
+            key.name,
+            key.prefix + "…",
+            ",".join(key.allowed_models) if key.allowed_models is not None else "all",
+            key.priority,
+            key.created_at.strftime("%Y-%m-%d %H:%M"),
+            key.expires_at.strftime("%Y-%m-%d %H:%M") if key.expires_at else "-",
+            status,
+        )
+    out.print(table)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(
+    ident: Annotated[str, typer.Argument(help="The key's id or its visible prefix.")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Revoke a key. Running gateways stop accepting it within the key cache lifetime (30 s by default)."""
+    settings = _settings(config, data_dir=data_dir)
+    try:
+        key = _with_db(settings, lambda db: revoke_key(db, ident))
+    except SluiceError as exc:
+        err.print(exc.message, markup=False)
+        raise typer.Exit(1) from None
+    out.print(f"Revoked key {key.id} ({key.prefix}…).")
+
+
+def main() -> None:
+    cli()

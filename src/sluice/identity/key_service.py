@@ -1,0 +1,65 @@
+"""Creating, listing and revoking API keys (used by the CLI and, later, the admin API)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sluice.errors import NotFound
+from sluice.identity.key_repository import KeyRepository
+from sluice.identity.keys import generate_key, hash_key, visible_prefix
+from sluice.store.db import Database
+from sluice.store.models import DEFAULT_WORKSPACE_ID, ApiKey
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    key: ApiKey
+    secret: str  # shown once, never stored
+
+
+async def create_key(
+    db: Database,
+    name: str,
+    *,
+    workspace_id: str = DEFAULT_WORKSPACE_ID,
+    user_id: str | None = None,
+    allowed_models: list[str] | None = None,
+    priority: str = "standard",
+    expires_at: datetime | None = None,
+    created_by: str | None = None,
+) -> NewKey:
+    secret = generate_key()
+    key = ApiKey(
+        name=name,
+        prefix=visible_prefix(secret),
+        key_hash=hash_key(secret),
+        workspace_id=workspace_id,
+        user_id=user_id,
+        allowed_models=allowed_models,
+        priority=priority,
+        settings={},
+        expires_at=expires_at,
+        created_by=created_by,
+    )
+    async with db.session() as session:
+        await KeyRepository(session).add(key)
+    return NewKey(key, secret)
+
+
+async def list_keys(db: Database, include_revoked: bool = False) -> Sequence[ApiKey]:
+    async with db.session() as session:
+        return await KeyRepository(session).list(include_revoked=include_revoked)
+
+
+async def revoke_key(db: Database, ident: str) -> ApiKey:
+    """Revoke by id or visible prefix; returns the key (its hash lets callers drop cached copies)."""
+    async with db.session() as session:
+        repo = KeyRepository(session)
+        key = await repo.by_id_or_prefix(ident)
+        if key is None:
+            raise NotFound(f"No API key with id or prefix {ident!r}.")
+        if key.revoked_at is None:
+            await repo.revoke(key)
+        return key

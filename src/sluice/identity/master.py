@@ -1,0 +1,23 @@
+"""The master key: from configuration, or generated once and kept in the data directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sluice.identity.keys import KEY_PREFIX, generate_key
+
+MASTER_KEY_FILE = "master_key"
+
+
+def load_or_create_master_key(data_dir: Path) -> tuple[str, bool]:
+    """Return (key, created): the stored key, or a new one written with owner-only permissions."""
+    path = data_dir / MASTER_KEY_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip(), False
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = KEY_PREFIX + "master-" + generate_key()[len(KEY_PREFIX) :]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
+    return key, True

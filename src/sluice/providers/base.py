@@ -1,0 +1,71 @@
+"""The Provider interface: the one seam between Sluice and an upstream kind.
+
+A provider turns canonical requests into its upstream's wire format and the upstream's answers (streamed or not)
+back into canonical responses and events. Providers whose upstream speaks a client-facing format (OpenAI,
+Anthropic, Ollama) also offer :meth:`Provider.forward`, the pass-through used when client and upstream agree.
+
+Errors leave a provider only as :class:`~sluice.errors.SluiceError` subclasses, mapped at this boundary.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+from sluice.canonical import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
+from sluice.config import ProviderConfig, Timeouts
+from sluice.errors import Unsupported
+from sluice.providers.http import UpstreamResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one call goes: the upstream's model name and the deadlines that apply to it."""
+
+    model: str
+    timeouts: Timeouts
+
+
+class Provider(abc.ABC):
+    kind: ClassVar[str]
+    # The client-facing format this provider's upstream speaks natively, if any: requests from a surface of the
+    # same format are forwarded through :meth:`forward` without translation.
+    wire_format: ClassVar[str | None] = None
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.name
+
+    async def start(self) -> None:
+        """Open pooled connections; called once at start-up."""
+        return None
+
+    async def close(self) -> None:
+        """Close pooled connections; called once at shutdown."""
+        return None
+
+    @abc.abstractmethod
+    async def chat(self, req: ChatRequest, target: Target) -> ChatResponse: ...
+
+    @abc.abstractmethod
+    def stream(self, req: ChatRequest, target: Target) -> AsyncIterator[StreamEvent]:
+        """Stream canonical events. Errors before the first event mean nothing reached the client yet."""
+
+    async def embed(self, req: EmbedRequest, target: Target) -> EmbedResponse:
+        raise Unsupported(f"Provider kind {self.kind!r} does not offer embeddings.", param="model")
+
+    @abc.abstractmethod
+    async def list_models(self) -> list[str]:
+        """The model names the upstream serves (used for discovery and health)."""
+
+    async def health(self) -> None:
+        """Raise a SluiceError if the upstream is unreachable; the default lists models."""
+        await self.list_models()
+
+    async def forward(
+        self, path: str, body: bytes, target: Target, stream: bool, headers: dict[str, str] | None = None
+    ) -> UpstreamResponse:
+        """Send a request already in this provider's wire format; return the raw, open response."""
+        raise Unsupported(f"Provider kind {self.kind!r} has no pass-through.")

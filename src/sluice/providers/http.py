@@ -1,0 +1,211 @@
+"""One pooled aiohttp session per upstream, with Sluice's deadlines and error mapping.
+
+Transport failures become :class:`UpstreamError` / :class:`UpstreamTimeout`; upstream HTTP errors become the
+most specific :class:`SluiceError` (see :func:`error_from_status`). Bodies are read with a size bound so an
+upstream that sends something endless cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from sluice.config import Timeouts
+from sluice.errors import RateLimited, SluiceError, UpstreamError, UpstreamRejected, UpstreamTimeout
+
+MAX_UPSTREAM_BODY = 64 * 1024 * 1024
+MAX_ERROR_BODY = 64 * 1024
+
+
+class UpstreamResponse:
+    """An open upstream response: status and headers received, body not yet read."""
+
+    __slots__ = ("_resp", "_timeouts", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts) -> None:
+        self._resp = resp
+        self._timeouts = timeouts
+        self.status = resp.status
+        self.headers: Mapping[str, str] = resp.headers
+
+    async def read(self, limit: int = MAX_UPSTREAM_BODY) -> bytes:
+        """The whole body, within the idle deadline and the size bound; releases the connection."""
+        try:
+            async with asyncio.timeout(self._timeouts.idle):
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in self._resp.content.iter_any():
+                    size += len(chunk)
+                    if size > limit:
+                        self.abort()
+                        raise UpstreamError(f"The upstream response exceeded {limit} bytes and was cut off.")
+                    chunks.append(chunk)
+        except TimeoutError:
+            self.abort()
+            raise UpstreamTimeout("The upstream stopped sending its response.") from None
+        except aiohttp.ClientError as exc:
+            self.abort()
+            raise UpstreamError(f"The upstream connection failed while reading: {type(exc).__name__}.") from exc
+        self._resp.release()
+        return b"".join(chunks)
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive; a gap longer than the idle deadline is an error."""
+        content = self._resp.content
+        idle = self._timeouts.idle
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    chunk = await content.readany()
+            except TimeoutError:
+                self.abort()
+                raise UpstreamTimeout(f"The upstream sent nothing for {idle:g} s and the stream was cut.") from None
+            except aiohttp.ClientError as exc:
+                self.abort()
+                raise UpstreamError(f"The upstream connection broke mid-stream: {type(exc).__name__}.") from exc
+            if not chunk:
+                return
+            yield chunk
+
+    def abort(self) -> None:
+        """Drop the connection at once (the upstream sees the client go away)."""
+        self._resp.close()
+
+    def release(self) -> None:
+        self._resp.release()
+
+
+class HttpUpstream:
+    """A keep-alive connection pool to one upstream base URL."""
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        max_connections: int,
+        error_message: Callable[[Any], str | None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = headers
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._error_message = error_message or _generic_error_message
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=60)
+        # Deadlines are applied per phase in request()/UpstreamResponse, not as one aiohttp total.
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None),
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("upstream pool used before start()")
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        timeouts: Timeouts,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> UpstreamResponse:
+        """Send a request and wait for the response headers within the first-byte deadline."""
+        url = self.base_url + path
+        send_headers = {"Content-Type": "application/json"} if body is not None else {}
+        if headers:
+            send_headers.update(headers)
+        try:
+            async with asyncio.timeout(timeouts.first_byte):
+                resp = await self.session.request(
+                    method,
+                    url,
+                    data=body,
+                    headers=send_headers,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=None),
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(f"The upstream did not answer within {timeouts.first_byte:g} s.") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamError("Could not connect to the upstream.", code="connect_error") from exc
+        except (aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError) as exc:
+            raise UpstreamTimeout("Timed out connecting to the upstream.", code="connect_timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"The upstream connection failed: {type(exc).__name__}.") from exc
+        upstream = UpstreamResponse(resp, timeouts)
+        if check and resp.status >= 400:
+            raise await self.error_for(upstream)
+        return upstream
+
+    async def error_for(self, upstream: UpstreamResponse) -> SluiceError:
+        try:
+            raw = await upstream.read(limit=MAX_ERROR_BODY)
+        except SluiceError:
+            raw = b""
+        try:
+            detail = self._error_message(orjson.loads(raw)) if raw else None
+        except orjson.JSONDecodeError:
+            detail = None
+        return error_from_status(upstream.status, detail, upstream.headers.get("Retry-After"))
+
+    async def get_json(self, path: str, timeouts: Timeouts) -> Any:
+        upstream = await self.request("GET", path, timeouts)
+        body = await upstream.read()
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("The upstream answered with invalid JSON.") from None
+
+    async def post_json(self, path: str, payload: Any, timeouts: Timeouts) -> Any:
+        upstream = await self.request("POST", path, timeouts, orjson.dumps(payload))
+        body = await upstream.read()
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("The upstream answered with invalid JSON.") from None
+
+
+def _generic_error_message(body: Any) -> str | None:
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+        if isinstance(body.get("message"), str):
+            return str(body["message"])
+    return None
+
+
+def error_from_status(status: int, detail: str | None, retry_after: str | None) -> SluiceError:
+    """Map an upstream HTTP error to what the caller should see.
+
+    The upstream's own 401/403 mean the *gateway's* credentials are wrong, which the caller can do nothing
+    about, so they become 502; the caller's own problems (400, 404, 413, 422) keep their status and message.
+    """
+    suffix = f": {detail}" if detail else "."
+    if status == 429:
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        return RateLimited(f"The upstream is rate limiting requests{suffix}", headers=headers, code="upstream_429")
+    if status in (401, 403):
+        return UpstreamError("The upstream refused the gateway's credentials.", code=f"upstream_{status}")
+    if status in (400, 404, 409, 413, 422):
+        return UpstreamRejected(f"The upstream rejected the request{suffix}", status=status)
+    if status == 408 or status == 504:
+        return UpstreamTimeout(f"The upstream timed out{suffix}", code=f"upstream_{status}")
+    return UpstreamError(f"The upstream failed with HTTP {status}{suffix}", code=f"upstream_{status}")

@@ -1,0 +1,158 @@
+"""The built-in ``mock`` provider: deterministic answers with no network, for demos, tests and benchmarks.
+
+The reply is derived from a hash of the prompt, so the same request always gets the same answer. Latency before
+the first token, token rate and failures are configurable (``providers[].mock``). When tools are offered and the
+conversation ends with a user message, the mock calls the first tool, so tool round trips can be demonstrated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+import orjson
+
+from sluice.accounting.estimate import estimate_prompt_tokens, estimate_text_tokens
+from sluice.canonical import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    EmbedRequest,
+    EmbedResponse,
+    Finish,
+    FinishReason,
+    Message,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageUpdate,
+)
+from sluice.config import ProviderConfig
+from sluice.errors import Overloaded, UpstreamError
+from sluice.providers.base import Provider, Target
+
+_SENTENCE = (
+    "the quick brown fox jumps over a lazy dog while sluice gates open to let the river flow "
+    "steadily toward calm water where boats wait their turn in fair order"
+)
+_WORDS = tuple(_SENTENCE.split(" "))
+
+DEFAULT_MODELS = ["mock-1"]
+EMBED_DIM = 8
+
+
+class MockProvider(Provider):
+    kind: ClassVar[str] = "mock"
+
+    def __init__(self, config: ProviderConfig, models: list[str] | None = None) -> None:
+        super().__init__(config)
+        self.options = config.mock
+        self.models = models or list(DEFAULT_MODELS)
+
+    def _maybe_fail(self) -> None:
+        if self.options.fail_rate and random.random() < self.options.fail_rate:
+            raise Overloaded("The mock upstream is configured to fail this request.", code="mock_failure")
+
+    def _plan(self, req: ChatRequest, choice: int) -> tuple[list[str], list[ToolCall], FinishReason]:
+        """The words (each one token) and tool calls this request's answer consists of."""
+        last = req.messages[-1] if req.messages else None
+        tools_allowed = req.tool_choice is None or req.tool_choice.mode != "none"
+        if req.tools and tools_allowed and last is not None and last.role == "user":
+            tool = next((t for t in req.tools if req.tool_choice and t.name == req.tool_choice.name), req.tools[0])
+            call = ToolCall(f"call_mock_{choice}", tool.name, orjson.dumps({"input": last.text()[:64]}).decode())
+            return [], [call], "tool_calls"
+        if self.options.reply is not None:
+            words = [w + " " for w in self.options.reply.split(" ")]
+            words[-1] = words[-1].rstrip(" ")
+            count = len(words)
+        else:
+            seed_text = (req.prompt or "") + "|".join(m.text() for m in req.messages) + f"#{choice}"
+            start = int.from_bytes(hashlib.sha256(seed_text.encode()).digest()[:4], "big")
+            count = self.options.reply_tokens
+            words = [_WORDS[(start + i) % len(_WORDS)] + (" " if i < count - 1 else "") for i in range(count)]
+        limit = req.max_tokens if req.max_tokens is not None else count
+        if limit < len(words):
+            return words[:limit], [], "length"
+        return words, [], "stop"
+
+    def _usage(self, req: ChatRequest, completion: int) -> Usage:
+        return Usage(prompt_tokens=estimate_prompt_tokens(req), completion_tokens=completion)
+
+    async def chat(self, req: ChatRequest, target: Target) -> ChatResponse:
+        self._maybe_fail()
+        choices = []
+        completion = 0
+        for i in range(req.n):
+            words, calls, reason = self._plan(req, i)
+            completion += len(words) + sum(estimate_text_tokens(c.arguments) for c in calls)
+            text = "".join(words)
+            choices.append(Choice(i, Message("assistant", [TextPart(text)] if text else [], tool_calls=calls), reason))
+        await self._sleep_for(completion)
+        return ChatResponse(_response_id(), target.model, int(time.time()), choices, self._usage(req, completion))
+
+    async def _sleep_for(self, tokens: int) -> None:
+        delay = self.options.latency_ms / 1000
+        if self.options.tokens_per_second:
+            delay += tokens / self.options.tokens_per_second
+        if delay:
+            await asyncio.sleep(delay)
+
+    async def stream(self, req: ChatRequest, target: Target) -> AsyncIterator[StreamEvent]:
+        self._maybe_fail()
+        if self.options.latency_ms:
+            await asyncio.sleep(self.options.latency_ms / 1000)
+        yield StreamStart(_response_id(), target.model, int(time.time()))
+        gap = 1 / self.options.tokens_per_second if self.options.tokens_per_second else 0.0
+        completion = 0
+        for i in range(req.n):
+            words, calls, reason = self._plan(req, i)
+            for position, word in enumerate(words):
+                if gap:
+                    await asyncio.sleep(gap)
+                if self.options.fail_mid_stream and position == len(words) // 2:
+                    raise UpstreamError("The mock upstream is configured to fail mid-stream.")
+                completion += 1
+                yield TextDelta(word, i)
+            for index, call in enumerate(calls):
+                completion += estimate_text_tokens(call.arguments)
+                yield ToolCallDelta(index, "", call.id, call.name, i)
+                yield ToolCallDelta(index, call.arguments, choice=i)
+            yield Finish(reason, i)
+        yield UsageUpdate(self._usage(req, completion))
+
+    async def embed(self, req: EmbedRequest, target: Target) -> EmbedResponse:
+        self._maybe_fail()
+        dim = req.dimensions or EMBED_DIM
+        vectors = [_vector(text, dim) for text in req.inputs]
+        usage = Usage(prompt_tokens=sum(max(1, estimate_text_tokens(t)) for t in req.inputs))
+        return EmbedResponse(target.model, vectors, usage)
+
+    async def list_models(self) -> list[str]:
+        return list(self.models)
+
+    async def health(self) -> None:
+        return None
+
+
+def _response_id() -> str:
+    return "mock-" + random.randbytes(12).hex()
+
+
+def _vector(text: str, dim: int) -> list[float]:
+    """A deterministic unit-range vector from the text's hash (repeated hashing for long vectors)."""
+    values: list[float] = []
+    counter = 0
+    while len(values) < dim:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        values.extend(x / 2**31 - 1 for x in struct.unpack(">8I", digest))
+        counter += 1
+    return values[:dim]

@@ -1,0 +1,110 @@
+"""OpenAI and every OpenAI-compatible server (vLLM, llama.cpp, LM Studio, Groq, Together, OpenRouter...)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+import orjson
+
+from sluice.canonical import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
+from sluice.codecs.framing import FramingError, SSEParser
+from sluice.codecs.openai.chat_request import encode_chat_request
+from sluice.codecs.openai.completion_request import encode_completion_request, encode_embedding_request
+from sluice.codecs.openai.responses import (
+    decode_chat_response,
+    decode_completion_response,
+    decode_embedding_response,
+)
+from sluice.codecs.openai.stream import ChatChunkDecoder
+from sluice.config import ProviderConfig
+from sluice.errors import UpstreamError
+from sluice.providers.base import Provider, Target
+from sluice.providers.http import HttpUpstream, UpstreamResponse
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class OpenAIProvider(Provider):
+    kind: ClassVar[str] = "openai"
+    wire_format: ClassVar[str | None] = "openai"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        headers = dict(config.headers)
+        if config.api_key is not None:
+            headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
+        self.http = HttpUpstream(self.base_url(config), headers, config.max_connections)
+
+    @staticmethod
+    def base_url(config: ProviderConfig) -> str:
+        return config.base_url or DEFAULT_BASE_URL
+
+    def path(self, endpoint: str) -> str:
+        """The URL path for an OpenAI endpoint such as ``/chat/completions`` (Azure overrides this)."""
+        return endpoint
+
+    async def start(self) -> None:
+        await self.http.start()
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def forward(
+        self, path: str, body: bytes, target: Target, stream: bool, headers: dict[str, str] | None = None
+    ) -> UpstreamResponse:
+        return await self.http.request("POST", self.path(path), target.timeouts, body, headers)
+
+    async def chat(self, req: ChatRequest, target: Target) -> ChatResponse:
+        if req.prompt is not None:
+            body = encode_completion_request(req, target.model, stream=False)
+            return decode_completion_response(
+                await self.http.post_json(self.path("/completions"), body, target.timeouts)
+            )
+        body = encode_chat_request(req, target.model, stream=False)
+        return decode_chat_response(await self.http.post_json(self.path("/chat/completions"), body, target.timeouts))
+
+    async def stream(self, req: ChatRequest, target: Target) -> AsyncIterator[StreamEvent]:
+        if req.prompt is not None:
+            path, body = "/completions", encode_completion_request(req, target.model, stream=True)
+        else:
+            path, body = "/chat/completions", encode_chat_request(req, target.model, stream=True)
+        upstream = await self.http.request("POST", self.path(path), target.timeouts, orjson.dumps(body))
+        try:
+            async for event in decode_sse_stream(upstream):
+                yield event
+        finally:
+            upstream.abort()
+
+    async def embed(self, req: EmbedRequest, target: Target) -> EmbedResponse:
+        body = encode_embedding_request(req, target.model)
+        return decode_embedding_response(await self.http.post_json(self.path("/embeddings"), body, target.timeouts))
+
+    async def list_models(self) -> list[str]:
+        body = await self.http.get_json(self.path("/models"), self.config.timeouts)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise UpstreamError("The upstream's model list has no 'data' array.")
+        return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
+
+
+async def decode_sse_stream(upstream: UpstreamResponse) -> AsyncIterator[StreamEvent]:
+    """Decode an OpenAI SSE body into canonical events; a stream without ``[DONE]`` is an error."""
+    parser = SSEParser()
+    decoder = ChatChunkDecoder()
+    try:
+        async for chunk in upstream.iter_chunks():
+            for sse in parser.feed(chunk):
+                if sse.data == b"[DONE]":
+                    return
+                for event in decoder.decode(sse.data):
+                    yield event
+        tail = parser.flush()
+        if tail is not None and tail.data == b"[DONE]":
+            return
+        if tail is not None:
+            for event in decoder.decode(tail.data):
+                yield event
+    except FramingError as exc:
+        raise UpstreamError(f"The upstream sent a malformed stream: {exc}.") from exc
+    raise UpstreamError("The upstream stream ended without its [DONE] terminator.")

@@ -1,0 +1,24 @@
+"""Which class serves each provider kind. Adding a provider is one module plus one line here."""
+
+from __future__ import annotations
+
+from sluice.config import ProviderConfig
+from sluice.providers.base import Provider
+from sluice.providers.mock import MockProvider
+from sluice.providers.openai import OpenAIProvider
+
+_KINDS: dict[str, type[Provider]] = {  # read-only after import
+    "openai": OpenAIProvider,
+    "mock": MockProvider,
+}
+
+
+def build_provider(config: ProviderConfig) -> Provider:
+    cls = _KINDS.get(config.kind)
+    if cls is None:
+        raise ValueError(f"provider kind {config.kind!r} is not available")
+    return cls(config)
+
+
+def available_kinds() -> list[str]:
+    return sorted(_KINDS)

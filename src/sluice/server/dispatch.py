@@ -1,0 +1,95 @@
+"""The front ASGI app: proxy routes by exact (method, path), everything else to the FastAPI app.
+
+Proxy requests never enter FastAPI's routing, middleware or dependency machinery, which would cost most of the
+per-request budget (measured in docs/architecture.md); the admin API, health, docs and UI live in FastAPI.
+Unknown paths under a proxy surface's prefix answer in that surface's own error shape.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.types import ASGIApp
+
+from sluice.errors import NotFound, SluiceError
+from sluice.pipeline import Gateway
+from sluice.server.exchange import Exchange, Receive, Scope, Send
+from sluice.surfaces.common import Format
+
+RouteHandler = Callable[[Gateway, Exchange], Awaitable[None]]
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+
+class MethodNotAllowed(SluiceError):
+    status = 405
+    kind = "invalid_request"
+
+
+def request_id_from(scope: Scope, header: bytes) -> str:
+    """Honour a sane incoming request id; otherwise make one (96 random bits)."""
+    for name, value in scope["headers"]:
+        if name == header:
+            if _REQUEST_ID.fullmatch(value):
+                return bytes(value).decode()
+            break
+    return os.urandom(12).hex()
+
+
+class ProxyDispatcher:
+    def __init__(
+        self,
+        gateway: Gateway,
+        routes: Mapping[tuple[str, str], RouteHandler],
+        prefix_routes: Mapping[tuple[str, str], RouteHandler],
+        surface_prefixes: Mapping[str, Format],
+        fallback: ASGIApp,
+        request_id_header: str = "x-request-id",
+    ) -> None:
+        self.gateway = gateway
+        self.routes = dict(routes)
+        self.prefix_routes = list(prefix_routes.items())
+        self.paths = {path for _method, path in self.routes}
+        self.surface_prefixes = sorted(surface_prefixes.items(), key=lambda kv: -len(kv[0]))
+        self.fallback = fallback
+        self.request_id_header = request_id_header.lower().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.fallback(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        handler = self.routes.get((method, path))
+        if handler is None:
+            handler = self._match_prefix(method, path)
+        if handler is not None:
+            ex = Exchange(scope, receive, send, request_id_from(scope, self.request_id_header), time.perf_counter())
+            await handler(self.gateway, ex)
+            return
+        fmt = self._surface_for(path)
+        if fmt is None:
+            await self.fallback(scope, receive, send)
+            return
+        ex = Exchange(scope, receive, send, request_id_from(scope, self.request_id_header), time.perf_counter())
+        error: SluiceError
+        if path in self.paths:
+            error = MethodNotAllowed(f"Method {method} is not allowed on {path}.")
+        else:
+            error = NotFound(f"Unknown endpoint {method} {path}.", code="unknown_endpoint")
+        status, body = fmt.error_response(error)
+        await ex.respond(status, body)
+
+    def _match_prefix(self, method: str, path: str) -> RouteHandler | None:
+        for (route_method, prefix), handler in self.prefix_routes:
+            if method == route_method and path.startswith(prefix) and len(path) > len(prefix):
+                return handler
+        return None
+
+    def _surface_for(self, path: str) -> Format | None:
+        for prefix, fmt in self.surface_prefixes:
+            if path.startswith(prefix):
+                return fmt
+        return None

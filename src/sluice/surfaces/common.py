@@ -1,0 +1,171 @@
+"""What every surface shares: the per-request wrapper, JSON body reading, and stream relays.
+
+The wrapper guarantees the invariants of the brief for every route: errors leave in the caller's own API shape,
+an unexpected exception becomes a 500 in that shape without internals, a vanished client is not an error, and
+the call is settled exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+import structlog
+
+from sluice.codecs.framing import FramingError, NDJSONParser, SSEParser
+from sluice.errors import InvalidRequest, SluiceError, UpstreamError
+from sluice.pipeline import Call, Gateway
+from sluice.providers.http import UpstreamResponse
+from sluice.server.exchange import ClientGone, Exchange
+
+log = structlog.get_logger("sluice.surface")
+
+
+class Format(Protocol):
+    """How one client-facing API renders errors."""
+
+    name: str
+
+    def error_response(self, error: SluiceError) -> tuple[int, bytes]: ...
+
+    def stream_error(self, error: SluiceError) -> bytes: ...
+
+
+Handler = Callable[[Gateway, Exchange, Call], Awaitable[None]]
+
+
+async def run(gw: Gateway, ex: Exchange, fmt: Format, endpoint: str, handler: Handler) -> None:
+    call = Call(ex.request_id, fmt.name, endpoint, ex.started)
+    try:
+        await handler(gw, ex, call)
+    except SluiceError as err:
+        call.fail(err)
+        await _send_error(ex, fmt, err)
+    except ClientGone:
+        call.cancelled = True
+    except asyncio.CancelledError:
+        if not ex.client_gone:
+            raise  # shutdown, not the client: let it propagate
+        call.cancelled = True
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+    except Exception:
+        log.exception("unhandled error", request_id=ex.request_id, surface=fmt.name, endpoint=endpoint)
+        internal = SluiceError("The gateway failed to handle this request.", code="internal_error")
+        call.fail(internal)
+        await _send_error(ex, fmt, internal)
+    finally:
+        ex.stop_watching()
+        gw.finish(call)
+
+
+async def _send_error(ex: Exchange, fmt: Format, err: SluiceError) -> None:
+    if ex.client_gone:
+        return
+    if ex.status:
+        # Headers already went out: the handler has ended the stream with an error event already.
+        return
+    status, body = fmt.error_response(err)
+    headers = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+    await ex.respond(status, body, headers=headers)
+
+
+async def read_json(gw: Gateway, ex: Exchange) -> tuple[dict[str, Any], bytes]:
+    """Read and parse the JSON object body (returned with its raw bytes), then watch for the client leaving."""
+    body = await ex.body(gw.max_body)
+    ex.watch_disconnect()
+    if not body.strip():
+        raise InvalidRequest("The request body is empty; expected a JSON object.", code="invalid_body")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc.msg}.", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
+    return data, body
+
+
+Frames = Callable[[bytes], list[tuple[bytes, bytes, str | None]]]
+
+
+def sse_frames(parser: SSEParser) -> Frames:
+    """Upstream bytes → complete SSE events as (raw bytes, data, event name)."""
+
+    def frames(chunk: bytes) -> list[tuple[bytes, bytes, str | None]]:
+        try:
+            return [(e.raw, e.data, e.event) for e in parser.feed(chunk)]
+        except FramingError as exc:
+            raise UpstreamError(f"The upstream sent a malformed stream: {exc}.") from None
+
+    return frames
+
+
+def ndjson_frames(parser: NDJSONParser) -> Frames:
+    """Upstream bytes → complete NDJSON lines as (line + newline, line, None)."""
+
+    def frames(chunk: bytes) -> list[tuple[bytes, bytes, str | None]]:
+        try:
+            return [(line + b"\n", line, None) for line in parser.feed(chunk)]
+        except FramingError as exc:
+            raise UpstreamError(f"The upstream sent a malformed stream: {exc}.") from None
+
+    return frames
+
+
+class FrameInspector(Protocol):
+    """Looks at each upstream frame of a pass-through stream: records usage, decides what the client gets."""
+
+    complete: bool
+
+    def frame(self, raw: bytes, data: bytes, event: str | None) -> bytes: ...
+
+
+async def relay_frames(
+    ex: Exchange,
+    call: Call,
+    upstream: UpstreamResponse,
+    frames: Frames,
+    inspector: FrameInspector,
+    fmt: Format,
+) -> None:
+    """Forward a same-format upstream stream frame by frame, as each frame completes.
+
+    A stream that breaks, stalls or ends without its terminator ends with an error event in the client's
+    format: never a silent clean stop.
+    """
+    pending: list[bytes] = []
+    try:
+        async for chunk in upstream.iter_chunks():
+            for raw, data, event in frames(chunk):
+                piece = inspector.frame(raw, data, event)
+                if piece:
+                    pending.append(piece)
+            if pending:
+                call.mark_first_byte()
+                await ex.write(b"".join(pending))
+                pending.clear()
+        if not inspector.complete:
+            raise UpstreamError("The upstream stream ended before it was complete.", code="truncated_stream")
+    except SluiceError as err:
+        # Frames that were good before the failure still reach the client, then the error event.
+        call.fail(err)
+        await ex.write(b"".join(pending) + fmt.stream_error(err))
+    finally:
+        upstream.abort()
+    await ex.end_stream()
+
+
+async def relay_events(ex: Exchange, call: Call, chunks: AsyncIterator[bytes], fmt: Format) -> None:
+    """Send an already-encoded translated stream; an error mid-way ends it with the format's error event."""
+    try:
+        async for data in chunks:
+            if data:
+                call.mark_first_byte()
+                await ex.write(data)
+    except SluiceError as err:
+        call.fail(err)
+        await ex.write(fmt.stream_error(err))
+    await ex.end_stream()

@@ -1,0 +1,80 @@
+"""Pass-through to OpenAI-compatible upstreams: minimal body edits, usage read as the stream passes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from sluice.codecs.openai.responses import usage_from_dict
+from sluice.codecs.openai.stream import in_band_error
+from sluice.errors import UpstreamError
+from sluice.pipeline import Call
+
+
+def upstream_body(data: dict[str, Any], raw: bytes, upstream_model: str, stream: bool) -> bytes:
+    """The client's body with only the model name and, for streams, ``include_usage`` changed.
+
+    When nothing needs changing the client's bytes go out untouched (no re-serialisation at all).
+    """
+    if stream:
+        options = data.get("stream_options")
+        if not (isinstance(options, dict) and options.get("include_usage") is True):
+            data = {**data, "stream_options": {**(options or {}), "include_usage": True}}
+    elif data.get("model") == upstream_model:
+        return raw
+    if data.get("model") != upstream_model:
+        data = {**data, "model": upstream_model}
+    return orjson.dumps(data)
+
+
+def client_wants_usage(data: dict[str, Any]) -> bool:
+    options = data.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def read_usage(call: Call, body: bytes) -> None:
+    """Usage from a complete (non-stream) OpenAI response body."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(parsed, dict):
+        call.usage = usage_from_dict(parsed.get("usage"))
+
+
+class SSEInspector:
+    """Watches an OpenAI SSE stream on its way through: usage, in-band errors, the ``[DONE]`` terminator.
+
+    We always ask the upstream for usage; when the client did not, the extra usage-only chunk is dropped so the
+    client sees exactly the stream it asked for.
+    """
+
+    __slots__ = ("call", "complete", "strip_usage")
+
+    def __init__(self, call: Call, strip_usage: bool) -> None:
+        self.call = call
+        self.strip_usage = strip_usage
+        self.complete = False
+
+    def frame(self, raw: bytes, data: bytes, event: str | None) -> bytes:
+        if data == b"[DONE]":
+            self.complete = True
+            return raw
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("The upstream sent a stream chunk that is not valid JSON.") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamError("The upstream sent a stream chunk that is not a JSON object.")
+        if chunk.get("error"):
+            # Already an OpenAI error event: forward it as it is and treat the stream as ended.
+            self.call.fail(in_band_error(chunk["error"]))
+            self.complete = True
+            return raw
+        raw_usage = chunk.get("usage")
+        if raw_usage:
+            self.call.usage = usage_from_dict(raw_usage)
+            if self.strip_usage and not chunk.get("choices"):
+                return b""
+        return raw

@@ -1,0 +1,185 @@
+"""The OpenAI-compatible routes: chat completions, completions, embeddings and models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from sluice.canonical import ChatRequest, StreamEvent
+from sluice.codecs.framing import SSEParser
+from sluice.codecs.openai.chat_request import check_chat_request, decode_chat_request
+from sluice.codecs.openai.completion_request import (
+    decode_completion_request,
+    decode_embedding_request,
+    validate_completion_request,
+)
+from sluice.codecs.openai.responses import (
+    encode_chat_response,
+    encode_completion_response,
+    encode_embedding_response,
+)
+from sluice.codecs.openai.stream import ChatChunkEncoder
+from sluice.errors import NotFound
+from sluice.pipeline import Call, Gateway
+from sluice.providers.http import UpstreamResponse
+from sluice.routing.catalog import Deployment, ModelRoute
+from sluice.server.exchange import SSE, Exchange
+from sluice.surfaces.common import read_json, relay_events, relay_frames, run, sse_frames
+from sluice.surfaces.openai.format import OPENAI
+from sluice.surfaces.openai.passthrough import SSEInspector, client_wants_usage, read_usage, upstream_body
+from sluice.surfaces.translate import OpenedStream, response_usage, stream_opener, tally
+
+
+def _same_format(route: ModelRoute) -> bool:
+    return all(d.provider.wire_format == "openai" for d in route.deployments)
+
+
+# --- chat completions and legacy completions --------------------------------------------------------------------
+
+
+async def chat_completions(gw: Gateway, ex: Exchange) -> None:
+    await run(gw, ex, OPENAI, "chat", _chat)
+
+
+async def completions(gw: Gateway, ex: Exchange) -> None:
+    await run(gw, ex, OPENAI, "completion", _completion)
+
+
+async def _chat(gw: Gateway, ex: Exchange, call: Call) -> None:
+    await gw.identify(ex, call)
+    data, raw = await read_json(gw, ex)
+    model = check_chat_request(data)
+    route = gw.resolve(call, model)
+    call.stream = data.get("stream") is True
+    if _same_format(route):
+        await _passthrough(gw, ex, call, route, data, raw, "/chat/completions")
+    else:
+        await _translated(gw, ex, call, route, decode_chat_request(data), text_mode=False)
+
+
+async def _completion(gw: Gateway, ex: Exchange, call: Call) -> None:
+    await gw.identify(ex, call)
+    data, raw = await read_json(gw, ex)
+    model = validate_completion_request(data)
+    route = gw.resolve(call, model)
+    call.stream = data.get("stream") is True
+    if _same_format(route):
+        await _passthrough(gw, ex, call, route, data, raw, "/completions")
+    else:
+        await _translated(gw, ex, call, route, decode_completion_request(data), text_mode=True)
+
+
+async def _passthrough(
+    gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, data: dict[str, Any], raw: bytes, path: str
+) -> None:
+    call.passthrough = True
+
+    async def attempt(dep: Deployment) -> UpstreamResponse:
+        body = upstream_body(data, raw, dep.target.model, call.stream)
+        return await dep.provider.forward(path, body, dep.target, call.stream)
+
+    upstream = await gw.open(call, route, attempt)
+    if not call.stream:
+        body = await upstream.read()
+        read_usage(call, body)
+        call.mark_first_byte()
+        await ex.respond(200, body)
+        return
+    await ex.start_stream(200, SSE)
+    inspector = SSEInspector(call, strip_usage=not client_wants_usage(data))
+    await relay_frames(ex, call, upstream, sse_frames(SSEParser()), inspector, OPENAI)
+
+
+async def _translated(
+    gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, req: ChatRequest, text_mode: bool
+) -> None:
+    response_id = ("cmpl-" if text_mode else "chatcmpl-") + call.request_id
+    if not req.stream:
+        resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
+        call.usage = response_usage(req, resp)
+        resp.id, resp.usage = response_id, call.usage
+        body = encode_completion_response(resp) if text_mode else encode_chat_response(resp)
+        call.mark_first_byte()
+        await ex.respond(200, orjson.dumps(body))
+        return
+    opened: OpenedStream = await gw.open(call, route, stream_opener(req))  # type: ignore[arg-type]
+    model = call.deployment.target.model if call.deployment else req.model
+    encoder = ChatChunkEncoder(response_id, model, int(time.time()), req.include_usage, text_mode)
+    await ex.start_stream(200, SSE)
+    await relay_events(ex, call, _encode(encoder, tally(call, req, opened), call), OPENAI)
+
+
+async def _encode(encoder: ChatChunkEncoder, events: AsyncIterator[StreamEvent], call: Call) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield encoder.encode(event)
+    encoder.usage = call.usage
+    yield encoder.close()
+
+
+# --- embeddings -------------------------------------------------------------------------------------------------
+
+
+async def embeddings(gw: Gateway, ex: Exchange) -> None:
+    await run(gw, ex, OPENAI, "embeddings", _embeddings)
+
+
+async def _embeddings(gw: Gateway, ex: Exchange, call: Call) -> None:
+    await gw.identify(ex, call)
+    data, raw = await read_json(gw, ex)
+    req = decode_embedding_request(data) if not _token_input(data) else None
+    model = req.model if req is not None else str(data.get("model"))
+    route = gw.resolve(call, model)
+    if _same_format(route):
+        await _passthrough(gw, ex, call, route, data, raw, "/embeddings")
+        return
+    if req is None:
+        req = decode_embedding_request(data)  # raises the clear "token arrays need an OpenAI upstream" error
+    resp = await gw.open(call, route, lambda dep: dep.provider.embed(req, dep.target))
+    call.usage = resp.usage
+    call.mark_first_byte()
+    await ex.respond(200, orjson.dumps(encode_embedding_response(resp, req.encoding_format)))
+
+
+def _token_input(data: dict[str, Any]) -> bool:
+    raw = data.get("input")
+    return isinstance(raw, list) and bool(raw) and not all(isinstance(x, str) for x in raw)
+
+
+# --- models -----------------------------------------------------------------------------------------------------
+
+
+def _model_object(route: ModelRoute) -> dict[str, Any]:
+    return {"id": route.name, "object": "model", "created": route.created, "owned_by": route.owned_by}
+
+
+async def list_models(gw: Gateway, ex: Exchange) -> None:
+    async def handler(gw: Gateway, ex: Exchange, call: Call) -> None:
+        principal = await gw.identify(ex, call)
+        data = [_model_object(r) for r in gw.visible_models(principal)]
+        await ex.respond(200, orjson.dumps({"object": "list", "data": data}))
+
+    await run(gw, ex, OPENAI, "models", handler)
+
+
+async def get_model(gw: Gateway, ex: Exchange) -> None:
+    async def handler(gw: Gateway, ex: Exchange, call: Call) -> None:
+        principal = await gw.identify(ex, call)
+        name = ex.path.removeprefix("/v1/models/")
+        route = gw.catalog.get(name)
+        if route is None or not principal.may_use(name):
+            raise NotFound(f"The model '{name}' does not exist or you do not have access to it.", param="model")
+        await ex.respond(200, orjson.dumps(_model_object(route)))
+
+    await run(gw, ex, OPENAI, "models", handler)
+
+
+ROUTES = {
+    ("POST", "/v1/chat/completions"): chat_completions,
+    ("POST", "/v1/completions"): completions,
+    ("POST", "/v1/embeddings"): embeddings,
+    ("GET", "/v1/models"): list_models,
+}
+PREFIX_ROUTES = {("GET", "/v1/models/"): get_model}
