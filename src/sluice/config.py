@@ -66,6 +66,11 @@ class ProviderConfig(Strict):
     model_prefix: str = ""  # prefix for discovered model names (e.g. "ollama/")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(256, ge=1)
+    # Used when a translated request has no max_tokens but the upstream requires one (Anthropic).
+    default_max_tokens: int = Field(4096, ge=1)
+    # A request feature this upstream kind cannot express (n > 1 on Anthropic, logprobs on Ollama, ...) is a 400
+    # by default; with this set it is dropped instead.
+    drop_unsupported: bool = False
     mock: MockOptions = Field(default_factory=MockOptions)
 
     @field_validator("base_url")

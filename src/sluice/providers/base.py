@@ -56,6 +56,10 @@ class Provider(abc.ABC):
     async def embed(self, req: EmbedRequest, target: Target) -> EmbedResponse:
         raise Unsupported(f"Provider kind {self.kind!r} does not offer embeddings.", param="model")
 
+    async def count_tokens(self, req: ChatRequest, target: Target) -> int:
+        """The upstream's exact prompt token count; providers without such an endpoint raise Unsupported."""
+        raise Unsupported(f"Provider kind {self.kind!r} cannot count tokens.")
+
     @abc.abstractmethod
     async def list_models(self) -> list[str]:
         """The model names the upstream serves (used for discovery and health)."""
