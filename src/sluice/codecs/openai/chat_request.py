@@ -70,7 +70,7 @@ def check_chat_request(data: dict[str, Any]) -> str:
         if not isinstance(message, dict):
             raise f.bad(f"messages[{i}]", "an object")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise f.bad(f"messages[{i}].role", "one of 'system', 'developer', 'user', 'assistant', 'tool'")
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):

@@ -66,8 +66,9 @@ def encode_chat_response(resp: ChatResponse) -> dict[str, Any]:
         "created": resp.created,
         "model": resp.model,
         "choices": [_encode_choice(c) for c in resp.choices],
-        "system_fingerprint": resp.system_fingerprint,
     }
+    if resp.system_fingerprint is not None:
+        body["system_fingerprint"] = resp.system_fingerprint
     if resp.usage is not None:
         body["usage"] = usage_to_dict(resp.usage)
     return body
@@ -156,8 +157,9 @@ def encode_completion_response(resp: ChatResponse) -> dict[str, Any]:
             }
             for c in resp.choices
         ],
-        "system_fingerprint": resp.system_fingerprint,
     }  # fmt: skip
+    if resp.system_fingerprint is not None:
+        body["system_fingerprint"] = resp.system_fingerprint
     if resp.usage is not None:
         body["usage"] = usage_to_dict(resp.usage)
     return body

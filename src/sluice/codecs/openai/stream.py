@@ -41,7 +41,6 @@ class ChatChunkEncoder:
             "object": "text_completion" if self.text_mode else "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": None,
             "choices": choices,
         }
         if self.include_usage:
@@ -92,7 +91,7 @@ class ChatChunkEncoder:
         if self.include_usage:
             usage = usage_to_dict(self.usage or Usage())
             body: dict[str, Any] = {"id": self.id, "object": "text_completion" if self.text_mode else "chat.completion.chunk",
-                    "created": self.created, "model": self.model, "system_fingerprint": None, "choices": [],
+                    "created": self.created, "model": self.model, "choices": [],
                     "usage": usage}  # fmt: skip
             tail = sse_frame(orjson.dumps(body))
         return tail + DONE
