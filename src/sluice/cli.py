@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import SecretStr
 import uvicorn
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -25,13 +26,17 @@ from sluice.store.db import Database
 T = TypeVar("T")
 
 cli = typer.Typer(
-    help="Sluice: a self-hosted LLM gateway.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+    help="Sluice: a self-hosted LLM gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (scripts, CI logs) gets full-width tables instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 ConfigOpt = Annotated[
     Path | None,

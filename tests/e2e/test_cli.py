@@ -1,0 +1,155 @@
+"""The `sluice` command as users run it: real processes, real files, real databases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sluice.store.db import Database
+from tests.support.server import free_port
+from tests.support.services import create_postgres_database, drop_postgres_database
+
+SLUICE = [sys.executable, "-m", "sluice"]
+
+
+def run(
+    args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        SLUICE + args, capture_output=True, text=True, timeout=60, env={**_clean_env(), **(env or {})}, cwd=cwd
+    )
+
+
+def _clean_env() -> dict[str, str]:
+    """The parent's environment without anything that would configure Sluice."""
+    prefixes = ("SLUICE_", "OPENAI_", "ANTHROPIC_", "OLLAMA_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def test_check_config_reports_every_problem_without_a_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "sluice.yaml"
+    config.write_text(
+        "providers:\n  - {name: up, kind: openai, api_key: '${NOT_SET}'}\nmodels:\n  - name: m\n"
+        "    deployments: [{provider: ghost}]\n",
+        encoding="utf-8",
+    )
+    result = run(["check-config", "--config", str(config)])
+    assert result.returncode == 2
+    assert "providers[0].api_key: environment variable NOT_SET is not set" in result.stderr
+    assert "models[0].deployments[0].provider: unknown provider 'ghost'" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_check_config_accepts_a_valid_file(tmp_path: Path) -> None:
+    config = tmp_path / "sluice.yaml"
+    config.write_text(
+        "providers:\n  - {name: local, kind: openai, base_url: 'http://127.0.0.1:8000/v1'}\n"
+        "models:\n  - name: m\n    deployments: [{provider: local, model: real}]\n",
+        encoding="utf-8",
+    )
+    result = run(["check-config", "--config", str(config)])
+    assert result.returncode == 0, result.stderr
+    assert "Configuration OK" in result.stdout and "local (openai)" in result.stdout
+
+
+def test_keys_create_list_revoke(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    created = run(["keys", "create", "--name", "ci", "--models", "mock-1", "--data-dir", data])
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"sk-sl-[A-Za-z0-9_-]{43}", secret)
+    listed = run(["keys", "list", "--data-dir", data])
+    assert "ci" in listed.stdout and secret[:12] in listed.stdout and secret not in listed.stdout
+    revoked = run(["keys", "revoke", secret[:12], "--data-dir", data])
+    assert revoked.returncode == 0 and "Revoked" in revoked.stdout
+    assert "ci" not in run(["keys", "list", "--data-dir", data]).stdout
+    assert "revoked" in run(["keys", "list", "--all", "--data-dir", data]).stdout
+    missing = run(["keys", "revoke", "sk-sl-nothing", "--data-dir", data])
+    assert missing.returncode == 1 and "No API key" in missing.stderr
+
+
+def test_migrate_on_postgresql() -> None:
+    url = create_postgres_database()
+    try:
+        result = run(["migrate"], env={"SLUICE_DATABASE_URL": url.replace("+asyncpg", "")})
+        assert result.returncode == 0, result.stderr
+        assert "revision" in result.stdout
+
+        async def current() -> bool:
+            db = Database(url)
+            try:
+                return await db.is_current()
+            finally:
+                await db.close()
+
+        assert asyncio.run(current())
+    finally:
+        drop_postgres_database(url)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, float]]:
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*SLUICE, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield proc, port, started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+
+
+def test_serve_with_no_arguments_starts_on_embedded_defaults(
+    served: tuple[subprocess.Popen[str], int, float], tmp_path: Path
+) -> None:
+    proc, port, started = served
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    key_file = tmp_path / ".sluice" / "master_key"
+    answer = None
+    while time.monotonic() < deadline and answer is None:
+        if proc.poll() is not None:
+            pytest.fail(f"sluice serve exited: {proc.stderr.read() if proc.stderr else ''}")
+        if key_file.exists():
+            try:
+                answer = httpx.post(
+                    f"{url}/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {key_file.read_text().strip()}"},
+                    json={"model": "mock-1", "messages": [{"role": "user", "content": "Hello"}]},
+                    timeout=2,
+                )
+            except httpx.TransportError:
+                time.sleep(0.05)
+        else:
+            time.sleep(0.05)
+    assert answer is not None and answer.status_code == 200, "no answer within 20 s"
+    assert answer.json()["choices"][0]["message"]["content"]
+    assert (tmp_path / ".sluice" / "sluice.db").exists()
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=20)
+    # uvicorn re-raises the signal after its graceful shutdown, so the status says "terminated by SIGTERM";
+    # the gateway's own "stopped" line proves the shutdown ran to completion.
+    assert proc.returncode in (0, -signal.SIGTERM)
+    assert "stopped" in stderr
+    master = key_file.read_text().strip()
+    assert master in stderr and f"curl {url}/v1/chat/completions" in stderr  # the ready-to-paste line
