@@ -98,9 +98,8 @@ def test_migrate_on_postgresql() -> None:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, float]]:
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
-    started = time.monotonic()
     proc = subprocess.Popen(
         [*SLUICE, "serve", "--port", str(port)],
         cwd=tmp_path,
@@ -111,7 +110,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, float]]
         start_new_session=True,
     )
     try:
-        yield proc, port, started
+        yield proc, port
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -119,9 +118,9 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, float]]
 
 
 def test_serve_with_no_arguments_starts_on_embedded_defaults(
-    served: tuple[subprocess.Popen[str], int, float], tmp_path: Path
+    served: tuple[subprocess.Popen[str], int], tmp_path: Path
 ) -> None:
-    proc, port, started = served
+    proc, port = served
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     key_file = tmp_path / ".sluice" / "master_key"

@@ -90,9 +90,14 @@ class ChatChunkEncoder:
         tail = b""
         if self.include_usage:
             usage = usage_to_dict(self.usage or Usage())
-            body: dict[str, Any] = {"id": self.id, "object": "text_completion" if self.text_mode else "chat.completion.chunk",
-                    "created": self.created, "model": self.model, "choices": [],
-                    "usage": usage}  # fmt: skip
+            body: dict[str, Any] = {
+                "id": self.id,
+                "object": "text_completion" if self.text_mode else "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": usage,
+            }
             tail = sse_frame(orjson.dumps(body))
         return tail + DONE
 
