@@ -7,6 +7,7 @@ accumulate on a :class:`Call`, which :meth:`Gateway.finish` settles exactly once
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class Call:
     first_byte_at: float | None = None  # first byte of the answer sent to the client
     finished: float | None = None
     releases: list[Callable[[], None]] = field(default_factory=list)
+    deadline: asyncio.Timeout | None = None  # the whole request's deadline, set once the deployment is known
 
     def fail(self, error: SluiceError) -> None:
         self.error = error
@@ -100,6 +102,9 @@ class Gateway:
         deployment = min(route.deployments, key=lambda d: d.order)
         call.deployment = deployment
         call.upstream_started = time.perf_counter()
+        if call.deadline is not None:
+            total = deployment.target.timeouts.total
+            call.deadline.reschedule(asyncio.get_running_loop().time() + total - (time.perf_counter() - call.started))
         return await attempt(deployment)
 
     # --- settle ---------------------------------------------------------------------------------------------

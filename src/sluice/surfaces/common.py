@@ -15,7 +15,7 @@ import orjson
 import structlog
 
 from sluice.codecs.framing import FramingError, NDJSONParser, SSEParser
-from sluice.errors import InvalidRequest, SluiceError, UpstreamError
+from sluice.errors import InvalidRequest, SluiceError, UpstreamError, UpstreamTimeout
 from sluice.pipeline import Call, Gateway
 from sluice.providers.http import UpstreamResponse
 from sluice.server.exchange import ClientGone, Exchange
@@ -39,7 +39,13 @@ Handler = Callable[[Gateway, Exchange, Call], Awaitable[None]]
 async def run(gw: Gateway, ex: Exchange, fmt: Format, endpoint: str, handler: Handler) -> None:
     call = Call(ex.request_id, fmt.name, endpoint, ex.started)
     try:
-        await handler(gw, ex, call)
+        try:
+            # The deadline starts unset; Gateway.open sets it from the chosen deployment's total timeout.
+            async with asyncio.timeout(None) as deadline:
+                call.deadline = deadline
+                await handler(gw, ex, call)
+        except TimeoutError:
+            raise UpstreamTimeout("The request exceeded its total deadline.", code="total_timeout") from None
     except SluiceError as err:
         call.fail(err)
         await _send_error(ex, fmt, err)
@@ -63,10 +69,12 @@ async def run(gw: Gateway, ex: Exchange, fmt: Format, endpoint: str, handler: Ha
 
 
 async def _send_error(ex: Exchange, fmt: Format, err: SluiceError) -> None:
-    if ex.client_gone:
+    if ex.client_gone or ex.responded:
         return
     if ex.status:
-        # Headers already went out: the handler has ended the stream with an error event already.
+        # The stream had started: end it with the format's error event, never as if it had completed.
+        await ex.write(fmt.stream_error(err))
+        await ex.end_stream()
         return
     status, body = fmt.error_response(err)
     headers = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
