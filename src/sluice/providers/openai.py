@@ -29,19 +29,20 @@ class OpenAIProvider(Provider):
     kind: ClassVar[str] = "openai"
     wire_format: ClassVar[str | None] = "openai"
 
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
+
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
-        headers = dict(config.headers)
-        if config.api_key is not None:
-            headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
-        self.http = HttpUpstream(self.base_url(config), headers, config.max_connections)
+        headers = {**self.auth_headers(config), **config.headers}
+        self.http = HttpUpstream(config.base_url or self.default_base_url, headers, config.max_connections)
 
-    @staticmethod
-    def base_url(config: ProviderConfig) -> str:
-        return config.base_url or DEFAULT_BASE_URL
+    def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
+        if config.api_key is None:
+            return {}
+        return {"Authorization": f"Bearer {config.api_key.get_secret_value()}"}
 
-    def path(self, endpoint: str) -> str:
-        """The URL path for an OpenAI endpoint such as ``/chat/completions`` (Azure overrides this)."""
+    def path(self, endpoint: str, model: str | None = None) -> str:
+        """The URL path for an OpenAI endpoint such as ``/chat/completions`` (Azure puts the model in it)."""
         return endpoint
 
     async def start(self) -> None:
@@ -53,23 +54,24 @@ class OpenAIProvider(Provider):
     async def forward(
         self, path: str, body: bytes, target: Target, stream: bool, headers: dict[str, str] | None = None
     ) -> UpstreamResponse:
-        return await self.http.request("POST", self.path(path), target.timeouts, body, headers)
+        return await self.http.request("POST", self.path(path, target.model), target.timeouts, body, headers)
 
     async def chat(self, req: ChatRequest, target: Target) -> ChatResponse:
         if req.prompt is not None:
             body = encode_completion_request(req, target.model, stream=False)
             return decode_completion_response(
-                await self.http.post_json(self.path("/completions"), body, target.timeouts)
+                await self.http.post_json(self.path("/completions", target.model), body, target.timeouts)
             )
         body = encode_chat_request(req, target.model, stream=False)
-        return decode_chat_response(await self.http.post_json(self.path("/chat/completions"), body, target.timeouts))
+        path = self.path("/chat/completions", target.model)
+        return decode_chat_response(await self.http.post_json(path, body, target.timeouts))
 
     async def stream(self, req: ChatRequest, target: Target) -> AsyncIterator[StreamEvent]:
         if req.prompt is not None:
             path, body = "/completions", encode_completion_request(req, target.model, stream=True)
         else:
             path, body = "/chat/completions", encode_chat_request(req, target.model, stream=True)
-        upstream = await self.http.request("POST", self.path(path), target.timeouts, orjson.dumps(body))
+        upstream = await self.http.request("POST", self.path(path, target.model), target.timeouts, orjson.dumps(body))
         try:
             async for event in decode_sse_stream(upstream):
                 yield event
@@ -78,7 +80,8 @@ class OpenAIProvider(Provider):
 
     async def embed(self, req: EmbedRequest, target: Target) -> EmbedResponse:
         body = encode_embedding_request(req, target.model)
-        return decode_embedding_response(await self.http.post_json(self.path("/embeddings"), body, target.timeouts))
+        path = self.path("/embeddings", target.model)
+        return decode_embedding_response(await self.http.post_json(path, body, target.timeouts))
 
     async def list_models(self) -> list[str]:
         body = await self.http.get_json(self.path("/models"), self.config.timeouts)

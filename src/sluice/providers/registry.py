@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from sluice.config import ProviderConfig
+from sluice.providers.azure import AzureOpenAIProvider
 from sluice.providers.base import Provider
+from sluice.providers.gemini import GeminiProvider
 from sluice.providers.mock import MockProvider
 from sluice.providers.openai import OpenAIProvider
 
 _KINDS: dict[str, type[Provider]] = {  # read-only after import
     "openai": OpenAIProvider,
+    "azure": AzureOpenAIProvider,
+    "gemini": GeminiProvider,
     "mock": MockProvider,
 }
 
