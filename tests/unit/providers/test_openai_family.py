@@ -40,8 +40,9 @@ async def upstream() -> AsyncIterator[tuple[str, Recorder]]:
         body = await request.json() if request.can_read_body else None
         recorder.seen.append((request.method, request.path_qs, dict(request.headers), body))
         if recorder.status != 200:
-            return web.json_response({"error": {"message": "nope"}}, status=recorder.status,
-                                     headers={"Retry-After": "3"})  # fmt: skip
+            return web.json_response(
+                {"error": {"message": "nope"}}, status=recorder.status, headers={"Retry-After": "3"}
+            )
         if request.path.endswith("/models"):
             return web.json_response({"object": "list", "data": [{"id": "a"}, {"id": "b"}]})
         if request.path.endswith("/embeddings"):

@@ -36,12 +36,33 @@ UPSTREAM_CHOOSING_FIELDS = frozenset(
 # Fields the canonical model carries; anything else is kept verbatim for an OpenAI-compatible upstream.
 _KNOWN = frozenset(
     {
-        "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "n",
-        "seed", "presence_penalty", "frequency_penalty", "tools", "tool_choice", "parallel_tool_calls",
-        "response_format", "logprobs", "top_logprobs", "stream", "stream_options", "user", "metadata",
-        "reasoning_effort", "functions", "function_call",
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop",
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "stream",
+        "stream_options",
+        "user",
+        "metadata",
+        "reasoning_effort",
+        "functions",
+        "function_call",
     }
-)  # fmt: skip
+)
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 
@@ -172,8 +193,11 @@ def _decode_content(value: Any, path: str, allow_images: bool) -> list[Part]:
             parts.append(TextPart(f.req_str(part, "text", f"{where}.text")))
         elif kind == "image_url" and allow_images:
             image = part.get("image_url")
-            url = image if isinstance(image, str) else f.req_str(f.obj(image, f"{where}.image_url"), "url",
-                                                                  f"{where}.image_url.url")  # fmt: skip
+            url = (
+                image
+                if isinstance(image, str)
+                else f.req_str(f.obj(image, f"{where}.image_url"), "url", f"{where}.image_url.url")
+            )
             detail = image.get("detail") if isinstance(image, dict) else None
             parts.append(_image_from_url(url, f"{where}.image_url.url", detail))
         elif kind == "image_url":
@@ -276,8 +300,17 @@ def encode_chat_request(req: ChatRequest, upstream_model: str, stream: bool) -> 
     body: dict[str, Any] = {"model": upstream_model, "messages": [_encode_message(m) for m in req.messages]}
     if req.max_tokens is not None:
         body["max_tokens"] = req.max_tokens
-    for key in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "logprobs",
-                "top_logprobs", "user", "metadata"):  # fmt: skip
+    for key in (
+        "temperature",
+        "top_p",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "logprobs",
+        "top_logprobs",
+        "user",
+        "metadata",
+    ):
         value = getattr(req, key)
         if value is not None:
             body[key] = value

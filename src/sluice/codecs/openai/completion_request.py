@@ -12,9 +12,24 @@ from sluice.errors import Unsupported
 MAX_EMBED_INPUTS = 2048
 
 _COMPLETION_KNOWN = frozenset(
-    {"model", "prompt", "suffix", "max_tokens", "temperature", "top_p", "top_k", "stop", "n", "seed",
-     "presence_penalty", "frequency_penalty", "stream", "stream_options", "user"}
-)  # fmt: skip
+    {
+        "model",
+        "prompt",
+        "suffix",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop",
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "stream",
+        "stream_options",
+        "user",
+    }
+)
 
 
 def decode_completion_request(data: dict[str, Any]) -> ChatRequest:
@@ -69,8 +84,16 @@ def validate_completion_request(data: dict[str, Any]) -> str:
 
 def encode_completion_request(req: ChatRequest, upstream_model: str, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"model": upstream_model, "prompt": req.prompt or ""}
-    for key in ("suffix", "max_tokens", "temperature", "top_p", "seed", "presence_penalty", "frequency_penalty",
-                "user"):  # fmt: skip
+    for key in (
+        "suffix",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "user",
+    ):
         value = getattr(req, key)
         if value is not None:
             body[key] = value

@@ -152,12 +152,11 @@ def encode_completion_response(resp: ChatResponse) -> dict[str, Any]:
                 "index": c.index,
                 "text": c.message.text(),
                 "logprobs": None,
-                "finish_reason": c.finish_reason if c.finish_reason in ("stop", "length", "content_filter")
-                else "stop",
+                "finish_reason": c.finish_reason if c.finish_reason in ("stop", "length", "content_filter") else "stop",
             }
             for c in resp.choices
         ],
-    }  # fmt: skip
+    }
     if resp.system_fingerprint is not None:
         body["system_fingerprint"] = resp.system_fingerprint
     if resp.usage is not None:
