@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from sluice.config import Settings
 from sluice.identity.authenticate import Authenticator
@@ -40,6 +41,7 @@ class Services:
     catalog: ModelCatalog
     keys: KeyResolver
     gateway: Gateway
+    redis: Redis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -50,7 +52,12 @@ class Services:
         master = settings.master_key.get_secret_value() if settings.master_key else None
         keys = KeyResolver(db, master, settings.key_cache)
         gateway = Gateway(settings, catalog, Authenticator(keys))
-        return cls(settings, db, providers, catalog, keys, gateway)
+        redis = (
+            Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=2)
+            if settings.redis_url
+            else None
+        )
+        return cls(settings, db, providers, catalog, keys, gateway, redis)
 
     async def start(self) -> None:
         if self.db.is_sqlite:
@@ -74,6 +81,8 @@ class Services:
         await self.keys.flush_last_used()
         for provider in self.providers.values():
             await provider.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.db.close()
         log.info("stopped")
 

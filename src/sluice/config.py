@@ -137,6 +137,7 @@ class Settings(Strict):
     data_dir: Path = Path(".sluice")
     database_url: str | None = None  # default: SQLite file in data_dir
     master_key: SecretStr | None = None
+    redis_url: SecretStr | None = None  # shared state across replicas (limits, queue, cache, invalidation)
     dev_mode: bool = False
     builtin_mock: bool = True  # expose the mock provider as model "mock-1"
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -233,6 +234,7 @@ _ENV_SHORTCUTS = {
     "SLUICE_PORT": ["server", "port"],
     "SLUICE_DATA_DIR": ["data_dir"],
     "SLUICE_DATABASE_URL": ["database_url"],
+    "SLUICE_REDIS_URL": ["redis_url"],
     "SLUICE_MASTER_KEY": ["master_key"],
     "SLUICE_DEV_MODE": ["dev_mode"],
     "SLUICE_LOG_LEVEL": ["logging", "level"],

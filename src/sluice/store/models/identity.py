@@ -1,29 +1,17 @@
-"""SQLAlchemy models: the system of record. Every change here comes with an Alembic migration."""
+"""Tenancy and access: workspaces and API keys."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, MetaData, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
 
+from sluice.store.models.base import Base
 from sluice.store.types import UTCDateTime, new_id, utcnow
 
-# Stable constraint names, so migrations can refer to them on every database.
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
 DEFAULT_WORKSPACE_ID = "default"
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
 
 
 class Workspace(Base):

@@ -1,0 +1,10 @@
+"""SQLAlchemy models: the system of record, one module per feature, all on one ``Base.metadata``.
+
+Every change to a model comes with an Alembic migration (``store/migrations/versions``); a test checks that the
+models and the migrations agree. Import models from here, so that every table is registered on the metadata.
+"""
+
+from sluice.store.models.base import NAMING, Base
+from sluice.store.models.identity import DEFAULT_WORKSPACE_ID, ApiKey, Workspace
+
+__all__ = ["DEFAULT_WORKSPACE_ID", "NAMING", "ApiKey", "Base", "Workspace"]
