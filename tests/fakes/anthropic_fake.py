@@ -173,7 +173,9 @@ class FakeAnthropic(FakeUpstream):
         }
 
     def _refuse(self, request: web.Request) -> web.StreamResponse | None:
-        if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
+        # The API takes the key as x-api-key or as a Bearer token (recent SDKs send the latter).
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.api_key is not None and self.api_key not in (request.headers.get("x-api-key"), bearer):
             return self.error_response(401, "invalid x-api-key")
         if "anthropic-version" not in request.headers:
             return self.error_response(400, "anthropic-version: header is required")

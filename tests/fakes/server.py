@@ -327,6 +327,7 @@ class FakeUpstream(abc.ABC):
         all_headers = {**self._response_headers(), **(headers or {})}
         return web.Response(
             status=status,
+            reason="Overloaded" if status == 529 else None,  # Anthropic's own status; HTTP has no phrase for it
             body=encode_json(self._error_body(status, message)),
             headers=all_headers,
             content_type="application/json",
@@ -406,6 +407,8 @@ def _encoded_size(render: Render, reply: Reply) -> int:
 
 
 def _status_message(status: int) -> str:
+    if status == 529:
+        return "Overloaded"
     if status == 429:
         return "Rate limit reached. Please try again later."
     if status >= 500:
