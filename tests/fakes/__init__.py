@@ -24,6 +24,12 @@ generation request:
 - ``stall``: `after_chunks` chunks, `seconds` of silence, then the rest;
 - ``huge``: a body of `size` bytes (a stream: at least `size` bytes of frames).
 
+What a test reads: ``requests`` (every `RecordedRequest`), ``attempts`` (generation requests only),
+``disconnects`` (clients that left before their answer was finished), ``in_flight`` / ``max_in_flight``, and
+``wait_for`` / ``wait_for_async`` to poll for any of them with a bound. ``api_key`` makes a fake demand its
+vendor's credentials (FakeAnthropic takes ``x-api-key`` or a Bearer token, as recent SDKs send the latter, and
+always demands ``anthropic-version``).
+
 "Chunks" are content-bearing frames; the preamble (OpenAI's role delta, Anthropic's message_start,
 content_block_start and ping) is always sent first. On a non-streamed request the stream faults mean the nearest
 thing for a single body (see `delivery.play_json`).

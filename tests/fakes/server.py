@@ -1,9 +1,7 @@
-"""The machinery every fake shares: its own thread and event loop, request recording, and fault dispatch.
+"""What every fake shares: lifecycle, request recording, counters, the behaviour queue and fault dispatch.
 
-Each fake runs an aiohttp application on 127.0.0.1 in a background thread with a private event loop, so a test
-can drive it from synchronous code (sync SDK clients) or from any other event loop. Everything a test reads or
-scripts (records, counters, the fault queue) is guarded by one lock, because the server thread writes it while
-the test thread reads it.
+Everything a test reads or scripts (records, counters, the queue) is guarded by one lock, because the server
+thread writes it while the test thread reads it.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ import abc
 import asyncio
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -23,14 +20,13 @@ from typing import Any, ClassVar, Self
 
 from aiohttp import web
 
+from .background import BackgroundServer
 from .delivery import Answer, ClientGone, Delivery, JsonAnswer, encode_json, play_json, play_stream
 from .script import Fault, JsonObject, Reply
 
 Render = Callable[[Reply], Answer]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_RECORD = web.RequestKey("fake_record", object)
-_SHUTDOWN_GRACE = 0.2  # seconds aiohttp waits for handlers on stop before cancelling them (hangs would block)
 _HUGE_PIECE = 1024
 
 
@@ -56,6 +52,9 @@ class RecordedRequest:
         return self.disconnected_at is not None
 
 
+_RECORD = web.RequestKey("fake_record", RecordedRequest)
+
+
 @dataclass
 class _Ledger:
     """Everything the server thread writes and the test thread reads (guarded by FakeUpstream._lock)."""
@@ -74,7 +73,9 @@ class FakeUpstream(abc.ABC):
     default_models: ClassVar[tuple[str, ...]] = ()
     generation_paths: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, *, reply: Reply | None = None, api_key: str | None = None, models: list[str] | None = None):
+    def __init__(
+        self, *, reply: Reply | None = None, api_key: str | None = None, models: list[str] | None = None
+    ) -> None:
         self.reply: Reply = reply if reply is not None else Reply()
         """The answer to every generation request once the queue is empty."""
         self.api_key: str | None = api_key
@@ -82,12 +83,7 @@ class FakeUpstream(abc.ABC):
         self.models: list[str] = list(models) if models is not None else list(self.default_models)
         self._lock = threading.Lock()
         self._ledger = _Ledger()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._port: int | None = None
-        self._startup_error: BaseException | None = None
-        self._stopping = False
+        self._server = BackgroundServer(self._make_app, type(self).__name__)
 
     # ----- format hooks -------------------------------------------------------------------------------------
 
@@ -111,31 +107,12 @@ class FakeUpstream(abc.ABC):
 
     def start(self) -> Self:
         """Start serving on 127.0.0.1 at a free port; returns once the port is listening."""
-        if self._thread is not None:
-            raise RuntimeError(f"{type(self).__name__} is already running")
-        ready = threading.Event()
-        self._stopping = False
-        self._startup_error = None
-        self._thread = threading.Thread(target=self._run, args=(ready,), name=type(self).__name__, daemon=True)
-        self._thread.start()
-        if not ready.wait(10.0) or self._startup_error is not None:
-            self.stop()
-            raise RuntimeError(f"{type(self).__name__} failed to start") from self._startup_error
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving: cancel whatever is still being answered and join the thread."""
-        thread, loop, stop_event = self._thread, self._loop, self._stop_event
-        if thread is None:
-            return
-        if loop is not None and stop_event is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already finished on its own
-                loop.call_soon_threadsafe(stop_event.set)
-        thread.join(10.0)
-        if thread.is_alive():
-            raise RuntimeError(f"{type(self).__name__} did not stop within 10 s")
-        self._thread = None
-        self._port = None
+        """Stop serving: cancel whatever is still being answered and join the server thread."""
+        self._server.stop()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -147,49 +124,14 @@ class FakeUpstream(abc.ABC):
 
     @property
     def port(self) -> int:
-        if self._port is None:
+        if self._server.port is None:
             raise RuntimeError(f"{type(self).__name__} is not running; call start() or use it as a context manager")
-        return self._port
+        return self._server.port
 
     @property
     def url(self) -> str:
         """The server root, e.g. ``http://127.0.0.1:54321``."""
         return f"http://127.0.0.1:{self.port}"
-
-    def _run(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(ready))
-        except BaseException as exc:
-            self._startup_error = exc
-        finally:
-            ready.set()
-            _close_loop(loop)
-            self._loop = None
-
-    async def _serve(self, ready: threading.Event) -> None:
-        self._stop_event = asyncio.Event()
-        runner = web.AppRunner(
-            self._make_app(),
-            handle_signals=False,
-            access_log=None,
-            handler_cancellation=True,  # a client that leaves cancels its handler, so hangs end promptly
-            shutdown_timeout=_SHUTDOWN_GRACE,
-        )
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", 0))
-            site = web.SockSite(runner, sock)
-            await site.start()
-            self._port = sock.getsockname()[1]
-            ready.set()
-            await self._stop_event.wait()
-        finally:
-            self._stopping = True
-            await runner.cleanup()
-            sock.close()
 
     def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
@@ -311,7 +253,7 @@ class FakeUpstream(abc.ABC):
         return record
 
     def _note_disconnect(self, record: RecordedRequest) -> None:
-        if self._stopping:  # our own shutdown cancelled it; the client did not leave
+        if self._server.stopping:  # our own shutdown cancelled it; the client did not leave
             return
         with self._lock:
             if record.disconnected_at is None:
@@ -340,13 +282,11 @@ class FakeUpstream(abc.ABC):
     def body_of(self, request: web.Request) -> JsonObject:
         """The request's JSON object body as recorded ({} when there was none)."""
         record = request[_RECORD]
-        assert isinstance(record, RecordedRequest)
         return record.json if record.json is not None else {}
 
     async def generate(self, request: web.Request, render: Render) -> web.StreamResponse:
         """Answer a generation request: take the next behaviour and play it through `render`."""
         record = request[_RECORD]
-        assert isinstance(record, RecordedRequest)
         if record.json is None:
             return self.error_response(400, "The request body is not a JSON object.")
         behaviour = self._next_behaviour()
@@ -355,7 +295,7 @@ class FakeUpstream(abc.ABC):
         delivery = Delivery(request, self._response_headers())
         try:
             await delivery.pause(reply.delay)
-            return await self._play(request, delivery, render, reply, fault)
+            return await self._play(delivery, render, reply, fault)
         except (ClientGone, ConnectionResetError):
             self._note_disconnect(record)
             return delivery.response if delivery.response is not None else web.Response(status=499)
@@ -363,9 +303,7 @@ class FakeUpstream(abc.ABC):
             self._note_disconnect(record)
             raise
 
-    async def _play(
-        self, request: web.Request, delivery: Delivery, render: Render, reply: Reply, fault: Fault | None
-    ) -> web.StreamResponse:
+    async def _play(self, delivery: Delivery, render: Render, reply: Reply, fault: Fault | None) -> web.StreamResponse:
         if fault is not None and fault.kind == "status":
             headers = dict(fault.headers)
             if fault.retry_after is not None:
@@ -382,13 +320,16 @@ class FakeUpstream(abc.ABC):
         if fault is not None and fault.kind == "huge":
             answer = _inflate(render, reply, answer, fault.size)
         if isinstance(answer, JsonAnswer):
-            error = encode_json(self._error_body(500, fault.message_or("The server had an error.") if fault else ""))
-            return await play_json(delivery, answer, fault, error)
+            error = self._error_body(500, fault.message_or(_status_message(500))) if fault is not None else {}
+            return await play_json(delivery, answer, fault, encode_json(error))
         return await play_stream(delivery, answer, reply.chunk_delay, fault)
 
 
 def _inflate(render: Render, reply: Reply, answer: Answer, size: int) -> Answer:
-    """The same kind of answer, padded with text until it is `size` bytes (a stream: at least `size` bytes)."""
+    """The same kind of answer, padded with text until it is `size` bytes (a stream: at least `size` bytes).
+
+    Only answers that carry text grow: an embeddings answer stays as it is.
+    """
     plain = replace(reply, chunks=None, thinking=None, tool_calls=[], chunk_delay=0.0)
     if not isinstance(answer, JsonAnswer):
         text = "x" * size
@@ -414,17 +355,3 @@ def _status_message(status: int) -> str:
     if status >= 500:
         return "The server had an error while processing your request."
     return "The request was rejected."
-
-
-def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel what is left on the loop and close it, so no task, generator or socket outlives the fake."""
-    try:
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-    finally:
-        loop.close()
