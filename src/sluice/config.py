@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -113,6 +114,43 @@ class ModelConfig(Strict):
     aliases: list[str] = Field(default_factory=list)
 
 
+class LimitValues(Strict):
+    """Limits for one scope; None means unlimited."""
+
+    rpm: int | None = Field(None, ge=1)  # requests per minute (sliding 60 s window, 1 s resolution)
+    tpm: int | None = Field(None, ge=1)  # input + output tokens per minute
+    concurrent: int | None = Field(None, ge=1)
+    budget: float | None = Field(None, ge=0)  # money per period, in the price table's currency
+    period: Literal["day", "week", "month"] = "month"
+
+
+class ScopedLimits(LimitValues):
+    scope: Literal["key", "user", "workspace"]
+    id: str = Field(min_length=1)
+
+
+class LimitsConfig(Strict):
+    backend: Literal["memory", "redis"] = "memory"
+    # What admission does when Redis cannot be reached: refuse with 503, or enforce per replica in memory.
+    on_redis_error: Literal["fail_closed", "local_fallback"] = "fail_closed"
+    timezone: str = "UTC"  # budget periods start at local midnight here (IANA name)
+    default_max_tokens: int = Field(4096, ge=1)  # reserved for output when a request gives no max_tokens
+    defaults: dict[Literal["key", "user", "workspace"], LimitValues] = Field(default_factory=dict)
+    role_defaults: dict[str, LimitValues] = Field(default_factory=dict)  # for the caller's own key/user scope
+    scopes: list[ScopedLimits] = Field(default_factory=list)
+    headers: bool = True  # x-ratelimit-* headers on responses
+    redis_prefix: str = "sluice:lim"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=0, le=65535)
@@ -143,6 +181,7 @@ class Settings(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     key_cache: KeyCacheConfig = Field(default_factory=KeyCacheConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     # Where the settings came from, for messages; not part of the file format.

@@ -6,5 +6,17 @@ models and the migrations agree. Import models from here, so that every table is
 
 from sluice.store.models.base import NAMING, Base
 from sluice.store.models.identity import DEFAULT_WORKSPACE_ID, ApiKey, Workspace
+from sluice.store.models.limits import LimitPolicy, ModelPriceRow
+from sluice.store.models.usage import UsageDaily, UsageRecord
 
-__all__ = ["DEFAULT_WORKSPACE_ID", "NAMING", "ApiKey", "Base", "Workspace"]
+__all__ = [
+    "DEFAULT_WORKSPACE_ID",
+    "NAMING",
+    "ApiKey",
+    "Base",
+    "LimitPolicy",
+    "ModelPriceRow",
+    "UsageDaily",
+    "UsageRecord",
+    "Workspace",
+]

@@ -1,0 +1,150 @@
+"""The in-process limit store: exact within one process (the default; use Redis for several replicas).
+
+Admission checks every scope and then applies every charge with no ``await`` in between, so on one event loop
+two requests can never both take the last unit of a limit. Budget spend for a period is loaded once from the
+usage records (database and local spool) the first time a scope is seen in that period, so a restart does not
+forget what was already spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sluice.limits.periods import period_bounds, period_key
+from sluice.limits.policy import Scope
+from sluice.limits.store import Admitted, Denial, Quota, Reservation, Window
+
+SpendLoader = Callable[[Scope, datetime, datetime], Awaitable[int]]
+
+
+class _ScopeState:
+    __slots__ = ("concurrent", "period", "requests", "reserved", "spent", "tokens")
+
+    def __init__(self) -> None:
+        self.requests = Window()
+        self.tokens = Window()
+        self.concurrent = 0
+        self.period: str | None = None
+        self.spent = 0
+        self.reserved = 0
+
+
+class MemoryLimitStore:
+    def __init__(self, tz: ZoneInfo, load_spent: SpendLoader | None = None) -> None:
+        self.tz = tz
+        self._load_spent = load_spent
+        self._states: dict[str, _ScopeState] = {}
+        self._loading: dict[tuple[str, str], asyncio.Future[int]] = {}
+
+    def _state(self, scope: Scope) -> _ScopeState:
+        state = self._states.get(scope.name)
+        if state is None:
+            state = self._states[scope.name] = _ScopeState()
+        return state
+
+    async def _current_period(self, scope: Scope, now: float) -> None:
+        """Make the scope's budget state describe the period containing ``now`` (loading its spend once)."""
+        moment = datetime.fromtimestamp(now, UTC)
+        key = period_key(scope.limits.period, moment, self.tz)
+        state = self._state(scope)
+        if state.period == key:
+            return
+        pending = self._loading.get((scope.name, key))
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._loading[(scope.name, key)] = pending
+            try:
+                start, end = period_bounds(scope.limits.period, moment, self.tz)
+                pending.set_result(await self._load_spent(scope, start, end) if self._load_spent else 0)
+            except BaseException as exc:
+                pending.set_exception(exc)
+                pending.exception()  # retrieved here; waiters re-raise it through the await below
+                raise
+            finally:
+                self._loading.pop((scope.name, key), None)
+        spent = await pending
+        if state.period != key:  # another waiter may have rolled it already
+            state.period, state.spent, state.reserved = key, spent, 0
+
+    async def reserve(self, reservation: Reservation, now: float) -> Admitted | Denial:
+        for scope in reservation.scopes:
+            if scope.limits.budget_nanos is not None:
+                await self._current_period(scope, now)
+        # From here to the end nothing awaits: the check and the charges are one atomic step on this loop.
+        second = int(now)
+        states = [self._state(scope) for scope in reservation.scopes]
+        for scope, state in zip(reservation.scopes, states, strict=True):
+            denial = self._check(scope, state, reservation, second, now)
+            if denial is not None:
+                return denial
+        requests: Quota | None = None
+        tokens: Quota | None = None
+        for scope, state in zip(reservation.scopes, states, strict=True):
+            limits = scope.limits
+            if limits.rpm is not None:
+                state.requests.add(second, 1)
+                quota = Quota(limits.rpm, limits.rpm - state.requests.total, state.requests.reset_in(second))
+                requests = quota if requests is None or quota.remaining < requests.remaining else requests
+            if limits.tpm is not None:
+                state.tokens.add(second, reservation.tokens)
+                quota = Quota(limits.tpm, limits.tpm - state.tokens.total, state.tokens.reset_in(second))
+                tokens = quota if tokens is None or quota.remaining < tokens.remaining else tokens
+            if limits.concurrent is not None:
+                state.concurrent += 1
+            if limits.budget_nanos is not None:
+                state.reserved += reservation.cost_nanos
+                reservation.period_keys[scope.name] = state.period or ""
+        return Admitted(requests, tokens)
+
+    def _check(
+        self, scope: Scope, state: _ScopeState, reservation: Reservation, second: int, now: float
+    ) -> Denial | None:
+        limits = scope.limits
+        if limits.rpm is not None:
+            state.requests.prune(second)
+            if state.requests.total + 1 > limits.rpm:
+                return Denial(scope, "rpm", limits.rpm, state.requests.wait_for(second, 1, limits.rpm))
+        if limits.tpm is not None:
+            state.tokens.prune(second)
+            if state.tokens.total + reservation.tokens > limits.tpm:
+                wait = state.tokens.wait_for(second, reservation.tokens, limits.tpm)
+                return Denial(scope, "tpm", limits.tpm, wait)
+        if limits.concurrent is not None and state.concurrent >= limits.concurrent:
+            return Denial(scope, "concurrent", limits.concurrent, 1.0)
+        budget = limits.budget_nanos
+        if budget is not None and state.spent + state.reserved + reservation.cost_nanos > budget:
+            _, end = period_bounds(limits.period, datetime.fromtimestamp(now, UTC), self.tz)
+            return Denial(scope, "budget", budget, max(1.0, end.timestamp() - now))
+        return None
+
+    async def settle(self, reservation: Reservation, tokens: int, cost_nanos: int, now: float) -> None:
+        if reservation.settled:
+            return
+        reservation.settled = True
+        for scope in reservation.scopes:
+            state = self._states.get(scope.name)
+            if state is None:
+                continue
+            limits = scope.limits
+            if limits.tpm is not None:
+                state.tokens.adjust(int(reservation.at), tokens - reservation.tokens)
+            if limits.concurrent is not None:
+                state.concurrent -= 1
+            if limits.budget_nanos is not None:
+                if state.period == reservation.period_keys.get(scope.name):
+                    state.reserved -= reservation.cost_nanos
+                moment = datetime.fromtimestamp(now, UTC)
+                if state.period == period_key(limits.period, moment, self.tz):
+                    state.spent += cost_nanos
+                # Otherwise the period rolled over while the call ran; its cost is in the usage record, which
+                # the next period's load does not count (it started in the old period), as budgets intend.
+
+    async def spent(self, scope: Scope, now: float) -> int:
+        await self._current_period(scope, now)
+        return self._state(scope).spent
+
+    async def close(self) -> None:
+        self._states.clear()
