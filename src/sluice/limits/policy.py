@@ -60,8 +60,8 @@ class PolicyTable:
 
     def __init__(self, config: LimitsConfig, stored: Mapping[tuple[str, str], Limits] | None = None) -> None:
         self.config = config
-        self._configured = {(s.scope, s.id): Limits.of(s) for s in config.scopes}
-        self._defaults = {scope: Limits.of(values) for scope, values in config.defaults.items()}
+        self._configured: dict[tuple[str, str], Limits] = {(s.scope, s.id): Limits.of(s) for s in config.scopes}
+        self._defaults: dict[str, Limits] = {scope: Limits.of(v) for scope, v in config.defaults.items()}
         self._role_defaults = {role: Limits.of(values) for role, values in config.role_defaults.items()}
         self._stored: dict[tuple[str, str], Limits] = dict(stored or {})
 
