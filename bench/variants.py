@@ -1,0 +1,95 @@
+"""The Sluice configurations the benchmark measures, each one a named variant.
+
+A variant is the base configuration (an OpenAI-compatible provider at the mock upstream, models whose public
+names equal the upstream's, warning-level logs, a fresh data directory with SQLite) plus its own YAML overrides
+(deep-merged: mappings merge, lists replace), extra environment variables, and the kind of key its requests
+carry. To measure a new configuration, append a :class:`Variant` to :data:`VARIANTS` (see ``bench/README.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bench import payloads
+
+# "master": the master key (SLUICE_MASTER_KEY); "virtual": a key made with `sluice keys create` before start-up;
+# "none": no Authorization header (for variants that admit anonymous callers).
+KeyKind = Literal["master", "virtual", "none"]
+
+CHAT_PROVIDER = "bench-upstream"
+STREAM_PROVIDER = "bench-stream-upstream"
+
+
+@dataclass(frozen=True)
+class Upstreams:
+    """Base URLs (ending in /v1) of the mock upstreams, for variants that add providers of their own."""
+
+    chat: str  # non-stream answers (nginx, or the Python mock)
+    stream: str  # SSE answers (the Python mock)
+
+
+def _nothing(_up: Upstreams) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    key: KeyKind = "master"
+    config: Callable[[Upstreams], dict[str, Any]] = _nothing  # YAML overrides, deep-merged over base_config
+    env: Mapping[str, str] = field(default_factory=dict)
+    # Another variant whose c=64 throughput this one must stay within 10% of (a feature that should be free).
+    baseline: str | None = None
+
+
+VARIANTS: list[Variant] = [
+    Variant("sluice", "master key, defaults otherwise"),
+    Variant(
+        "sluice-vkey",
+        "virtual key from `sluice keys create` (hash → in-process key cache)",
+        key="virtual",
+        baseline="sluice",
+    ),
+]
+
+
+def base_config(up: Upstreams) -> dict[str, Any]:
+    return {
+        "builtin_mock": False,
+        "logging": {"level": "warning", "format": "json"},
+        "providers": [
+            {"name": CHAT_PROVIDER, "kind": "openai", "base_url": up.chat, "api_key": "sk-bench-upstream"},
+            {"name": STREAM_PROVIDER, "kind": "openai", "base_url": up.stream, "api_key": "sk-bench-upstream"},
+        ],
+        "models": [
+            {"name": payloads.MODEL, "deployments": [{"provider": CHAT_PROVIDER}]},
+            {"name": payloads.STREAM_MODEL, "deployments": [{"provider": STREAM_PROVIDER}]},
+        ],
+    }
+
+
+def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``: nested mappings merge key by key, anything else (lists too) replaces."""
+    out = dict(base)
+    for key, value in extra.items():
+        current = out.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            out[key] = merged(current, value)
+        else:
+            out[key] = value
+    return out
+
+
+def variant_config(variant: Variant, up: Upstreams) -> dict[str, Any]:
+    return merged(base_config(up), variant.config(up))
+
+
+def find(names: list[str]) -> list[Variant]:
+    known = {v.name: v for v in VARIANTS}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise KeyError(f"unknown Sluice variant(s): {', '.join(missing)} (known: {', '.join(known)})")
+    return [known[n] for n in names]
