@@ -16,9 +16,12 @@ import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from sluice.accounting.service import Accounting
 from sluice.config import Settings
 from sluice.identity.authenticate import Authenticator
 from sluice.identity.keys import KeyResolver
+from sluice.limits.service import Limiter
+from sluice.limits.setup import build_limiter, load_policies, refresh_policies_forever
 from sluice.observability.health import router as health_router
 from sluice.pipeline import Gateway
 from sluice.providers.base import Provider
@@ -41,6 +44,8 @@ class Services:
     catalog: ModelCatalog
     keys: KeyResolver
     gateway: Gateway
+    accounting: Accounting
+    limiter: Limiter
     redis: Redis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -51,13 +56,15 @@ class Services:
         catalog = build_catalog(settings, providers)
         master = settings.master_key.get_secret_value() if settings.master_key else None
         keys = KeyResolver(db, master, settings.key_cache)
-        gateway = Gateway(settings, catalog, Authenticator(keys))
+        accounting = Accounting(db, settings.data_dir, catalog)
+        limiter = build_limiter(settings, accounting)
+        gateway = Gateway(settings, catalog, Authenticator(keys), accounting=accounting, limiter=limiter)
         redis = (
             Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=2)
             if settings.redis_url
             else None
         )
-        return cls(settings, db, providers, catalog, keys, gateway, redis)
+        return cls(settings, db, providers, catalog, keys, gateway, accounting, limiter, redis)
 
     async def start(self) -> None:
         if self.db.is_sqlite:
@@ -65,9 +72,12 @@ class Services:
             await self.db.migrate()
         elif not await self.db.is_current():
             raise RuntimeError("The database schema is not up to date: run `sluice migrate` first.")
+        await self.accounting.start()
+        await load_policies(self.limiter, self.db)
         for provider in self.providers.values():
             await provider.start()
         await discover_models(self.catalog)
+        self.tasks.append(asyncio.create_task(refresh_policies_forever(self.limiter, self.db), name="sluice-limits"))
         self.tasks.append(asyncio.create_task(self._flush_last_used_forever(), name="sluice-key-last-used"))
         log.info("started", models=len(self.catalog.routes()), providers=sorted(self.providers))
 
@@ -79,6 +89,7 @@ class Services:
                 await task
         self.tasks.clear()
         await self.keys.flush_last_used()
+        await self.accounting.close()
         for provider in self.providers.values():
             await provider.close()
         if self.redis is not None:

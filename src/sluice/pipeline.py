@@ -8,6 +8,7 @@ accumulate on a :class:`Call`, which :meth:`Gateway.finish` settles exactly once
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,17 +16,25 @@ from typing import TypeVar
 
 import structlog
 
+from sluice.accounting.service import Accounting
 from sluice.canonical import Usage
 from sluice.config import Settings
 from sluice.errors import NotFound, SluiceError
 from sluice.identity.authenticate import Authenticator
 from sluice.identity.principal import Principal
+from sluice.limits.service import Limiter, StoreUnavailable, quota_headers
+from sluice.limits.store import Reservation
 from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
 from sluice.server.exchange import Exchange
 
 T = TypeVar("T")
 
 access_log = structlog.get_logger("sluice.access")
+log = structlog.get_logger("sluice.pipeline")
+
+
+def _new_usage_id() -> str:
+    return os.urandom(16).hex()
 
 
 @dataclass(slots=True)
@@ -51,6 +60,16 @@ class Call:
     finished: float | None = None
     releases: list[Callable[[], None]] = field(default_factory=list)
     deadline: asyncio.Timeout | None = None  # the whole request's deadline, set once the deployment is known
+    usage_id: str = field(default_factory=_new_usage_id)  # Sluice's own id: client request ids may repeat
+    arrived_at: float = field(default_factory=time.time)  # wall clock at arrival (for the record)
+    upstream_wait: float = 0.0  # seconds spent waiting on the upstream (excluded from overhead)
+    cache_hit: bool = False
+    reservation: Reservation | None = None
+    cost_nanos: int = 0
+    recorded: bool = False
+    prompt_estimate: int = 0  # Sluice's own estimate, used when an answer ends before the upstream's usage
+    prompt_estimator: Callable[[], tuple[int, int | None]] | None = None
+    generated_chars: int = 0  # answer text seen so far, for the same purpose
 
     def fail(self, error: SluiceError) -> None:
         self.error = error
@@ -60,16 +79,33 @@ class Call:
         if self.first_byte_at is None:
             self.first_byte_at = time.perf_counter()
 
+    def overhead(self, now: float) -> float | None:
+        """Seconds spent in Sluice itself: everything but waiting on the upstream and the queue."""
+        if self.upstream_started is None:
+            return None
+        return max(0.0, (now - self.started) - self.upstream_wait - self.queue_wait)
+
 
 class Gateway:
     """The services a request needs, and the stages that use them."""
 
-    def __init__(self, settings: Settings, catalog: ModelCatalog, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: ModelCatalog,
+        authenticator: Authenticator,
+        *,
+        accounting: Accounting,
+        limiter: Limiter,
+    ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.authenticator = authenticator
+        self.accounting = accounting
+        self.limiter = limiter
         self.max_body = settings.server.max_body_bytes
         self.access_log = settings.logging.access_log
+        self.limit_headers = settings.limits.headers
 
     # --- identify -------------------------------------------------------------------------------------------
 
@@ -92,6 +128,17 @@ class Gateway:
     def visible_models(self, principal: Principal) -> list[ModelRoute]:
         return [r for r in self.catalog.routes() if principal.may_use(r.name)]
 
+    # --- admit --------------------------------------------------------------------------------------------
+
+    async def admit(
+        self, ex: Exchange, call: Call, route: ModelRoute, estimate: Callable[[], tuple[int, int | None]]
+    ) -> None:
+        """Reserve the call's worst case against its limits and budgets (``estimate``: prompt, max output)."""
+        call.prompt_estimator = estimate
+        admitted = await self.limiter.admit(call, route, estimate)
+        if self.limit_headers and (admitted.requests is not None or admitted.tokens is not None):
+            ex.response_headers.extend(quota_headers(admitted))
+
     # --- schedule + call ------------------------------------------------------------------------------------
 
     async def open(self, call: Call, route: ModelRoute, attempt: Callable[[Deployment], Awaitable[T]]) -> T:
@@ -105,13 +152,39 @@ class Gateway:
         if call.deadline is not None:
             total = deployment.target.timeouts.total
             call.deadline.reschedule(asyncio.get_running_loop().time() + total - (time.perf_counter() - call.started))
-        return await attempt(deployment)
+        try:
+            return await attempt(deployment)
+        finally:
+            call.upstream_wait += time.perf_counter() - call.upstream_started
 
     # --- settle ---------------------------------------------------------------------------------------------
 
-    def finish(self, call: Call) -> None:
+    async def complete(self, call: Call) -> None:
+        """Settle the call's reservation and write its usage record durably.
+
+        Surfaces await this before the final byte of an answer, so a client never sees a complete answer whose
+        record could still be lost; for every other outcome :meth:`finish` does it.
+        """
+        if call.recorded or call.principal is None:
+            return
+        call.recorded = True
+        _fill_partial_usage(call)
+        cost = self.accounting.cost_of(call)
+        call.cost_nanos = cost
+        settled = True
+        try:
+            await self.limiter.settle(call, cost)
+        except StoreUnavailable:
+            settled = False  # the spool row stays unsettled and is settled again when the store is back
+        await self.accounting.record(call, cost, time.perf_counter(), settled)
+
+    async def finish(self, call: Call) -> None:
         """Release what the call holds and record its outcome; runs exactly once per call."""
         call.finished = time.perf_counter()
+        try:
+            await self.complete(call)
+        except OSError as exc:
+            log.error("usage record could not be written", usage_id=call.usage_id, error=str(exc))
         for release in call.releases:
             release()
         call.releases.clear()
@@ -136,4 +209,20 @@ class Gateway:
             completion_tokens=usage.completion_tokens if usage else None,
             duration_ms=round((finished - call.started) * 1000, 3),
             ttfb_ms=round((call.first_byte_at - call.started) * 1000, 3) if call.first_byte_at else None,
+            cost_nanos=call.cost_nanos,
+            usage_id=call.usage_id,
         )
+
+
+def _fill_partial_usage(call: Call) -> None:
+    """An answer cut short (client gone, upstream failed) is billed for what was generated, marked estimated."""
+    if call.generated_chars == 0:
+        return
+    if call.prompt_estimate == 0 and call.prompt_estimator is not None:
+        call.prompt_estimate = call.prompt_estimator()[0]
+    completion = (call.generated_chars + 3) // 4
+    usage = call.usage
+    if usage is None:
+        call.usage = Usage(call.prompt_estimate, completion, estimated=True)
+    elif usage.completion_tokens == 0:
+        call.usage = Usage(usage.prompt_tokens or call.prompt_estimate, completion, usage.cached_tokens, True)

@@ -262,7 +262,7 @@ def test_client_leaving_before_a_non_streamed_answer_closes_the_upstream(
     ).encode()
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
         sock.sendall(head + body)
-        assert fake.wait_for(lambda: fake.in_flight == 1, timeout=3)
+        assert fake.wait_for(lambda: fake.attempts == 1, timeout=3)
     left_at = time.monotonic()
     assert fake.wait_for(lambda: len(fake.disconnects) == 1, timeout=3)
     assert fake.disconnects[0].disconnected_at is not None

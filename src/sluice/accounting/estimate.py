@@ -32,3 +32,51 @@ def estimate_prompt_tokens(req: ChatRequest) -> int:
     for tool in req.tools:
         total += estimate_text_tokens(tool.name) + estimate_text_tokens(str(tool.parameters)) + 8
     return total
+
+
+# Keys whose string values are not prompt text (images, ids, settings) in the client formats' raw JSON.
+_NOT_TEXT = frozenset(
+    {
+        "data",
+        "url",
+        "image_url",
+        "images",
+        "id",
+        "tool_call_id",
+        "tool_use_id",
+        "model",
+        "role",
+        "type",
+        "media_type",
+        "source",
+        "detail",
+        "cache_control",
+        "signature",
+    }
+)
+
+
+def estimate_raw_prompt_tokens(data: dict[str, object]) -> int:
+    """A prompt estimate straight from a client's JSON (any of the three formats) for the pass-through path.
+
+    Counts the text under the fields that carry prompt text, and a fixed figure per image, without decoding
+    the request into canonical types.
+    """
+    chars = 0
+    images = 0
+    stack: list[object] = [data.get(k) for k in ("messages", "system", "prompt", "tools", "input", "suffix")]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            chars += len(node)
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("image_url", "images", "image") or (key == "source" and isinstance(value, dict)):
+                    images += len(value) if isinstance(value, list) else 1
+                elif key not in _NOT_TEXT:
+                    stack.append(value)
+    messages = data.get("messages")
+    overhead = MESSAGE_OVERHEAD * (len(messages) if isinstance(messages, list) else 1) + 3
+    return (chars + 3) // 4 + images * IMAGE_TOKENS + overhead

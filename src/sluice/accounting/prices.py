@@ -27,7 +27,7 @@ class ModelPrice:
         cached = min(usage.cached_tokens, usage.prompt_tokens)
         fresh = usage.prompt_tokens - cached
         cached_price = self.input if self.cached_input is None else self.cached_input
-        # price per million tokens × tokens = micro-units; × 1000 = nanos
+        # (price per million tokens) * tokens = micro-units; * 1000 = nanos
         nanos = (fresh * self.input + cached * cached_price + usage.completion_tokens * self.output) * 1000
         return round(nanos)
 
@@ -72,3 +72,39 @@ def nanos_to_units(nanos: int) -> float:
 
 def units_to_nanos(units: float) -> int:
     return round(units * NANOS_PER_UNIT)
+
+
+class PriceBook:
+    """Which price applies to a call: stored override, deployment, model, then a well-known default."""
+
+    def __init__(self, stored: Mapping[str, ModelPrice] | None = None) -> None:
+        self._stored: dict[str, ModelPrice] = dict(stored or {})
+
+    def replace_stored(self, stored: Mapping[str, ModelPrice]) -> None:
+        self._stored = dict(stored)
+
+    def price(
+        self,
+        model: str | None,
+        deployment_price: ModelPrice | None,
+        model_price: ModelPrice | None,
+        upstream_model: str | None,
+    ) -> ModelPrice:
+        if model is not None and model in self._stored:
+            return self._stored[model]
+        for candidate in (deployment_price, model_price):
+            if candidate is not None:
+                return candidate
+        for name in (upstream_model, model):
+            if name:
+                found = default_price(name)
+                if found is not None:
+                    return found
+        return FREE
+
+    @staticmethod
+    def most_expensive(prices: list[ModelPrice]) -> ModelPrice:
+        """A price no deployment exceeds, for reservations made before the deployment is chosen."""
+        if not prices:
+            return FREE
+        return ModelPrice(max(p.input for p in prices), max(p.output for p in prices))

@@ -8,6 +8,7 @@ the call is settled exactly once.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -65,7 +66,7 @@ async def run(gw: Gateway, ex: Exchange, fmt: Format, endpoint: str, handler: Ha
         await _send_error(ex, fmt, internal)
     finally:
         ex.stop_watching()
-        gw.finish(call)
+        await gw.finish(call)
 
 
 async def _send_error(ex: Exchange, fmt: Format, err: SluiceError) -> None:
@@ -132,6 +133,7 @@ class FrameInspector(Protocol):
 
 
 async def relay_frames(
+    gw: Gateway,
     ex: Exchange,
     call: Call,
     upstream: UpstreamResponse,
@@ -141,17 +143,28 @@ async def relay_frames(
 ) -> None:
     """Forward a same-format upstream stream frame by frame, as each frame completes.
 
-    A stream that breaks, stalls or ends without its terminator ends with an error event in the client's
-    format: never a silent clean stop.
+    The frames that complete the answer are held back until the call is settled and recorded, so a client never
+    sees a complete answer whose usage could be lost. A stream that breaks, stalls or ends without its
+    terminator ends with an error event in the client's format: never a silent clean stop.
     """
     pending: list[bytes] = []
+    chunks = upstream.iter_chunks()
     try:
-        async for chunk in upstream.iter_chunks():
+        while True:
+            waited = time.perf_counter()
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            finally:
+                call.upstream_wait += time.perf_counter() - waited
             for raw, data, event in frames(chunk):
                 piece = inspector.frame(raw, data, event)
                 if piece:
                     pending.append(piece)
             if pending:
+                if inspector.complete:
+                    await gw.complete(call)
                 call.mark_first_byte()
                 await ex.write(b"".join(pending))
                 pending.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
@@ -46,20 +47,26 @@ async def tally(call: Call, req: ChatRequest, opened: OpenedStream) -> AsyncIter
     provider's generator is always closed, so its upstream connection is released even on cancellation.
     """
     events, first = opened
-    generated = 0
     async with aclosing(events):  # type: ignore[type-var]
         if first is not None:
             yield first
-        async for event in events:
+        while True:
+            waited = time.perf_counter()
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:
+                break
+            finally:
+                call.upstream_wait += time.perf_counter() - waited
             if isinstance(event, TextDelta | ReasoningDelta):
-                generated += len(event.text)
+                call.generated_chars += len(event.text)
             elif isinstance(event, ToolCallDelta):
-                generated += len(event.arguments) + len(event.name or "")
+                call.generated_chars += len(event.arguments) + len(event.name or "")
             elif isinstance(event, UsageUpdate):
                 call.usage = merge_usage(call.usage, event.usage)
             yield event
         if call.usage is None or call.usage.estimated:
-            call.usage = Usage(estimate_prompt_tokens(req), (generated + 3) // 4, estimated=True)
+            call.usage = Usage(estimate_prompt_tokens(req), (call.generated_chars + 3) // 4, estimated=True)
 
 
 def response_usage(req: ChatRequest, resp: ChatResponse) -> Usage:

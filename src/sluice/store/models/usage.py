@@ -54,7 +54,7 @@ class UsageRecord(Base):
 
 
 class UsageDaily(Base):
-    """Per UTC day × workspace × key × user × model totals, kept in step with usage_records as they are shipped.
+    """Totals per UTC day, workspace, key, user and model, kept in step with usage_records as they are shipped.
 
     Null ids are stored as "" so the unique constraint (and the upsert that relies on it) works everywhere.
     """

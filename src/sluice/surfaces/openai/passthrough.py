@@ -72,9 +72,25 @@ class SSEInspector:
             self.call.fail(in_band_error(chunk["error"]))
             self.complete = True
             return raw
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict):
+                self.call.generated_chars += _delta_chars(delta)
+            elif isinstance(choice, dict) and isinstance(choice.get("text"), str):
+                self.call.generated_chars += len(choice["text"])
         raw_usage = chunk.get("usage")
         if raw_usage:
             self.call.usage = usage_from_dict(raw_usage)
             if self.strip_usage and not chunk.get("choices"):
                 return b""
         return raw
+
+
+def _delta_chars(delta: dict[str, Any]) -> int:
+    """How much answer a delta carries (text and tool-call arguments), for billing a stream cut short."""
+    size = len(delta["content"]) if isinstance(delta.get("content"), str) else 0
+    for call in delta.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            size += len(function["arguments"])
+    return size

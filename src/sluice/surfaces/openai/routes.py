@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from sluice.accounting.estimate import estimate_prompt_tokens, estimate_raw_prompt_tokens, estimate_text_tokens
 from sluice.canonical import ChatRequest, StreamEvent
 from sluice.codecs.framing import SSEParser
 from sluice.codecs.openai.chat_request import check_chat_request, decode_chat_request
@@ -55,9 +56,12 @@ async def _chat(gw: Gateway, ex: Exchange, call: Call) -> None:
     route = gw.resolve(call, model)
     call.stream = data.get("stream") is True
     if _same_format(route):
+        await gw.admit(ex, call, route, lambda: _raw_estimate(data))
         await _passthrough(gw, ex, call, route, data, raw, "/chat/completions")
     else:
-        await _translated(gw, ex, call, route, decode_chat_request(data), text_mode=False)
+        req = decode_chat_request(data)
+        await gw.admit(ex, call, route, lambda: _estimate(req))
+        await _translated(gw, ex, call, route, req, text_mode=False)
 
 
 async def _completion(gw: Gateway, ex: Exchange, call: Call) -> None:
@@ -67,9 +71,24 @@ async def _completion(gw: Gateway, ex: Exchange, call: Call) -> None:
     route = gw.resolve(call, model)
     call.stream = data.get("stream") is True
     if _same_format(route):
+        await gw.admit(ex, call, route, lambda: _raw_estimate(data, default_max=16))
         await _passthrough(gw, ex, call, route, data, raw, "/completions")
     else:
-        await _translated(gw, ex, call, route, decode_completion_request(data), text_mode=True)
+        req = decode_completion_request(data)
+        await gw.admit(ex, call, route, lambda: _estimate(req))
+        await _translated(gw, ex, call, route, req, text_mode=True)
+
+
+def _raw_estimate(data: dict[str, Any], default_max: int | None = None) -> tuple[int, int | None]:
+    """(prompt tokens, most output tokens) from the client's JSON, checked by check_chat_request already."""
+    limit = data.get("max_completion_tokens") or data.get("max_tokens") or default_max
+    n = data.get("n")
+    choices = n if isinstance(n, int) and n > 0 else 1
+    return estimate_raw_prompt_tokens(data), limit * choices if isinstance(limit, int) else None
+
+
+def _estimate(req: ChatRequest) -> tuple[int, int | None]:
+    return estimate_prompt_tokens(req), req.max_tokens * req.n if req.max_tokens is not None else None
 
 
 async def _passthrough(
@@ -83,14 +102,19 @@ async def _passthrough(
 
     upstream = await gw.open(call, route, attempt)
     if not call.stream:
-        body = await upstream.read()
+        waited = time.perf_counter()
+        try:
+            body = await upstream.read()
+        finally:
+            call.upstream_wait += time.perf_counter() - waited
         read_usage(call, body)
+        await gw.complete(call)
         call.mark_first_byte()
         await ex.respond(200, body)
         return
     await ex.start_stream(200, SSE)
     inspector = SSEInspector(call, strip_usage=not client_wants_usage(data))
-    await relay_frames(ex, call, upstream, sse_frames(SSEParser()), inspector, OPENAI)
+    await relay_frames(gw, ex, call, upstream, sse_frames(SSEParser()), inspector, OPENAI)
 
 
 async def _translated(
@@ -102,6 +126,7 @@ async def _translated(
         call.usage = response_usage(req, resp)
         resp.id, resp.usage = response_id, call.usage
         body = encode_completion_response(resp) if text_mode else encode_chat_response(resp)
+        await gw.complete(call)
         call.mark_first_byte()
         await ex.respond(200, orjson.dumps(body))
         return
@@ -109,13 +134,16 @@ async def _translated(
     model = call.deployment.target.model if call.deployment else req.model
     encoder = ChatChunkEncoder(response_id, model, int(time.time()), req.include_usage, text_mode)
     await ex.start_stream(200, SSE)
-    await relay_events(ex, call, _encode(encoder, tally(call, req, opened), call), OPENAI)
+    await relay_events(ex, call, _encode(gw, encoder, tally(call, req, opened), call), OPENAI)
 
 
-async def _encode(encoder: ChatChunkEncoder, events: AsyncIterator[StreamEvent], call: Call) -> AsyncIterator[bytes]:
+async def _encode(
+    gw: Gateway, encoder: ChatChunkEncoder, events: AsyncIterator[StreamEvent], call: Call
+) -> AsyncIterator[bytes]:
     async for event in events:
         yield encoder.encode(event)
     encoder.usage = call.usage
+    await gw.complete(call)  # before the terminator: a finished answer always has its record
     yield encoder.close()
 
 
@@ -133,12 +161,16 @@ async def _embeddings(gw: Gateway, ex: Exchange, call: Call) -> None:
     model = req.model if req is not None else str(data.get("model"))
     route = gw.resolve(call, model)
     if _same_format(route):
+        await gw.admit(ex, call, route, lambda: (estimate_raw_prompt_tokens(data), 0))
         await _passthrough(gw, ex, call, route, data, raw, "/embeddings")
         return
     if req is None:
         req = decode_embedding_request(data)  # raises the clear "token arrays need an OpenAI upstream" error
+    inputs = req.inputs
+    await gw.admit(ex, call, route, lambda: (sum(estimate_text_tokens(t) for t in inputs), 0))
     resp = await gw.open(call, route, lambda dep: dep.provider.embed(req, dep.target))
     call.usage = resp.usage
+    await gw.complete(call)
     call.mark_first_byte()
     await ex.respond(200, orjson.dumps(encode_embedding_response(resp, req.encoding_format)))
 

@@ -1,0 +1,98 @@
+"""SQL for usage records and their daily roll-up (the only module that writes these tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sluice.store.models import UsageDaily, UsageRecord
+
+_RECORD_COLUMNS = frozenset(c.name for c in UsageRecord.__table__.columns)
+_SCOPE_COLUMNS = {"key": UsageRecord.key_id, "user": UsageRecord.user_id, "workspace": UsageRecord.workspace_id}
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _row(record: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in record.items() if k in _RECORD_COLUMNS}
+    row["created_at"] = datetime.fromisoformat(record["created_at"])
+    row["finished_at"] = datetime.fromisoformat(record["finished_at"])
+    return row
+
+
+class UsageRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert_new(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert records whose id is not stored yet; return exactly those (replays insert nothing)."""
+        if not records:
+            return []
+        statement = (
+            _insert(self.session, UsageRecord)
+            .values([_row(r) for r in records])
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(UsageRecord.id)
+        )
+        inserted = set((await self.session.execute(statement)).scalars().all())
+        return [r for r in records if r["id"] in inserted]
+
+    async def add_to_rollup(self, records: Sequence[dict[str, Any]]) -> None:
+        """Fold newly inserted records into the per-day totals (one upsert per distinct day and dimensions)."""
+        totals: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for r in records:
+            day = datetime.fromisoformat(r["created_at"]).date()
+            dims = (
+                day,
+                r.get("workspace_id") or "",
+                r.get("key_id") or "",
+                r.get("user_id") or "",
+                r.get("model") or "",
+            )
+            t = totals.setdefault(
+                dims,
+                {
+                    "requests": 0,
+                    "errors": 0,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "cached_tokens": 0,
+                    "cost_nanos": 0,
+                    "latency_ms_sum": 0.0,
+                },
+            )
+            t["requests"] += 1
+            t["errors"] += 1 if r["status"] >= 400 else 0
+            for field in ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_nanos"):
+                t[field] += int(r[field])
+            t["latency_ms_sum"] += float(r["latency_ms"])
+        for (day, workspace, key, user, model), t in sorted(totals.items(), key=lambda kv: kv[0]):
+            statement = _insert(self.session, UsageDaily).values(
+                day=day, workspace_id=workspace, key_id=key, user_id=user, model=model, **t
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=["day", "workspace_id", "key_id", "user_id", "model"],
+                set_={name: getattr(UsageDaily, name) + statement.excluded[name] for name in t},
+            )
+            await self.session.execute(statement)
+
+    async def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        result = await self.session.execute(select(UsageRecord.id).where(UsageRecord.id.in_(ids)))
+        return set(result.scalars().all())
+
+    async def spent(self, scope_type: str, scope_id: str, start: datetime, end: datetime) -> int:
+        column = _SCOPE_COLUMNS[scope_type]
+        statement = select(func.coalesce(func.sum(UsageRecord.cost_nanos), 0)).where(
+            column == scope_id, UsageRecord.created_at >= start, UsageRecord.created_at < end
+        )
+        return int((await self.session.execute(statement)).scalar_one())

@@ -1,0 +1,90 @@
+"""Accounting: what a call cost, its durable usage record, and budget spend read back from the records."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from sluice.accounting.outbox import Shipper
+from sluice.accounting.prices import ModelPrice, PriceBook
+from sluice.accounting.repository import UsageRepository
+from sluice.accounting.spool import Spool
+from sluice.accounting.usage import build_record
+from sluice.config import Price
+from sluice.limits.policy import Scope
+from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
+from sluice.store.db import Database
+from sluice.store.models import ModelPriceRow
+
+if TYPE_CHECKING:
+    from sluice.pipeline import Call
+
+SPOOL_FILE = "usage-spool.db"
+DRAIN_SECONDS = 20.0
+
+
+def _price(price: Price | None) -> ModelPrice | None:
+    return ModelPrice(price.input, price.output, price.cached_input) if price is not None else None
+
+
+class Accounting:
+    def __init__(self, db: Database, data_dir: Path, catalog: ModelCatalog) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.prices = PriceBook()
+        self.spool = Spool(data_dir / SPOOL_FILE)
+        self.shipper = Shipper(self.spool, db)
+
+    async def start(self) -> None:
+        self.spool.start()
+        await self.reload_prices()
+        self.shipper.start()
+
+    async def close(self) -> None:
+        self.spool.close()
+        await self.shipper.drain(DRAIN_SECONDS)
+
+    async def reload_prices(self) -> None:
+        async with self.db.session() as session:
+            rows = (await session.execute(select(ModelPriceRow))).scalars().all()
+        self.prices.replace_stored({r.model: ModelPrice(r.input, r.output, r.cached_input) for r in rows})
+
+    # --- cost -----------------------------------------------------------------------------------------------
+
+    def price_of(self, model: str | None, deployment: Deployment | None) -> ModelPrice:
+        route = self.catalog.get(model) if model else None
+        return self.prices.price(
+            model,
+            _price(deployment.price) if deployment else None,
+            _price(route.price) if route else None,
+            deployment.target.model if deployment else None,
+        )
+
+    def worst_case_price(self, route: ModelRoute) -> ModelPrice:
+        return PriceBook.most_expensive([self.price_of(route.name, d) for d in route.deployments])
+
+    def cost_of(self, call: Call) -> int:
+        if call.usage is None or call.cache_hit:
+            return 0
+        return self.price_of(call.model, call.deployment).cost_nanos(call.usage)
+
+    # --- records --------------------------------------------------------------------------------------------
+
+    async def record(self, call: Call, cost_nanos: int, finished: float, settled: bool) -> None:
+        """Write the call's usage record durably (returns once it is in the spool file)."""
+        await self.spool.append(build_record(call, cost_nanos, finished), settled=settled)
+        self.shipper.nudge()
+
+    async def spent(self, scope: Scope, start: datetime, end: datetime) -> int:
+        """Money recorded for a scope in [start, end): shipped records plus those still in the spool."""
+        column = {"key": "key_id", "user": "user_id", "workspace": "workspace_id"}[scope.type]
+        pending = await asyncio.to_thread(self.spool.pending_cost, column, scope.id, start.timestamp(), end.timestamp())
+        async with self.db.session() as session:
+            repo = UsageRepository(session)
+            total = await repo.spent(scope.type, scope.id, start, end)
+            shipped = await repo.existing_ids([i for i, _ in pending])
+        return total + sum(cost for i, cost in pending if i not in shipped)

@@ -1,0 +1,148 @@
+"""Admission and settlement: reserve a request's worst case before it runs, settle to what it really used.
+
+A request that does not fit any of its scopes is refused here, before it reaches a queue or an upstream, with a
+429 (rate, tokens, concurrency) or a budget error naming the scope and limit, and ``Retry-After``. Admitted
+requests get ``x-ratelimit-*`` headers for the tightest scope.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from sluice.config import LimitsConfig
+from sluice.errors import BudgetExceeded, Overloaded, RateLimited, SluiceError
+from sluice.limits.periods import period_bounds
+from sluice.limits.policy import PolicyTable
+from sluice.limits.store import Admitted, Denial, LimitStore, Quota, Reservation
+
+if TYPE_CHECKING:
+    from sluice.accounting.service import Accounting
+    from sluice.pipeline import Call
+    from sluice.routing.catalog import ModelRoute
+
+log = structlog.get_logger("sluice.limits")
+
+LEASE_MARGIN = 60.0
+
+
+class StoreUnavailable(Exception):
+    """The shared limit store (Redis) cannot be reached."""
+
+
+class Limiter:
+    def __init__(
+        self,
+        config: LimitsConfig,
+        policy: PolicyTable,
+        store: LimitStore,
+        accounting: Accounting,
+        fallback: LimitStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.store = store
+        self.fallback = fallback
+        self.accounting = accounting
+        self.clock = clock
+        self.rejections: dict[tuple[str, str], int] = {}  # (scope type, limit) → count, for metrics
+        self.store_errors = 0
+
+    async def admit(self, call: Call, route: ModelRoute, estimate: Callable[[], tuple[int, int | None]]) -> Admitted:
+        """Reserve the call's worst case in every scope, or raise the error that names what tripped."""
+        principal = call.principal
+        scopes = self.policy.scopes_for(principal) if principal is not None else []
+        if not scopes:
+            return Admitted()
+        prompt_tokens, max_tokens = estimate()
+        call.prompt_estimate = prompt_tokens
+        output = max_tokens if max_tokens is not None else self.config.default_max_tokens
+        price = self.accounting.worst_case_price(route)
+        lease = max(d.target.timeouts.total for d in route.deployments) + LEASE_MARGIN
+        now = self.clock()
+        reservation = Reservation(
+            call.usage_id, scopes, prompt_tokens + output, price.worst_case_nanos(prompt_tokens, output), now, lease
+        )
+        result = await self._reserve(reservation, now)
+        if isinstance(result, Denial):
+            key = (result.scope.type, result.limit)
+            self.rejections[key] = self.rejections.get(key, 0) + 1
+            raise denial_error(result, reservation, self.config, now)
+        call.reservation = reservation
+        return result
+
+    async def _reserve(self, reservation: Reservation, now: float) -> Admitted | Denial:
+        try:
+            return await self.store.reserve(reservation, now)
+        except StoreUnavailable:
+            self.store_errors += 1
+            if self.fallback is None:
+                log.warning("limit store unavailable; refusing (limits.on_redis_error=fail_closed)")
+                raise Overloaded(
+                    "Limits cannot be checked right now; try again shortly.",
+                    code="limits_unavailable",
+                    headers={"Retry-After": "1"},
+                ) from None
+            log.warning("limit store unavailable; enforcing per replica (limits.on_redis_error=local_fallback)")
+            reservation.period_keys["__fallback__"] = "1"
+            return await self.fallback.reserve(reservation, now)
+
+    async def settle(self, call: Call, cost_nanos: int) -> None:
+        reservation = call.reservation
+        if reservation is None or reservation.settled:
+            return
+        tokens = call.usage.total_tokens if call.usage is not None else 0
+        store = self.fallback if "__fallback__" in reservation.period_keys and self.fallback else self.store
+        try:
+            await store.settle(reservation, tokens, cost_nanos, self.clock())
+        except StoreUnavailable:
+            self.store_errors += 1
+            log.warning("limit settlement deferred: store unavailable", usage_id=reservation.id)
+            raise
+
+
+def denial_error(denial: Denial, reservation: Reservation, config: LimitsConfig, now: float) -> SluiceError:
+    scope = denial.scope
+    retry = str(max(1, math.ceil(denial.retry_after)))
+    headers = {"Retry-After": retry, "x-sluice-limit-scope": scope.type, "x-sluice-limit": denial.limit}
+    if denial.limit == "rpm":
+        message = f"Rate limit reached: {denial.allowed} requests per minute for this {scope.type}."
+    elif denial.limit == "tpm":
+        message = (
+            f"Token rate limit reached: {denial.allowed} tokens per minute for this {scope.type}; "
+            f"this request may use up to {reservation.tokens}."
+        )
+    elif denial.limit == "concurrent":
+        message = f"Too many concurrent requests: at most {denial.allowed} for this {scope.type}."
+    else:
+        _, end = period_bounds(scope.limits.period, datetime.fromtimestamp(now, UTC), ZoneInfo(config.timezone))
+        message = (
+            f"Budget exhausted for this {scope.type} ({denial.allowed / 1e9:g} per {scope.limits.period}); "
+            f"it resets at {end.isoformat()}."
+        )
+        return BudgetExceeded(message, code="budget_exceeded", headers=headers)
+    return RateLimited(f"{message} Retry after {retry} s.", code=f"{denial.limit}_limit", headers=headers)
+
+
+def quota_headers(admitted: Admitted) -> list[tuple[bytes, bytes]]:
+    """OpenAI-style ``x-ratelimit-*`` headers for the tightest scope of each kind."""
+    out: list[tuple[bytes, bytes]] = []
+    for kind, quota in (("requests", admitted.requests), ("tokens", admitted.tokens)):
+        if quota is not None:
+            out += _quota(kind, quota)
+    return out
+
+
+def _quota(kind: str, quota: Quota) -> list[tuple[bytes, bytes]]:
+    return [
+        (f"x-ratelimit-limit-{kind}".encode(), str(quota.limit).encode()),
+        (f"x-ratelimit-remaining-{kind}".encode(), str(max(0, quota.remaining)).encode()),
+        (f"x-ratelimit-reset-{kind}".encode(), f"{math.ceil(quota.reset)}s".encode()),
+    ]
