@@ -1,0 +1,121 @@
+"""The in-process limit store: windows, concurrency and budgets that hold exactly."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from sluice.limits.memory import MemoryLimitStore
+from sluice.limits.policy import Limits, Scope
+from sluice.limits.store import Admitted, Denial, Reservation
+
+UTC_ZONE = ZoneInfo("UTC")
+NOW = 1_800_000_000.0
+counter = iter(range(10**9))
+
+
+def res(*scopes: Scope, tokens: int = 10, cost: int = 0, at: float = NOW) -> Reservation:
+    return Reservation(f"r{next(counter)}", list(scopes), tokens, cost, at, lease=600)
+
+
+def store(spent: int = 0) -> MemoryLimitStore:
+    async def load(scope: Scope, start: datetime, end: datetime) -> int:
+        return spent
+
+    return MemoryLimitStore(UTC_ZONE, load)
+
+
+async def test_rpm_admits_exactly_the_limit_within_a_minute() -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(rpm=3))
+    results = [await s.reserve(res(key, at=NOW + i), NOW + i) for i in range(5)]
+    assert [isinstance(r, Admitted) for r in results] == [True, True, True, False, False]
+    denial = results[3]
+    assert isinstance(denial, Denial) and denial.limit == "rpm" and denial.retry_after == 57.0
+    assert isinstance(await s.reserve(res(key, at=NOW + 60), NOW + 60), Admitted)  # the first has left the window
+
+
+async def test_tpm_is_settled_to_actual_tokens() -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(tpm=100))
+    first = res(key, tokens=90)
+    assert isinstance(await s.reserve(first, NOW), Admitted)
+    assert isinstance(await s.reserve(res(key, tokens=20), NOW), Denial)
+    await s.settle(first, tokens=30, cost_nanos=0, now=NOW + 1)
+    admitted = await s.reserve(res(key, tokens=20), NOW + 1)
+    assert isinstance(admitted, Admitted) and admitted.tokens is not None and admitted.tokens.remaining == 50
+
+
+async def test_concurrency_slot_is_freed_at_settlement() -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(concurrent=1))
+    first = res(key)
+    assert isinstance(await s.reserve(first, NOW), Admitted)
+    assert isinstance(await s.reserve(res(key), NOW), Denial)
+    await s.settle(first, 0, 0, NOW)
+    await s.settle(first, 0, 0, NOW)  # settling twice changes nothing
+    assert isinstance(await s.reserve(res(key), NOW), Admitted)
+    assert isinstance(await s.reserve(res(key), NOW), Denial)
+
+
+async def test_fifty_concurrent_requests_with_budget_for_one() -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(budget_nanos=1_000))
+    results = await asyncio.gather(*(s.reserve(res(key, cost=1_000), NOW) for _ in range(50)))
+    assert sum(isinstance(r, Admitted) for r in results) == 1
+    denials = [r for r in results if isinstance(r, Denial)]
+    assert all(d.limit == "budget" and d.scope == key for d in denials)
+
+
+async def test_failed_request_releases_its_reservation() -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(budget_nanos=1_000))
+    failed = res(key, cost=1_000)
+    assert isinstance(await s.reserve(failed, NOW), Admitted)
+    await s.settle(failed, tokens=0, cost_nanos=0, now=NOW)
+    assert isinstance(await s.reserve(res(key, cost=1_000), NOW), Admitted)
+
+
+async def test_budget_counts_spend_already_recorded_before_a_restart() -> None:
+    s = store(spent=900)
+    key = Scope("key", "k1", Limits(budget_nanos=1_000))
+    assert isinstance(await s.reserve(res(key, cost=200), NOW), Denial)
+    assert isinstance(await s.reserve(res(key, cost=100), NOW), Admitted)
+
+
+async def test_budget_resets_with_the_period() -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(budget_nanos=1_000, period="day"))
+    spend = res(key, cost=1_000)
+    assert isinstance(await s.reserve(spend, NOW), Admitted)
+    await s.settle(spend, 10, 1_000, NOW)
+    assert isinstance(await s.reserve(res(key, cost=1), NOW + 10), Denial)
+    assert isinstance(await s.reserve(res(key, cost=1, at=NOW + 86_400), NOW + 86_400), Admitted)
+
+
+async def test_all_scopes_or_none() -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(rpm=10))
+    workspace = Scope("workspace", "w1", Limits(rpm=1))
+    assert isinstance(await s.reserve(res(key, workspace), NOW), Admitted)
+    denial = await s.reserve(res(key, workspace), NOW)
+    assert isinstance(denial, Denial) and denial.scope == workspace
+    admitted = await s.reserve(res(key), NOW)  # the refused request took nothing from the key's window
+    assert isinstance(admitted, Admitted) and admitted.requests is not None and admitted.requests.remaining == 8
+
+
+@pytest.mark.parametrize("limit", [5, 60])
+async def test_rpm_never_exceeded_in_any_window_under_bursts(limit: int) -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(rpm=limit))
+    admitted: list[float] = []
+    for second in range(0, 180):
+        for _ in range(3):
+            if isinstance(await s.reserve(res(key, at=NOW + second), NOW + second), Admitted):
+                admitted.append(NOW + second)
+    for start in range(0, 180):
+        in_window = [t for t in admitted if NOW + start <= t < NOW + start + 60]
+        assert len(in_window) <= limit
