@@ -193,7 +193,7 @@ class Settings(Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"provider names must be unique: {', '.join(dup)}")
-        known = set(names)
+        known = set(names) | ({"mock"} if self.builtin_mock else set())
         problems = []
         for i, model in enumerate(self.models):
             for j, dep in enumerate(model.deployments):

@@ -1,0 +1,168 @@
+"""Limits, budgets and usage records through the HTTP surface (in-process limit store)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from sqlalchemy import select
+
+from sluice.identity.key_service import NewKey, create_key
+from sluice.limits.policy import Limits
+from sluice.limits.repository import LimitRepository
+from sluice.limits.setup import load_policies
+from sluice.store.models import UsageRecord
+from tests.support.server import SluiceServer, make_settings
+
+# 1 per million tokens in and out: every token costs 1000 nanos.
+PRICE = {"input": 1.0, "output": 1.0}
+
+
+@pytest.fixture(scope="module")
+def gateway(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceServer]:
+    config = {
+        "database_url": database_url,
+        "providers": [{"name": "slow", "kind": "mock", "mock": {"tokens_per_second": 200, "reply_tokens": 400}}],
+        "models": [
+            {"name": "priced", "price": PRICE, "deployments": [{"provider": "mock", "model": "mock-1"}]},
+            {"name": "slow-priced", "price": PRICE, "deployments": [{"provider": "slow", "model": "mock-slow"}]},
+        ],
+    }
+    with SluiceServer(make_settings(Path(tmp_path_factory.mktemp("gw")), config)) as server:
+        yield server
+
+
+def new_key(gateway: SluiceServer, limits: Limits | None = None) -> NewKey:
+    async def make() -> NewKey:
+        services = gateway.services
+        new = await create_key(services.db, "limited")
+        if limits is not None:
+            async with services.db.session() as session:
+                await LimitRepository(session).put("key", new.key.id, limits)
+            await load_policies(services.limiter, services.db)
+        return new
+
+    result: NewKey = gateway.call(make())
+    return result
+
+
+def records(gateway: SluiceServer, **where: Any) -> list[UsageRecord]:
+    async def fetch() -> list[UsageRecord]:
+        services = gateway.services
+        while await services.accounting.shipper.ship_once():
+            pass
+        async with services.db.session() as session:
+            query = select(UsageRecord).order_by(UsageRecord.created_at)
+            for column, value in where.items():
+                query = query.where(getattr(UsageRecord, column) == value)
+            return list((await session.execute(query)).scalars().all())
+
+    result: list[UsageRecord] = gateway.call(fetch())
+    return result
+
+
+def chat(**extra: Any) -> dict[str, Any]:
+    return {"model": "priced", "messages": [{"role": "user", "content": "Hello there"}], **extra}
+
+
+def test_rpm_limit_refuses_the_fourth_request_with_retry_after(gateway: SluiceServer) -> None:
+    key = new_key(gateway, Limits(rpm=3))
+    with gateway.client(key.secret) as http:
+        ok = [http.post("/v1/chat/completions", json=chat()) for _ in range(3)]
+        refused = http.post("/v1/chat/completions", json=chat())
+    assert [r.status_code for r in ok] == [200, 200, 200]
+    assert [r.headers["x-ratelimit-remaining-requests"] for r in ok] == ["2", "1", "0"]
+    assert ok[0].headers["x-ratelimit-limit-requests"] == "3"
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["x-sluice-limit-scope"] == "key" and refused.headers["x-sluice-limit"] == "rpm"
+    error = refused.json()["error"]
+    assert error["type"] == "rate_limit_error" and "3 requests per minute" in error["message"]
+
+
+def test_token_limit_counts_the_worst_case(gateway: SluiceServer) -> None:
+    key = new_key(gateway, Limits(tpm=100))
+    with gateway.client(key.secret) as http:
+        too_big = http.post("/v1/chat/completions", json=chat(max_tokens=500))
+        fits = http.post("/v1/chat/completions", json=chat(max_tokens=50))
+    assert too_big.status_code == 429 and too_big.headers["x-sluice-limit"] == "tpm"
+    assert fits.status_code == 200 and fits.headers["x-ratelimit-limit-tokens"] == "100"
+
+
+def test_fifty_concurrent_requests_against_a_budget_for_one(gateway: SluiceServer) -> None:
+    key = new_key(gateway, Limits(budget_nanos=60_000))  # one worst case (9 + 30 tokens) fits, two do not
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(
+            base_url=gateway.url, headers={"Authorization": f"Bearer {key.secret}"}, timeout=20
+        ) as http:
+            return await asyncio.gather(
+                *(http.post("/v1/chat/completions", json=chat(max_tokens=30)) for _ in range(50))
+            )
+
+    responses = asyncio.run(burst())
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) == 1, statuses
+    refused = [r for r in responses if r.status_code != 200]
+    assert all(r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded" for r in refused)
+    spent = sum(r.cost_nanos for r in records(gateway, key_id=key.key.id))
+    assert 0 < spent <= 60_000
+
+
+def test_master_key_is_never_limited(gateway: SluiceServer) -> None:
+    with gateway.client() as http:
+        resp = http.post("/v1/chat/completions", json=chat())
+    assert resp.status_code == 200 and "x-ratelimit-limit-requests" not in resp.headers
+
+
+def test_every_request_gets_one_usage_record_with_tokens_and_cost(gateway: SluiceServer) -> None:
+    key = new_key(gateway)
+    with gateway.client(key.secret) as http:
+        body = http.post("/v1/chat/completions", json=chat(), headers={"X-Request-ID": "usage-test-1"}).json()
+        http.post("/v1/chat/completions", json=chat(model="no-such-model"))
+    [ok, missing] = records(gateway, key_id=key.key.id)
+    assert ok.request_id == "usage-test-1" and ok.status == 200 and ok.error_type is None
+    assert (ok.prompt_tokens, ok.completion_tokens) == (body["usage"]["prompt_tokens"], 16)
+    assert ok.cost_nanos == (ok.prompt_tokens + ok.completion_tokens) * 1000
+    assert ok.model == "priced" and ok.upstream_model == "mock-1" and ok.surface == "openai"
+    assert ok.workspace_id == "default" and ok.latency_ms > 0 and ok.overhead_ms is not None
+    assert missing.status == 404 and missing.error_type == "not_found" and missing.cost_nanos == 0
+
+
+def test_streamed_and_non_streamed_calls_are_billed_the_same(gateway: SluiceServer) -> None:
+    key = new_key(gateway)
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=key.secret, max_retries=0) as client:
+        client.chat.completions.create(**chat(max_tokens=10))
+        list(client.chat.completions.create(**chat(max_tokens=10), stream=True))
+    plain, streamed = records(gateway, key_id=key.key.id)
+    assert (plain.stream, streamed.stream) == (False, True)
+    assert (plain.prompt_tokens, plain.completion_tokens) == (streamed.prompt_tokens, streamed.completion_tokens)
+    assert plain.cost_nanos == streamed.cost_nanos > 0
+    assert not plain.estimated and not streamed.estimated
+
+
+def test_an_abandoned_stream_is_billed_for_what_was_generated(gateway: SluiceServer) -> None:
+    key = new_key(gateway)
+    body = chat(model="slow-priced", stream=True)
+    with (
+        httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {key.secret}"}, timeout=10) as http,
+        http.stream("POST", "/v1/chat/completions", json=body) as resp,
+    ):
+        lines = resp.iter_lines()
+        for _ in range(20):
+            next(lines)
+    deadline = time.monotonic() + 5
+    found: list[UsageRecord] = []
+    while not found and time.monotonic() < deadline:
+        found = records(gateway, key_id=key.key.id)
+        time.sleep(0.05)
+    [record] = found
+    assert record.status == 499 and record.error_type == "cancelled"
+    assert record.estimated and 5 <= record.completion_tokens < 400
+    assert record.cost_nanos > 0
