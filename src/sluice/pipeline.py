@@ -160,10 +160,12 @@ class Gateway:
     # --- settle ---------------------------------------------------------------------------------------------
 
     async def complete(self, call: Call) -> None:
-        """Settle the call's reservation and write its usage record durably.
+        """Write the call's usage record durably, then settle its reservation.
 
         Surfaces await this before the final byte of an answer, so a client never sees a complete answer whose
-        record could still be lost; for every other outcome :meth:`finish` does it.
+        record could still be lost; for every other outcome :meth:`finish` does it. The record goes first: a
+        crash between the two steps can leave a shared counter short by that call (its reservation then expires
+        with its lease), but can never lose the record the counters are rebuilt from.
         """
         if call.recorded or call.principal is None:
             return
@@ -171,12 +173,11 @@ class Gateway:
         _fill_partial_usage(call)
         cost = self.accounting.cost_of(call)
         call.cost_nanos = cost
-        settled = True
+        await self.accounting.record(call, cost, time.perf_counter())
         try:
             await self.limiter.settle(call, cost)
         except StoreUnavailable:
-            settled = False  # the spool row stays unsettled and is settled again when the store is back
-        await self.accounting.record(call, cost, time.perf_counter(), settled)
+            log.warning("reservation left to expire: limit store unavailable", usage_id=call.usage_id)
 
     async def finish(self, call: Call) -> None:
         """Release what the call holds and record its outcome; runs exactly once per call."""

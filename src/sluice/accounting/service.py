@@ -74,9 +74,9 @@ class Accounting:
 
     # --- records --------------------------------------------------------------------------------------------
 
-    async def record(self, call: Call, cost_nanos: int, finished: float, settled: bool) -> None:
+    async def record(self, call: Call, cost_nanos: int, finished: float) -> None:
         """Write the call's usage record durably (returns once it is in the spool file)."""
-        await self.spool.append(build_record(call, cost_nanos, finished), settled=settled)
+        await self.spool.append(build_record(call, cost_nanos, finished))
         self.shipper.nudge()
 
     async def spent(self, scope: Scope, start: datetime, end: datetime) -> int:

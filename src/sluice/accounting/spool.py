@@ -30,7 +30,6 @@ CREATE TABLE IF NOT EXISTS spool (
     user_id TEXT,
     workspace_id TEXT,
     cost_nanos INTEGER NOT NULL,
-    settled INTEGER NOT NULL DEFAULT 0,
     body BLOB NOT NULL
 )
 """
@@ -42,7 +41,6 @@ _STOP = object()
 class SpoolRow:
     id: str
     body: dict[str, Any]
-    settled: bool
 
 
 class _Write:
@@ -75,7 +73,7 @@ class Spool:
         self._thread = threading.Thread(target=self._write_forever, name="sluice-spool", daemon=True)
         self._thread.start()
 
-    async def append(self, record: dict[str, Any], settled: bool = False) -> None:
+    async def append(self, record: dict[str, Any]) -> None:
         """Return once the record is committed to the spool file."""
         if self._closed:
             raise RuntimeError("spool is closed")
@@ -88,7 +86,6 @@ class Spool:
             record.get("user_id"),
             record.get("workspace_id"),
             record["cost_nanos"],
-            int(settled),
             orjson.dumps(record),
         )
         self._queue.put(_Write(row, loop, future))
@@ -123,7 +120,7 @@ class Spool:
         error: BaseException | None = None
         try:
             conn.execute("BEGIN")
-            conn.executemany("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [w.row for w in batch])
+            conn.executemany("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, ?, ?, ?, ?)", [w.row for w in batch])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             error = exc
@@ -142,10 +139,10 @@ class Spool:
     def read_unshipped(self, limit: int) -> list[SpoolRow]:
         conn = self._connect()
         try:
-            rows = conn.execute("SELECT id, body, settled FROM spool ORDER BY created LIMIT ?", (limit,)).fetchall()
+            rows = conn.execute("SELECT id, body FROM spool ORDER BY created LIMIT ?", (limit,)).fetchall()
         finally:
             conn.close()
-        return [SpoolRow(r[0], orjson.loads(r[1]), bool(r[2])) for r in rows]
+        return [SpoolRow(r[0], orjson.loads(r[1])) for r in rows]
 
     def delete(self, ids: Iterable[str]) -> None:
         conn = self._connect()
@@ -153,21 +150,6 @@ class Spool:
             conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
         finally:
             conn.close()
-
-    def mark_settled(self, ids: Iterable[str]) -> None:
-        conn = self._connect()
-        try:
-            conn.executemany("UPDATE spool SET settled = 1 WHERE id = ?", [(i,) for i in ids])
-        finally:
-            conn.close()
-
-    def unsettled(self) -> list[SpoolRow]:
-        conn = self._connect()
-        try:
-            rows = conn.execute("SELECT id, body, settled FROM spool WHERE settled = 0").fetchall()
-        finally:
-            conn.close()
-        return [SpoolRow(r[0], orjson.loads(r[1]), False) for r in rows]
 
     def pending_cost(self, column: str, value: str, start: float, end: float) -> list[tuple[str, int]]:
         """(id, cost) of spooled records of one scope in a time range (for budget spend after a restart)."""

@@ -91,7 +91,7 @@ class Limiter:
                     headers={"Retry-After": "1"},
                 ) from None
             log.warning("limit store unavailable; enforcing per replica (limits.on_redis_error=local_fallback)")
-            reservation.period_keys["__fallback__"] = "1"
+            reservation.fallback = True
             return await self.fallback.reserve(reservation, now)
 
     async def settle(self, call: Call, cost_nanos: int) -> None:
@@ -99,7 +99,7 @@ class Limiter:
         if reservation is None or reservation.settled:
             return
         tokens = call.usage.total_tokens if call.usage is not None else 0
-        store = self.fallback if "__fallback__" in reservation.period_keys and self.fallback else self.store
+        store = self.fallback if reservation.fallback and self.fallback is not None else self.store
         try:
             await store.settle(reservation, tokens, cost_nanos, self.clock())
         except StoreUnavailable:

@@ -30,6 +30,7 @@ class Reservation:
     lease: float  # seconds after which an unsettled reservation counts as abandoned (crash recovery)
     period_keys: dict[str, str] = field(default_factory=dict)  # scope name → budget period at admission
     settled: bool = False
+    fallback: bool = False  # admitted by the per-replica fallback store while the shared store was down
 
 
 @dataclass(frozen=True, slots=True)
