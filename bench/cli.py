@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     p.add_argument("--python-upstream", action="store_true", help="use the Python mock for non-stream answers too")
     p.add_argument("--frame-gap-ms", type=float, default=1.0, help="upstream delay between stream frames")
+    p.add_argument("--ref", metavar="REV", help="measure Sluice at this git revision (default: the working tree)")
     p.add_argument("--render", type=Path, metavar="JSON", help="print the Markdown for a saved result and exit")
     p.add_argument("--list", action="store_true", help="list the Sluice variants and exit")
     return p
@@ -68,6 +70,7 @@ def _options(args: argparse.Namespace) -> Options:
         pin=not args.no_pin,
         use_nginx=not args.python_upstream,
         frame_gap_ms=args.frame_gap_ms,
+        ref=args.ref,
     )
 
 
@@ -75,8 +78,15 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    # Turn SIGTERM/SIGHUP into an exception so the runner's `finally` stops every child it started.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_on_signal)
     if args.list:
         for variant in VARIANTS:
             print(f"{variant.name:<16} key={variant.key:<8} {variant.description}")

@@ -43,7 +43,7 @@ def describe() -> dict[str, Any]:
         "ram_gib": round(int(mem_kb) / 1024 / 1024, 1) if mem_kb else None,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "wrk": _output(["wrk", "--version"]),
+        "wrk": " ".join((_output(["wrk", "--version"]) or "wrk unknown").split()[:2]),
         "nginx": _output(["nginx", "-v"]),
         "commit": _output(["git", "rev-parse", "--short", "HEAD"]),
         "worktree_dirty": bool(dirty),

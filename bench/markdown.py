@@ -78,12 +78,19 @@ def markdown(doc: dict[str, Any]) -> str:
     levels = sorted(doc["targets"][0]["load"], key=int) if doc["targets"] else []
     top = levels[-1] if levels else "64"
     m = doc["machine"]
+    opts = doc["options"]
+    source = doc.get("sluice_source", "working tree")
+    if source == "working tree":
+        code = f"working tree at {m['commit']}{' with uncommitted changes' if m['worktree_dirty'] else ''}"
+    else:
+        code = f"commit {source}"
     out = [
-        f"Run {doc['date']} on {m['cpu']} ({m['cpus_usable']} CPUs usable, {m['ram_gib']} GiB), commit {m['commit']}"
-        f"{' (dirty worktree)' if m['worktree_dirty'] else ''}; {doc['pinning']}; non-stream upstream "
-        f"{doc['upstream']}; {doc['options']['duration_s']:g} s per point after {doc['options']['warmup_s']:g} s "
-        f"warm-up, {doc['options']['repeat']} round(s), medians; load average before/after: "
-        f"{doc['loadavg_before'].split(' ')[0]} / {doc['loadavg_after'].split(' ')[0]}.",
+        f"- Run: {doc['date']}, {doc['wall_s']:g} s; Sluice code: {code}.",
+        f"- Machine: {m['cpu']}, {m['cpus_usable']} CPUs, {m['ram_gib']} GiB; Python {m['python']}; {m['wrk']};"
+        f" load average before/after {doc['loadavg_before'].split(' ')[0]} / {doc['loadavg_after'].split(' ')[0]}.",
+        f"- Pinning: {doc['pinning']}. Non-stream upstream: {doc['upstream']}; stream upstream: Python mock.",
+        f"- {opts['duration_s']:g} s per load point after {opts['warmup_s']:g} s of warm-up;"
+        f" {opts['stream_requests']} streams per target; {opts['repeat']} round(s), medians over rounds.",
         "",
         "Non-stream chat completions (wrk, closed loop): requests/s and latency p50 / p99 in ms.",
         "",

@@ -178,6 +178,7 @@ def document(result: RunResult, options: Options, machine: dict[str, Any]) -> di
         "machine": machine,
         "pinning": result.pinning.describe(),
         "upstream": result.upstream_server,
+        "sluice_source": result.sluice_source,
         "loadavg_before": result.loadavg_before,
         "loadavg_after": result.loadavg_after,
         "options": {

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench import payloads
 from bench.procs import Pinning, Processes
+from bench.source import SluiceSource, extract, working_tree
 from bench.stream_client import StreamResult, measure_ttft
 from bench.targets import Target, UpstreamPorts, direct, floor, start_sluice, start_upstreams
 from bench.variants import Variant
@@ -39,6 +40,7 @@ class Options:
     use_nginx: bool = True
     frame_gap_ms: float = 1.0
     threads: int = 0  # wrk threads; 0 = one per load-generator CPU
+    ref: str | None = None  # measure Sluice at this git revision instead of the working tree
 
 
 @dataclass
@@ -58,6 +60,7 @@ class RunResult:
     measured: list[Measured]
     loadavg_before: str
     loadavg_after: str
+    sluice_source: str
 
 
 Log = Callable[[str], None]
@@ -74,24 +77,28 @@ def run(options: Options, log: Log) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
         procs = Processes(Path(tmp))
         try:
+            source = extract(options.ref, Path(tmp) / "source") if options.ref else working_tree()
+            log(f"Sluice code: {source.label}")
             up = start_upstreams(procs, pins, options.use_nginx, options.frame_gap_ms)
             log(f"upstreams: {up.chat_server} on :{up.chat} (non-stream), Python mock on :{up.stream} (stream)")
-            targets = _start_targets(procs, pins, up, options, log)
+            targets = _start_targets(procs, pins, up, source, options, log)
             measured = [Measured(t) for t in targets]
             _measure(measured, options, pins, Path(tmp), log)
         finally:
             procs.stop_all()
-    return RunResult(started, time.time(), pins, up.chat_server, measured, loadavg_before, _loadavg())
+    return RunResult(started, time.time(), pins, up.chat_server, measured, loadavg_before, _loadavg(), source.label)
 
 
-def _start_targets(procs: Processes, pins: Pinning, up: UpstreamPorts, options: Options, log: Log) -> list[Target]:
+def _start_targets(
+    procs: Processes, pins: Pinning, up: UpstreamPorts, source: SluiceSource, options: Options, log: Log
+) -> list[Target]:
     targets: list[Target] = []
     if "direct" in options.references:
         targets.append(direct(up))
     if "floor" in options.references:
         targets.append(floor(procs, pins, up))
     for variant in options.variants:
-        target = start_sluice(procs, pins, up, variant)
+        target = start_sluice(procs, pins, up, variant, source)
         log(f"{variant.name}: first answer {target.startup_s:.2f} s after spawn, idle RSS {target.rss_idle_mb:.0f} MB")
         targets.append(target)
     return targets

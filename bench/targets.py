@@ -20,6 +20,7 @@ import yaml
 from bench import nginx, payloads
 from bench.http_client import HttpConnection, HttpProtocolError
 from bench.procs import BenchError, Child, Pinning, Processes, free_port, pinned, port_open, wait_until
+from bench.source import SluiceSource
 from bench.variants import Upstreams, Variant, variant_config
 
 UPSTREAM_START_TIMEOUT = 5.0
@@ -126,7 +127,7 @@ def _answers(port: int, key: str | None) -> bool:
     return reply.status == 200
 
 
-def start_sluice(procs: Processes, pins: Pinning, up: UpstreamPorts, variant: Variant) -> Target:
+def start_sluice(procs: Processes, pins: Pinning, up: UpstreamPorts, variant: Variant, source: SluiceSource) -> Target:
     """A fresh data directory and config, the key made if needed, then spawn → first successful answer."""
     workdir = procs.workdir / variant.name
     data_dir = workdir / "data"
@@ -134,7 +135,7 @@ def start_sluice(procs: Processes, pins: Pinning, up: UpstreamPorts, variant: Va
     config = workdir / "sluice.yaml"
     config.write_text(yaml.safe_dump(variant_config(variant, up.urls), sort_keys=False), encoding="utf-8")
     master = "sk-bench-master-" + secrets.token_hex(16)
-    env = {**variant.env, "SLUICE_MASTER_KEY": master}
+    env = {**source.env, **variant.env, "SLUICE_MASTER_KEY": master}
     key: str | None = master
     if variant.key == "virtual":
         key = _create_virtual_key(config, data_dir, {**os.environ, **env})
