@@ -56,14 +56,14 @@ class Services:
         catalog = build_catalog(settings, providers)
         master = settings.master_key.get_secret_value() if settings.master_key else None
         keys = KeyResolver(db, master, settings.key_cache)
-        accounting = Accounting(db, settings.data_dir, catalog)
-        limiter = build_limiter(settings, accounting)
-        gateway = Gateway(settings, catalog, Authenticator(keys), accounting=accounting, limiter=limiter)
         redis = (
             Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=2)
             if settings.redis_url
             else None
         )
+        accounting = Accounting(db, settings.data_dir, catalog)
+        limiter = build_limiter(settings, accounting, redis)
+        gateway = Gateway(settings, catalog, Authenticator(keys), accounting=accounting, limiter=limiter)
         return cls(settings, db, providers, catalog, keys, gateway, accounting, limiter, redis)
 
     async def start(self) -> None:

@@ -195,6 +195,8 @@ class Settings(Strict):
             raise ValueError(f"provider names must be unique: {', '.join(dup)}")
         known = set(names) | ({"mock"} if self.builtin_mock else set())
         problems = []
+        if self.limits.backend == "redis" and self.redis_url is None:
+            problems.append("limits.backend: 'redis' needs redis_url to be set")
         for i, model in enumerate(self.models):
             for j, dep in enumerate(model.deployments):
                 if dep.provider not in known:

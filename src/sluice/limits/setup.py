@@ -6,11 +6,13 @@ import asyncio
 from zoneinfo import ZoneInfo
 
 import structlog
+from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.accounting.service import Accounting
 from sluice.config import Settings
 from sluice.limits.memory import MemoryLimitStore
+from sluice.limits.redis import RedisLimitStore
 from sluice.limits.policy import PolicyTable
 from sluice.limits.repository import LimitRepository
 from sluice.limits.service import Limiter
@@ -21,11 +23,16 @@ log = structlog.get_logger("sluice.limits")
 POLICY_REFRESH_SECONDS = 15.0
 
 
-def build_limiter(settings: Settings, accounting: Accounting) -> Limiter:
+def build_limiter(settings: Settings, accounting: Accounting, redis: Redis | None) -> Limiter:
     config = settings.limits
     zone = ZoneInfo(config.timezone)
-    store = MemoryLimitStore(zone, accounting.spent)
-    return Limiter(config, PolicyTable(config), store, accounting)
+    if config.backend == "memory":
+        return Limiter(config, PolicyTable(config), MemoryLimitStore(zone, accounting.spent), accounting)
+    if redis is None:
+        raise ValueError("limits.backend is 'redis' but redis_url is not set")
+    store = RedisLimitStore(redis, config.redis_prefix, zone, accounting.spent)
+    fallback = MemoryLimitStore(zone, accounting.spent) if config.on_redis_error == "local_fallback" else None
+    return Limiter(config, PolicyTable(config), store, accounting, fallback=fallback)
 
 
 async def load_policies(limiter: Limiter, db: Database) -> None:

@@ -1,16 +1,24 @@
-"""The in-process limit store: windows, concurrency and budgets that hold exactly."""
+"""Limit stores: the same behaviour, exact windows, concurrency and budgets, from the in-process store and Redis.
+
+The Redis runs talk to the real Redis on 127.0.0.1:6379 under a unique key prefix per test.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from redis.asyncio import Redis
 
 from sluice.limits.memory import MemoryLimitStore
 from sluice.limits.policy import Limits, Scope
-from sluice.limits.store import Admitted, Denial, Reservation
+from sluice.limits.redis import RedisLimitStore
+from sluice.limits.store import Admitted, Denial, LimitStore, Reservation
+from tests.support.services import REDIS_URL, require_redis
 
 UTC_ZONE = ZoneInfo("UTC")
 NOW = 1_800_000_000.0
@@ -21,14 +29,34 @@ def res(*scopes: Scope, tokens: int = 10, cost: int = 0, at: float = NOW) -> Res
     return Reservation(f"r{next(counter)}", list(scopes), tokens, cost, at, lease=600)
 
 
-def store(spent: int = 0) -> MemoryLimitStore:
-    async def load(scope: Scope, start: datetime, end: datetime) -> int:
-        return spent
-
-    return MemoryLimitStore(UTC_ZONE, load)
+StoreFactory = Callable[..., LimitStore]
 
 
-async def test_rpm_admits_exactly_the_limit_within_a_minute() -> None:
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
+    redis: Redis | None = None
+    prefix = "sluice-test:" + secrets.token_hex(4)
+    if request.param == "redis":
+        require_redis()
+        redis = Redis.from_url(REDIS_URL)
+
+    def make(spent: int = 0) -> LimitStore:
+        async def load(scope: Scope, start: datetime, end: datetime) -> int:
+            return spent
+
+        if redis is None:
+            return MemoryLimitStore(UTC_ZONE, load)
+        return RedisLimitStore(redis, prefix, UTC_ZONE, load)
+
+    yield make
+    if redis is not None:
+        keys = [k async for k in redis.scan_iter(match=prefix + "*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+
+
+async def test_rpm_admits_exactly_the_limit_within_a_minute(store: StoreFactory) -> None:
     s = store()
     key = Scope("key", "k1", Limits(rpm=3))
     results = [await s.reserve(res(key, at=NOW + i), NOW + i) for i in range(5)]
@@ -38,7 +66,7 @@ async def test_rpm_admits_exactly_the_limit_within_a_minute() -> None:
     assert isinstance(await s.reserve(res(key, at=NOW + 60), NOW + 60), Admitted)  # the first has left the window
 
 
-async def test_tpm_is_settled_to_actual_tokens() -> None:
+async def test_tpm_is_settled_to_actual_tokens(store: StoreFactory) -> None:
     s = store()
     key = Scope("key", "k1", Limits(tpm=100))
     first = res(key, tokens=90)
@@ -49,7 +77,7 @@ async def test_tpm_is_settled_to_actual_tokens() -> None:
     assert isinstance(admitted, Admitted) and admitted.tokens is not None and admitted.tokens.remaining == 50
 
 
-async def test_concurrency_slot_is_freed_at_settlement() -> None:
+async def test_concurrency_slot_is_freed_at_settlement(store: StoreFactory) -> None:
     s = store()
     key = Scope("key", "k1", Limits(concurrent=1))
     first = res(key)
@@ -61,7 +89,7 @@ async def test_concurrency_slot_is_freed_at_settlement() -> None:
     assert isinstance(await s.reserve(res(key), NOW), Denial)
 
 
-async def test_fifty_concurrent_requests_with_budget_for_one() -> None:
+async def test_fifty_concurrent_requests_with_budget_for_one(store: StoreFactory) -> None:
     s = store()
     key = Scope("key", "k1", Limits(budget_nanos=1_000))
     results = await asyncio.gather(*(s.reserve(res(key, cost=1_000), NOW) for _ in range(50)))
@@ -70,7 +98,7 @@ async def test_fifty_concurrent_requests_with_budget_for_one() -> None:
     assert all(d.limit == "budget" and d.scope == key for d in denials)
 
 
-async def test_failed_request_releases_its_reservation() -> None:
+async def test_failed_request_releases_its_reservation(store: StoreFactory) -> None:
     s = store()
     key = Scope("key", "k1", Limits(budget_nanos=1_000))
     failed = res(key, cost=1_000)
@@ -79,14 +107,14 @@ async def test_failed_request_releases_its_reservation() -> None:
     assert isinstance(await s.reserve(res(key, cost=1_000), NOW), Admitted)
 
 
-async def test_budget_counts_spend_already_recorded_before_a_restart() -> None:
+async def test_budget_counts_spend_already_recorded_before_a_restart(store: StoreFactory) -> None:
     s = store(spent=900)
     key = Scope("key", "k1", Limits(budget_nanos=1_000))
     assert isinstance(await s.reserve(res(key, cost=200), NOW), Denial)
     assert isinstance(await s.reserve(res(key, cost=100), NOW), Admitted)
 
 
-async def test_budget_resets_with_the_period() -> None:
+async def test_budget_resets_with_the_period(store: StoreFactory) -> None:
     s = store()
     key = Scope("key", "k1", Limits(budget_nanos=1_000, period="day"))
     spend = res(key, cost=1_000)
@@ -96,7 +124,7 @@ async def test_budget_resets_with_the_period() -> None:
     assert isinstance(await s.reserve(res(key, cost=1, at=NOW + 86_400), NOW + 86_400), Admitted)
 
 
-async def test_all_scopes_or_none() -> None:
+async def test_all_scopes_or_none(store: StoreFactory) -> None:
     s = store()
     key = Scope("key", "k1", Limits(rpm=10))
     workspace = Scope("workspace", "w1", Limits(rpm=1))
@@ -108,7 +136,7 @@ async def test_all_scopes_or_none() -> None:
 
 
 @pytest.mark.parametrize("limit", [5, 60])
-async def test_rpm_never_exceeded_in_any_window_under_bursts(limit: int) -> None:
+async def test_rpm_never_exceeded_in_any_window_under_bursts(store: StoreFactory, limit: int) -> None:
     s = store()
     key = Scope("key", "k1", Limits(rpm=limit))
     admitted: list[float] = []
@@ -119,3 +147,29 @@ async def test_rpm_never_exceeded_in_any_window_under_bursts(limit: int) -> None
     for start in range(0, 180):
         in_window = [t for t in admitted if NOW + start <= t < NOW + start + 60]
         assert len(in_window) <= limit
+
+
+async def test_settlement_is_idempotent_across_replays(store: StoreFactory) -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(budget_nanos=1_000, concurrent=5))
+    spend = res(key, cost=600)
+    assert isinstance(await s.reserve(spend, NOW), Admitted)
+    await s.settle(spend, 5, 600, NOW)
+    await s.settle(spend, 5, 600, NOW)
+    assert await s.spent(key, NOW) == 600
+    if isinstance(s, MemoryLimitStore):
+        return  # an in-process reservation cannot outlive its process, so it cannot be replayed
+    spend.settled = False  # a replay from another process presents the same reservation again
+    await s.settle(spend, 5, 600, NOW)
+    assert await s.spent(key, NOW) == 600
+
+
+async def test_abandoned_reservations_expire_with_their_lease(store: StoreFactory) -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(budget_nanos=1_000, concurrent=1))
+    lost = Reservation("lost", [key], 10, 1_000, NOW, lease=30)  # its replica died; it is never settled
+    assert isinstance(await s.reserve(lost, NOW), Admitted)
+    assert isinstance(await s.reserve(res(key, cost=1), NOW + 10), Denial)
+    if isinstance(s, MemoryLimitStore):
+        return  # in-process reservations die with their process; only shared stores need leases
+    assert isinstance(await s.reserve(res(key, cost=1, at=NOW + 31), NOW + 31), Admitted)

@@ -1,0 +1,162 @@
+"""The Redis limit store: one Lua round trip to admit, one to settle, exact across every replica.
+
+All replicas count in the same Redis keys, so a 60-per-minute key gets 60 requests a minute in total however
+many replicas serve it. Reservations carry a lease; a replica that dies with reservations in hand leaves them to
+expire, and the next admission in that scope gives them back. When Redis cannot be reached the store raises
+:class:`StoreUnavailable` at once for a short back-off instead of making every request wait for a timeout.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from sluice.limits.periods import period_bounds, period_key
+from sluice.limits.policy import Scope
+from sluice.limits.redis_scripts import INIT_SPENT, RESERVE, SETTLE
+from sluice.limits.service import StoreUnavailable
+from sluice.limits.store import Admitted, Denial, LimitName, Quota, Reservation
+
+SpendLoader = Callable[[Scope, datetime, datetime], Awaitable[int]]
+
+SETTLED_MARKER_TTL = 3 * 86_400
+DOWN_BACKOFF = 1.0
+
+
+class RedisLimitStore:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        tz: ZoneInfo,
+        load_spent: SpendLoader,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.tz = tz
+        self._load_spent = load_spent
+        self._reserve = redis.register_script(RESERVE)
+        self._settle = redis.register_script(SETTLE)
+        self._init = redis.register_script(INIT_SPENT)
+        self._clock = clock
+        self._down_until = 0.0
+
+    def _key(self, scope: Scope, part: str) -> str:
+        return f"{self.prefix}:{{{scope.name}}}:{part}"
+
+    def _budget_keys(self, scope: Scope, period: str) -> list[str]:
+        return [self._key(scope, f"b:{period}"), self._key(scope, f"br:{period}"), self._key(scope, f"ba:{period}")]
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        if self._clock() < self._down_until:
+            raise StoreUnavailable("redis recently unreachable")
+        try:
+            return await script(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            self._down_until = self._clock() + DOWN_BACKOFF
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def reserve(self, reservation: Reservation, now: float) -> Admitted | Denial:
+        moment = datetime.fromtimestamp(now, UTC)
+        keys: list[str] = []
+        args: list[Any] = [
+            now,
+            reservation.id,
+            reservation.tokens,
+            reservation.cost_nanos,
+            now + reservation.lease,
+            len(reservation.scopes),
+        ]
+        for scope in reservation.scopes:
+            limits = scope.limits
+            period = period_key(limits.period, moment, self.tz)
+            _, end = period_bounds(limits.period, moment, self.tz)
+            keys += [
+                self._key(scope, "rq"),
+                self._key(scope, "tk"),
+                self._key(scope, "cc"),
+                *self._budget_keys(scope, period),
+            ]
+            args += [
+                limits.rpm or 0,
+                limits.tpm or 0,
+                limits.concurrent or 0,
+                -1 if limits.budget_nanos is None else limits.budget_nanos,
+                math.ceil(end.timestamp() - now),
+            ]
+            if limits.budget_nanos is not None:
+                reservation.period_keys[scope.name] = period
+        for _attempt in range(2):
+            result = await self._call(self._reserve, keys, args)
+            verdict = _text(result[0])
+            if verdict == "ok":
+                return Admitted(_quota(result[1:4]), _quota(result[4:7]))
+            if verdict == "deny":
+                scope = reservation.scopes[int(result[1])]
+                limit: LimitName = _text(result[2])  # type: ignore[assignment]
+                return Denial(scope, limit, int(result[3]), float(result[4]))
+            await self._initialise(reservation.scopes[int(result[1])], moment)
+        raise StoreUnavailable("budget counter could not be initialised")
+
+    async def _initialise(self, scope: Scope, moment: datetime) -> None:
+        """Load a period's spend from the usage records into Redis (first use of the period anywhere)."""
+        start, end = period_bounds(scope.limits.period, moment, self.tz)
+        spent = await self._load_spent(scope, start, end)
+        period = period_key(scope.limits.period, moment, self.tz)
+        ttl = math.ceil(end.timestamp() - moment.timestamp())
+        await self._call(self._init, [self._key(scope, f"b:{period}")], [spent, ttl])
+
+    async def settle(self, reservation: Reservation, tokens: int, cost_nanos: int, now: float) -> None:
+        if reservation.settled:
+            return
+        moment = datetime.fromtimestamp(now, UTC)
+        keys = [f"{self.prefix}:settled:{reservation.id}"]
+        args: list[Any] = [
+            reservation.id,
+            int(reservation.at),
+            tokens - reservation.tokens,
+            cost_nanos,
+            SETTLED_MARKER_TTL,
+            len(reservation.scopes),
+        ]
+        for scope in reservation.scopes:
+            limits = scope.limits
+            reserved_period = reservation.period_keys.get(scope.name, "")
+            current = period_key(limits.period, moment, self.tz)
+            b, br, ba = self._budget_keys(scope, reserved_period)
+            keys += [self._key(scope, "tk"), self._key(scope, "cc"), b, br, ba, self._key(scope, f"b:{current}")]
+            args += [limits.tpm or 0, limits.concurrent or 0, -1 if limits.budget_nanos is None else 0]
+        await self._call(self._settle, keys, args)
+        reservation.settled = True
+
+    async def spent(self, scope: Scope, now: float) -> int:
+        moment = datetime.fromtimestamp(now, UTC)
+        key = self._key(scope, f"b:{period_key(scope.limits.period, moment, self.tz)}")
+        try:
+            value = await self.redis.hget(key, "spent")
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if value is None:
+            start, end = period_bounds(scope.limits.period, moment, self.tz)
+            return await self._load_spent(scope, start, end)
+        return int(value)
+
+    async def close(self) -> None:
+        return None  # the Redis client is shared and closed by the application
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _quota(values: list[Any]) -> Quota | None:
+    limit, remaining, reset = (int(v) for v in values)
+    return Quota(limit, remaining, float(reset)) if limit >= 0 else None
