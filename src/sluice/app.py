@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.accounting.service import Accounting
 from sluice.config import Settings
 from sluice.identity.authenticate import Authenticator
 from sluice.identity.keys import KeyResolver
 from sluice.limits.service import Limiter
-from sluice.limits.setup import build_limiter, load_policies, refresh_policies_forever
+from sluice.limits.setup import build_limiter, load_policies
 from sluice.observability.health import router as health_router
 from sluice.pipeline import Gateway
 from sluice.providers.base import Provider
@@ -34,6 +35,7 @@ from sluice.surfaces.openai.format import OPENAI
 log = structlog.get_logger("sluice.app")
 
 LAST_USED_FLUSH_SECONDS = 15.0
+STORED_REFRESH_SECONDS = 15.0
 
 
 @dataclass
@@ -77,7 +79,7 @@ class Services:
         for provider in self.providers.values():
             await provider.start()
         await discover_models(self.catalog)
-        self.tasks.append(asyncio.create_task(refresh_policies_forever(self.limiter, self.db), name="sluice-limits"))
+        self.tasks.append(asyncio.create_task(self._refresh_stored_forever(), name="sluice-refresh"))
         self.tasks.append(asyncio.create_task(self._flush_last_used_forever(), name="sluice-key-last-used"))
         log.info("started", models=len(self.catalog.routes()), providers=sorted(self.providers))
 
@@ -96,6 +98,16 @@ class Services:
             await self.redis.aclose()
         await self.db.close()
         log.info("stopped")
+
+    async def _refresh_stored_forever(self) -> None:
+        """Limit policies and prices changed elsewhere (admin API on another replica, CLI) apply here in time."""
+        while True:
+            await asyncio.sleep(STORED_REFRESH_SECONDS)
+            try:
+                await load_policies(self.limiter, self.db)
+                await self.accounting.reload_prices()
+            except SQLAlchemyError as exc:
+                log.warning("could not refresh stored limits and prices", error=type(exc).__name__)
 
     async def _flush_last_used_forever(self) -> None:
         while True:

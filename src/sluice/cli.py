@@ -1,29 +1,25 @@
-"""The ``sluice`` command: serve, migrate, keys, check-config."""
+"""The ``sluice`` command: serve, migrate, check-config, keys; limits, prices and usage live with their rooms."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 import uvicorn
 from pydantic import SecretStr
-from rich.console import Console
 from rich.table import Table
 
+from sluice.accounting.cli import prices_cli, usage_cli
 from sluice.app import create_app
-from sluice.config import Settings, load_settings
-from sluice.errors import ConfigError, SluiceError
+from sluice.cli_common import ConfigOpt, DataDirOpt, err, load, out, with_db
+from sluice.config import Settings
+from sluice.errors import SluiceError
 from sluice.identity.key_service import create_key, list_keys, revoke_key
 from sluice.identity.master import load_or_create_master_key
+from sluice.limits.cli import limits_cli
 from sluice.observability.logging import configure_logging
 from sluice.store.db import Database
-
-T = TypeVar("T")
 
 cli = typer.Typer(
     help="Sluice: a self-hosted LLM gateway.",
@@ -33,42 +29,9 @@ cli = typer.Typer(
 )
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
-
-# Piped output (scripts, CI logs) gets full-width tables instead of rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="YAML configuration file (or SLUICE_CONFIG).", show_default=False),
-]
-DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory (or SLUICE_DATA_DIR).", show_default=False)
-]
-
-
-def _settings(config: Path | None, **overrides: Any) -> Settings:
-    try:
-        return load_settings(config, overrides={k: v for k, v in overrides.items() if v is not None})
-    except ConfigError as exc:
-        err.print("[bold red]Configuration problems:[/]")
-        for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-
-
-def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]], migrate: bool = True) -> T:
-    async def run() -> T:
-        db = Database(settings.resolved_database_url)
-        try:
-            if migrate and db.is_sqlite:
-                settings.data_dir.mkdir(parents=True, exist_ok=True)
-                await db.migrate()
-            return await work(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
+cli.add_typer(limits_cli, name="limits")
+cli.add_typer(prices_cli, name="prices")
+cli.add_typer(usage_cli, name="usage")
 
 
 @cli.command()
@@ -79,7 +42,7 @@ def serve(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Start the gateway (SQLite, in-process limits and queue, and the mock model unless configured otherwise)."""
-    settings = _settings(config, **{"server.host": host, "server.port": port, "data_dir": data_dir})
+    settings = load(config, **{"server.host": host, "server.port": port, "data_dir": data_dir})
     created = False
     if settings.master_key is None:
         key, created = load_or_create_master_key(settings.data_dir)
@@ -122,7 +85,7 @@ def _banner(settings: Settings, master_key: str, created: bool) -> None:
 @cli.command()
 def migrate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Create or upgrade the database schema to the newest version."""
-    settings = _settings(config, data_dir=data_dir)
+    settings = load(config, data_dir=data_dir)
 
     async def work(db: Database) -> str | None:
         if db.is_sqlite:
@@ -130,14 +93,14 @@ def migrate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
         await db.migrate()
         return await db.current_revision()
 
-    revision = _with_db(settings, work, migrate=False)
+    revision = with_db(settings, work, migrate=False)
     out.print(f"Database is at revision {revision}.")
 
 
 @cli.command("check-config")
 def check_config(config: ConfigOpt = None) -> None:
     """Validate the configuration and report every problem with its path in the file."""
-    settings = _settings(config)
+    settings = load(config)
     models = ", ".join(m.name for m in settings.models) or "none configured"
     providers = ", ".join(f"{p.name} ({p.kind})" for p in settings.providers) or "none configured"
     out.print(f"Configuration OK{f' ({settings.source})' if settings.source else ''}.")
@@ -155,10 +118,10 @@ def keys_create(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Create a virtual key; the key is shown once and never again."""
-    settings = _settings(config, data_dir=data_dir)
+    settings = load(config, data_dir=data_dir)
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-    new = _with_db(
+    new = with_db(
         settings,
         lambda db: create_key(
             db, name, allowed_models=allowed, priority=priority, expires_at=expires, created_by="cli"
@@ -175,8 +138,8 @@ def keys_list(
     data_dir: DataDirOpt = None,
 ) -> None:
     """List keys (never the secrets: only their visible prefixes)."""
-    settings = _settings(config, data_dir=data_dir)
-    rows = _with_db(settings, lambda db: list_keys(db, include_revoked=all_keys))
+    settings = load(config, data_dir=data_dir)
+    rows = with_db(settings, lambda db: list_keys(db, include_revoked=all_keys))
     table = Table("id", "name", "prefix", "models", "priority", "created", "expires", "status")
     for key in rows:
         status = "revoked" if key.revoked_at else "active"
@@ -200,9 +163,9 @@ def keys_revoke(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Revoke a key. Running gateways stop accepting it within the key cache lifetime (30 s by default)."""
-    settings = _settings(config, data_dir=data_dir)
+    settings = load(config, data_dir=data_dir)
     try:
-        key = _with_db(settings, lambda db: revoke_key(db, ident))
+        key = with_db(settings, lambda db: revoke_key(db, ident))
     except SluiceError as exc:
         err.print(exc.message, markup=False)
         raise typer.Exit(1) from None

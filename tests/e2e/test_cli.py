@@ -152,3 +152,29 @@ def test_serve_with_no_arguments_starts_on_embedded_defaults(
     assert "stopped" in stderr
     master = key_file.read_text().strip()
     assert master in stderr and f"curl {url}/v1/chat/completions" in stderr  # the ready-to-paste line
+
+
+def test_limits_prices_and_usage_commands(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    created = run(["keys", "create", "--name", "budgeted", "--data-dir", data])
+    prefix = created.stdout.strip().splitlines()[-1][:12]
+    result = run(
+        ["limits", "set", "key", prefix, "--rpm", "60", "--budget", "5", "--period", "day", "--data-dir", data]
+    )
+    assert result.returncode == 0, result.stderr
+    listed = run(["limits", "list", "--data-dir", data]).stdout
+    assert "key" in listed and "60" in listed and "day" in listed
+    spend = run(["limits", "spend", "key", prefix, "--data-dir", data])
+    assert spend.returncode == 0 and "0 spent this day (5)" in spend.stdout
+    assert run(["limits", "clear", "key", prefix, "--data-dir", data]).returncode == 0
+    assert run(["limits", "clear", "key", prefix, "--data-dir", data]).returncode == 1
+    assert run(["limits", "set", "key", "sk-sl-nothing", "--rpm", "1", "--data-dir", data]).returncode == 1
+
+    assert run(["prices", "set", "my-model", "--input", "2.5", "--output", "10", "--data-dir", data]).returncode == 0
+    assert "my-model" in run(["prices", "list", "--data-dir", data]).stdout
+    assert run(["prices", "clear", "my-model", "--data-dir", data]).returncode == 0
+
+    summary = run(["usage", "summary", "--days", "7", "--data-dir", data])
+    assert summary.returncode == 0 and "0 requests" in summary.stdout
+    export = run(["usage", "export", "--days", "7", "--data-dir", data])
+    assert export.returncode == 0 and export.stdout.splitlines()[0].startswith("id,request_id,created_at")

@@ -71,7 +71,7 @@ def test_unknown_provider_reference_names_the_deployment(tmp_path: Path) -> None
     path = write(tmp_path, "models:\n  - name: m\n    deployments: [{provider: ghost}]\n")
     with pytest.raises(ConfigError) as caught:
         load_settings(path, env={})
-    assert caught.value.problems == ["models[0].deployments[0].provider: unknown provider 'ghost' (known: none)"]
+    assert caught.value.problems == ["models[0].deployments[0].provider: unknown provider 'ghost' (known: mock)"]
 
 
 def test_unknown_keys_are_refused(tmp_path: Path) -> None:

@@ -63,13 +63,12 @@ class Spool:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(SCHEMA)  # readers (the CLI, a shipper before the writer ran) may find a new, empty file
         return conn
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect()
-        conn.execute(SCHEMA)
-        conn.close()
+        self._connect().close()
         self._thread = threading.Thread(target=self._write_forever, name="sluice-spool", daemon=True)
         self._thread.start()
 
