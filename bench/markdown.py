@@ -110,7 +110,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "first event p99 ms",
         "whole stream p50 ms",
         "idle RSS MB",
-        f"RSS after c={top} MB",
+        f"RSS after last c={top} MB",
         "start-up s",
     ]
     out += _table(head, _process_rows(doc))

@@ -53,7 +53,7 @@ class LoadResult:
 def wrk_binary() -> str:
     found = shutil.which("wrk")
     if found is None:
-        raise BenchError("wrk is not installed (apt-get install -y wrk)")
+        raise BenchError("wrk is not installed: run bench/install-tools.sh (apt-get install -y wrk nginx-light)")
     return found
 
 
