@@ -24,6 +24,7 @@ from sluice.identity.keys import KeyResolver
 from sluice.limits.service import Limiter
 from sluice.limits.setup import build_limiter, load_policies
 from sluice.observability.health import router as health_router
+from sluice.observability.metrics import Metrics
 from sluice.pipeline import Gateway
 from sluice.providers.base import Provider
 from sluice.routing.catalog import ModelCatalog, build_catalog, build_providers, discover_models
@@ -48,6 +49,7 @@ class Services:
     gateway: Gateway
     accounting: Accounting
     limiter: Limiter
+    metrics: Metrics
     redis: Redis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -63,10 +65,14 @@ class Services:
             if settings.redis_url
             else None
         )
+        metrics = Metrics()
         accounting = Accounting(db, settings.data_dir, catalog)
-        limiter = build_limiter(settings, accounting, redis)
-        gateway = Gateway(settings, catalog, Authenticator(keys), accounting=accounting, limiter=limiter)
-        return cls(settings, db, providers, catalog, keys, gateway, accounting, limiter, redis)
+        metrics.on_scrape(lambda: _outbox_gauges(metrics, accounting))
+        limiter = build_limiter(settings, accounting, redis, metrics)
+        gateway = Gateway(
+            settings, catalog, Authenticator(keys), accounting=accounting, limiter=limiter, metrics=metrics
+        )
+        return cls(settings, db, providers, catalog, keys, gateway, accounting, limiter, metrics, redis)
 
     async def start(self) -> None:
         if self.db.is_sqlite:
@@ -121,6 +127,10 @@ class Services:
             yield
         finally:
             await self.stop()
+
+
+def _outbox_gauges(metrics: Metrics, accounting: Accounting) -> None:
+    metrics.outbox_backlog.set(accounting.spool.backlog())
 
 
 class SluiceApp(ProxyDispatcher):

@@ -165,6 +165,15 @@ class LoggingConfig(Strict):
     access_log: bool = True
 
 
+class ObservabilityConfig(Strict):
+    response_headers: bool = True  # x-sluice-overhead-ms, x-sluice-upstream-ms, x-sluice-deployment
+    metrics: bool = True  # GET /metrics
+    metrics_token: SecretStr | None = None  # when set, /metrics needs "Authorization: Bearer <token>"
+    log_prompts: bool = False  # opt-in: put request bodies in debug logs (never keys or tokens)
+    otlp_endpoint: str | None = None  # OpenTelemetry traces over OTLP/HTTP (needs the sluice[otel] extra)
+    service_name: str = "sluice"
+
+
 class KeyCacheConfig(Strict):
     ttl_seconds: float = Field(30.0, gt=0)  # how long a verified key is trusted without re-reading the database
     negative_ttl_seconds: float = Field(5.0, ge=0)
@@ -182,6 +191,7 @@ class Settings(Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     key_cache: KeyCacheConfig = Field(default_factory=KeyCacheConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     # Where the settings came from, for messages; not part of the file format.

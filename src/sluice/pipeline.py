@@ -24,6 +24,7 @@ from sluice.identity.authenticate import Authenticator
 from sluice.identity.principal import Principal
 from sluice.limits.service import Limiter, StoreUnavailable, quota_headers
 from sluice.limits.store import Reservation
+from sluice.observability.metrics import Metrics
 from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
 from sluice.server.exchange import Exchange
 
@@ -97,12 +98,15 @@ class Gateway:
         *,
         accounting: Accounting,
         limiter: Limiter,
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.authenticator = authenticator
         self.accounting = accounting
         self.limiter = limiter
+        self.metrics = metrics
+        self.timing_headers = settings.observability.response_headers
         self.max_body = settings.server.max_body_bytes
         self.access_log = settings.logging.access_log
         self.limit_headers = settings.limits.headers
@@ -148,6 +152,8 @@ class Gateway:
         """
         deployment = min(route.deployments, key=lambda d: d.order)
         call.deployment = deployment
+        self.metrics.in_flight.labels(deployment.id).inc()
+        call.releases.append(self.metrics.in_flight.labels(deployment.id).dec)
         call.upstream_started = time.perf_counter()
         if call.deadline is not None:
             total = deployment.target.timeouts.total
@@ -189,8 +195,21 @@ class Gateway:
         for release in call.releases:
             release()
         call.releases.clear()
+        self.metrics.observe(call, call.finished)
         if self.access_log:
             self._log(call)
+
+    def response_headers(self, call: Call) -> list[tuple[bytes, bytes]]:
+        """Headers describing the call so far, added as its response starts (``observability.response_headers``)."""
+        now = time.perf_counter()
+        headers: list[tuple[bytes, bytes]] = []
+        overhead = call.overhead(now)
+        if overhead is not None:
+            headers.append((b"x-sluice-overhead-ms", f"{overhead * 1000:.3f}".encode()))
+            headers.append((b"x-sluice-upstream-ms", f"{call.upstream_wait * 1000:.3f}".encode()))
+        if call.deployment is not None:
+            headers.append((b"x-sluice-deployment", call.deployment.id.encode()))
+        return headers
 
     def _log(self, call: Call) -> None:
         finished = call.finished or time.perf_counter()

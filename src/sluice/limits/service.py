@@ -24,6 +24,7 @@ from sluice.limits.store import Admitted, Denial, LimitStore, Quota, Reservation
 
 if TYPE_CHECKING:
     from sluice.accounting.service import Accounting
+    from sluice.observability.metrics import Metrics
     from sluice.pipeline import Call
     from sluice.routing.catalog import ModelRoute
 
@@ -45,6 +46,7 @@ class Limiter:
         accounting: Accounting,
         fallback: LimitStore | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.policy = policy
@@ -52,7 +54,7 @@ class Limiter:
         self.fallback = fallback
         self.accounting = accounting
         self.clock = clock
-        self.rejections: dict[tuple[str, str], int] = {}  # (scope type, limit) → count, for metrics
+        self.metrics = metrics
         self.store_errors = 0
 
     async def admit(self, call: Call, route: ModelRoute, estimate: Callable[[], tuple[int, int | None]]) -> Admitted:
@@ -72,8 +74,8 @@ class Limiter:
         )
         result = await self._reserve(reservation, now)
         if isinstance(result, Denial):
-            key = (result.scope.type, result.limit)
-            self.rejections[key] = self.rejections.get(key, 0) + 1
+            if self.metrics is not None:
+                self.metrics.limit_rejections.labels(result.scope.type, result.limit).inc()
             raise denial_error(result, reservation, self.config, now)
         call.reservation = reservation
         return result
@@ -82,7 +84,7 @@ class Limiter:
         try:
             return await self.store.reserve(reservation, now)
         except StoreUnavailable:
-            self.store_errors += 1
+            self._store_error()
             if self.fallback is None:
                 log.warning("limit store unavailable; refusing (limits.on_redis_error=fail_closed)")
                 raise Overloaded(
@@ -103,9 +105,14 @@ class Limiter:
         try:
             await store.settle(reservation, tokens, cost_nanos, self.clock())
         except StoreUnavailable:
-            self.store_errors += 1
+            self._store_error()
             log.warning("limit settlement deferred: store unavailable", usage_id=reservation.id)
             raise
+
+    def _store_error(self) -> None:
+        self.store_errors += 1
+        if self.metrics is not None:
+            self.metrics.limit_store_errors.inc()
 
 
 def denial_error(denial: Denial, reservation: Reservation, config: LimitsConfig, now: float) -> SluiceError:

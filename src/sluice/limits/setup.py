@@ -13,19 +13,21 @@ from sluice.limits.policy import PolicyTable
 from sluice.limits.redis import RedisLimitStore
 from sluice.limits.repository import LimitRepository
 from sluice.limits.service import Limiter
+from sluice.observability.metrics import Metrics
 from sluice.store.db import Database
 
 
-def build_limiter(settings: Settings, accounting: Accounting, redis: Redis | None) -> Limiter:
+def build_limiter(settings: Settings, accounting: Accounting, redis: Redis | None, metrics: Metrics) -> Limiter:
     config = settings.limits
     zone = ZoneInfo(config.timezone)
     if config.backend == "memory":
-        return Limiter(config, PolicyTable(config), MemoryLimitStore(zone, accounting.spent), accounting)
+        store = MemoryLimitStore(zone, accounting.spent)
+        return Limiter(config, PolicyTable(config), store, accounting, metrics=metrics)
     if redis is None:
         raise ValueError("limits.backend is 'redis' but redis_url is not set")
-    store = RedisLimitStore(redis, config.redis_prefix, zone, accounting.spent)
+    redis_store = RedisLimitStore(redis, config.redis_prefix, zone, accounting.spent)
     fallback = MemoryLimitStore(zone, accounting.spent) if config.on_redis_error == "local_fallback" else None
-    return Limiter(config, PolicyTable(config), store, accounting, fallback=fallback)
+    return Limiter(config, PolicyTable(config), redis_store, accounting, fallback=fallback, metrics=metrics)
 
 
 async def load_policies(limiter: Limiter, db: Database) -> None:

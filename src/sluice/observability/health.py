@@ -1,11 +1,12 @@
-"""Liveness and readiness endpoints, each answering with a JSON body that names what is wrong."""
+"""Health (liveness, readiness with a JSON body naming what is wrong) and the Prometheus ``/metrics`` endpoint."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
 router = APIRouter(tags=["health"])
@@ -34,3 +35,23 @@ async def ready(request: Request) -> JSONResponse:
     if models == 0:
         ok = False
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition; needs ``Authorization: Bearer <observability.metrics_token>`` when that is set."""
+    services = request.app.state.services
+    config = services.settings.observability
+    if not config.metrics:
+        return JSONResponse({"error": {"type": "not_found", "message": "Metrics are disabled."}}, status_code=404)
+    token = config.metrics_token
+    if token is not None:
+        presented = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
+            return JSONResponse(
+                {"error": {"type": "authentication", "message": "A valid metrics token is required."}},
+                status_code=401,
+            )
+    body, content_type = services.metrics.render()
+    return Response(body, media_type=content_type)

@@ -34,6 +34,7 @@ class Exchange:
         "_headers",
         "_watcher",
         "client_gone",
+        "header_hook",
         "receive",
         "request_id",
         "responded",
@@ -56,6 +57,8 @@ class Exchange:
         self.response_headers: list[tuple[bytes, bytes]] = []
         self._headers: dict[bytes, bytes] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        # Called as the response starts, for headers only known then (timings, the deployment used).
+        self.header_hook: Callable[[], list[tuple[bytes, bytes]]] | None = None
 
     # --- request ----------------------------------------------------------------------------------------------
 
@@ -131,6 +134,8 @@ class Exchange:
         self.status = status
         raw = [(b"content-type", content_type), (b"x-request-id", self.request_id.encode())]
         raw.extend(self.response_headers)
+        if self.header_hook is not None:
+            raw.extend(self.header_hook())
         raw.extend(headers)
         return {"type": "http.response.start", "status": status, "headers": raw}
 

@@ -39,6 +39,8 @@ Handler = Callable[[Gateway, Exchange, Call], Awaitable[None]]
 
 async def run(gw: Gateway, ex: Exchange, fmt: Format, endpoint: str, handler: Handler) -> None:
     call = Call(ex.request_id, fmt.name, endpoint, ex.started)
+    if gw.timing_headers:
+        ex.header_hook = lambda: gw.response_headers(call)
     try:
         try:
             # The deadline starts unset; Gateway.open sets it from the chosen deployment's total timeout.

@@ -1,0 +1,178 @@
+"""Prometheus metrics: what the gateway does, what it costs, and how much time it adds.
+
+Every metric lives on the application's own registry (no global state). With several worker processes
+(``sluice serve --workers N``) prometheus-client's multiprocess mode is used — ``PROMETHEUS_MULTIPROC_DIR`` is set
+by the CLI before the workers start — and ``/metrics`` aggregates every worker's values.
+
+Label values are bounded: surfaces, endpoints, configured model and deployment names, status classes and error
+kinds. Key ids, user ids and emails are never labels; a model name a client made up is reported as ``unknown``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from sluice.version import version
+
+if TYPE_CHECKING:
+    from sluice.pipeline import Call
+
+# Sub-millisecond resolution at the bottom: the gateway's own overhead is measured in tens of microseconds.
+OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+WAIT_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Metrics:
+    def __init__(self) -> None:
+        multiprocess = multiprocess_dir() is not None
+        # In multiprocess mode values live in files; the registry used for exposition is built per scrape.
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        # Gauges of live processes are summed across workers (in one process the mode is ignored).
+        live: Literal["livesum", "all"] = "livesum" if multiprocess else "all"
+        self.requests = Counter(
+            "sluice_requests",
+            "Requests handled, by outcome.",
+            ["surface", "endpoint", "model", "deployment", "status_class", "error_type"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "sluice_request_duration_seconds",
+            "Whole request duration, arrival to last byte.",
+            ["surface", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "sluice_time_to_first_token_seconds",
+            "Arrival to the first byte of the answer sent to the client.",
+            ["surface", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "sluice_gateway_overhead_seconds",
+            "Time spent in Sluice itself (excluding upstream and queue wait).",
+            ["surface"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter("sluice_tokens", "Tokens, from the upstreams' usage.", ["model", "kind"], registry=r)
+        self.cost = Counter("sluice_cost", "Cost in the price table's currency.", ["model"], registry=r)
+        self.in_flight = Gauge(
+            "sluice_in_flight_requests",
+            "Requests running on each deployment.",
+            ["deployment"],
+            registry=r,
+            multiprocess_mode=live,
+        )
+        self.upstream_errors = Counter(
+            "sluice_upstream_errors", "Upstream failures, by kind.", ["deployment", "kind"], registry=r
+        )
+        self.limit_rejections = Counter(
+            "sluice_limit_rejections", "Requests refused by limits and budgets.", ["scope", "limit"], registry=r
+        )
+        self.limit_store_errors = Counter(
+            "sluice_limit_store_errors",
+            "Admissions or settlements that found the shared limit store down.",
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "sluice_usage_outbox_backlog",
+            "Usage records waiting in the local spool.",
+            registry=r,
+            multiprocess_mode=live,
+        )
+        self.outbox_failures = Counter(
+            "sluice_usage_outbox_failures", "Failed attempts to ship usage records to the database.", registry=r
+        )
+        self.queue_depth = Gauge(
+            "sluice_queue_depth",
+            "Requests waiting for a slot.",
+            ["deployment", "priority"],
+            registry=r,
+            multiprocess_mode=live,
+        )
+        self.queue_wait = Histogram(
+            "sluice_queue_wait_seconds",
+            "Time requests waited for a slot.",
+            ["deployment", "priority"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter("sluice_retries", "Upstream attempts retried.", ["deployment"], registry=r)
+        self.fallbacks = Counter(
+            "sluice_fallbacks", "Requests moved to another deployment or model.", ["model"], registry=r
+        )
+        self.circuit_state = Gauge(
+            "sluice_circuit_state",
+            "Circuit breaker per deployment: 0 closed, 1 half-open, 2 open.",
+            ["deployment"],
+            registry=r,
+            multiprocess_mode="livemax" if multiprocess else "all",
+        )
+        self.cache = Counter("sluice_cache_requests", "Response cache lookups.", ["result"], registry=r)
+        Info("sluice_build", "Build information.", registry=r).info({"version": version()})
+        self._children: dict[tuple[str, ...], tuple[Callable[[], None], Callable[[float], None]]] = {}
+        self._collectors: list[Callable[[], None]] = []
+
+    def on_scrape(self, update: Callable[[], None]) -> None:
+        """Run ``update`` before each exposition (gauges read from elsewhere, like the spool backlog)."""
+        self._collectors.append(update)
+
+    def exposition(self) -> bytes:
+        for update in self._collectors:
+            update()
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        aggregate = CollectorRegistry()
+        MultiProcessCollector(aggregate, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(aggregate)
+
+    def observe(self, call: Call, now: float) -> None:
+        """Record one finished call (called once per call from Gateway.finish)."""
+        model = call.model if call.deployment is not None and call.model else "unknown"
+        deployment = call.deployment.id if call.deployment is not None else "none"
+        status = 499 if call.cancelled else call.status
+        error = call.error.kind if call.error is not None else ("cancelled" if call.cancelled else "")
+        key = (call.surface, call.endpoint, model, deployment, f"{status // 100}xx", error)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(*key).inc,
+                self.duration.labels(call.surface, model).observe,
+            )
+            self._children[key] = children
+        children[0]()
+        children[1](now - call.started)
+        if call.first_byte_at is not None:
+            self.ttft.labels(call.surface, model).observe(call.first_byte_at - call.started)
+        overhead = call.overhead(now)
+        if overhead is not None:
+            self.overhead.labels(call.surface).observe(overhead)
+        usage = call.usage
+        if usage is not None and call.deployment is not None:
+            if usage.prompt_tokens:
+                self.tokens.labels(model, "prompt").inc(usage.prompt_tokens)
+            if usage.completion_tokens:
+                self.tokens.labels(model, "completion").inc(usage.completion_tokens)
+            if usage.cached_tokens:
+                self.tokens.labels(model, "cached").inc(usage.cached_tokens)
+        if call.cost_nanos:
+            self.cost.labels(model).inc(call.cost_nanos / 1e9)
+        if call.error is not None and call.error.kind.startswith("upstream") and call.deployment is not None:
+            self.upstream_errors.labels(deployment, call.error.code or call.error.kind).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        return self.exposition(), CONTENT_TYPE_LATEST
