@@ -66,7 +66,7 @@ class Services:
             else None
         )
         metrics = Metrics()
-        accounting = Accounting(db, settings.data_dir, catalog)
+        accounting = Accounting(db, settings.data_dir, catalog, on_ship_failure=metrics.outbox_failures.inc)
         metrics.on_scrape(lambda: _outbox_gauges(metrics, accounting))
         limiter = build_limiter(settings, accounting, redis, metrics)
         gateway = Gateway(
@@ -130,7 +130,7 @@ class Services:
 
 
 def _outbox_gauges(metrics: Metrics, accounting: Accounting) -> None:
-    metrics.outbox_backlog.set(accounting.spool.backlog())
+    metrics.outbox_backlog.set(accounting.spool.pending)
 
 
 class SluiceApp(ProxyDispatcher):

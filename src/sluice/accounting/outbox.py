@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,28 +22,28 @@ from sluice.store.db import Database
 log = structlog.get_logger("sluice.outbox")
 
 BATCH = 500
-IDLE_PAUSE = 0.5
+SHIP_INTERVAL = 1.0  # records reach the database within about a second; requests never wait for it
 MAX_BACKOFF = 30.0
 
 
 class Shipper:
-    def __init__(self, spool: Spool, db: Database) -> None:
+    def __init__(self, spool: Spool, db: Database, on_failure: Callable[[], None] | None = None) -> None:
         self.spool = spool
         self.db = db
-        self.failures = 0  # consecutive failed attempts (exported as a metric)
+        self.failures = 0  # consecutive failed attempts
+        self._on_failure = on_failure
         self.shipped = 0
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sluice-usage-shipper")
 
-    def nudge(self) -> None:
-        self._wake.set()
-
     async def ship_once(self) -> int:
         """Ship one batch; return how many rows left the spool (raises on database errors)."""
-        rows = await asyncio.to_thread(self.spool.read_unshipped, BATCH)
+        if self.spool.running:
+            rows = await self.spool.unshipped(BATCH)
+        else:
+            rows = await asyncio.to_thread(self.spool.read_unshipped, BATCH)
         if not rows:
             return 0
         records = [r.body for r in rows]
@@ -50,31 +51,33 @@ class Shipper:
             repo = UsageRepository(session)
             fresh = await repo.insert_new(records)
             await repo.add_to_rollup(fresh)
-        await asyncio.to_thread(self.spool.delete, [r.id for r in rows])
+        ids = [r.id for r in rows]
+        if self.spool.running:
+            await self.spool.remove(ids)
+        else:
+            await asyncio.to_thread(self.spool.delete, ids)
         self.shipped += len(fresh)
         return len(rows)
 
     async def _run(self) -> None:
-        pause = IDLE_PAUSE
+        pause = SHIP_INTERVAL
         while True:
             try:
                 moved = await self.ship_once()
             except (SQLAlchemyError, OSError) as exc:
                 self.failures += 1
-                pause = min(MAX_BACKOFF, max(1.0, pause * 2))
+                if self._on_failure is not None:
+                    self._on_failure()
+                pause = min(MAX_BACKOFF, max(SHIP_INTERVAL, pause * 2))
                 log.warning(
                     "usage shipping failed; records stay in the spool", error=type(exc).__name__, retry_in=pause
                 )
                 await asyncio.sleep(pause)
                 continue
             self.failures = 0
-            pause = IDLE_PAUSE
-            if moved == BATCH:
-                continue  # more waiting: keep going
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(IDLE_PAUSE):
-                    await self._wake.wait()
+            pause = SHIP_INTERVAL
+            if moved < BATCH:  # a full batch means more are waiting: keep going
+                await asyncio.sleep(SHIP_INTERVAL)
 
     async def drain(self, seconds: float) -> bool:
         """Ship everything spooled (at shutdown); True if the spool is empty afterwards."""

@@ -83,6 +83,10 @@ class PriceBook:
     def replace_stored(self, stored: Mapping[str, ModelPrice]) -> None:
         self._stored = dict(stored)
 
+    @property
+    def stored(self) -> dict[str, ModelPrice]:
+        return dict(self._stored)
+
     def price(
         self,
         model: str | None,

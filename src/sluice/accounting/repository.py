@@ -13,6 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sluice.store.models import UsageDaily, UsageRecord
 
 _RECORD_COLUMNS = frozenset(c.name for c in UsageRecord.__table__.columns)
+_ROLLUP_SUMS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_nanos",
+    "latency_ms_sum",
+)
 _SCOPE_COLUMNS = {"key": UsageRecord.key_id, "user": UsageRecord.user_id, "workspace": UsageRecord.workspace_id}
 
 
@@ -33,20 +42,24 @@ class UsageRepository:
         self.session = session
 
     async def insert_new(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Insert records whose id is not stored yet; return exactly those (replays insert nothing)."""
+        """Insert records whose id is not stored yet; return exactly those (replays insert nothing).
+
+        One statement with the rows as executemany parameters: SQLAlchemy compiles it once and caches it, where a
+        multi-row VALUES statement would be compiled afresh for every batch size (milliseconds each, on the loop).
+        """
         if not records:
             return []
         statement = (
             _insert(self.session, UsageRecord)
-            .values([_row(r) for r in records])
             .on_conflict_do_nothing(index_elements=["id"])
-            .returning(UsageRecord.id)
+            .returning(UsageRecord.id, sort_by_parameter_order=True)
         )
-        inserted = set((await self.session.execute(statement)).scalars().all())
+        result = await self.session.execute(statement, [_row(r) for r in records])
+        inserted = set(result.scalars().all())
         return [r for r in records if r["id"] in inserted]
 
     async def add_to_rollup(self, records: Sequence[dict[str, Any]]) -> None:
-        """Fold newly inserted records into the per-day totals (one upsert per distinct day and dimensions)."""
+        """Fold newly inserted records into the per-day totals (one cached upsert, executemany)."""
         totals: dict[tuple[Any, ...], dict[str, Any]] = {}
         for r in records:
             day = datetime.fromisoformat(r["created_at"]).date()
@@ -57,32 +70,24 @@ class UsageRepository:
                 r.get("user_id") or "",
                 r.get("model") or "",
             )
-            t = totals.setdefault(
-                dims,
-                {
-                    "requests": 0,
-                    "errors": 0,
-                    "prompt_tokens": 0,
-                    "completion_tokens": 0,
-                    "cached_tokens": 0,
-                    "cost_nanos": 0,
-                    "latency_ms_sum": 0.0,
-                },
-            )
+            t = totals.setdefault(dims, dict.fromkeys(_ROLLUP_SUMS, 0))
             t["requests"] += 1
             t["errors"] += 1 if r["status"] >= 400 else 0
             for field in ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_nanos"):
                 t[field] += int(r[field])
             t["latency_ms_sum"] += float(r["latency_ms"])
-        for (day, workspace, key, user, model), t in sorted(totals.items(), key=lambda kv: kv[0]):
-            statement = _insert(self.session, UsageDaily).values(
-                day=day, workspace_id=workspace, key_id=key, user_id=user, model=model, **t
-            )
-            statement = statement.on_conflict_do_update(
-                index_elements=["day", "workspace_id", "key_id", "user_id", "model"],
-                set_={name: getattr(UsageDaily, name) + statement.excluded[name] for name in t},
-            )
-            await self.session.execute(statement)
+        if not totals:
+            return
+        statement = _insert(self.session, UsageDaily)
+        statement = statement.on_conflict_do_update(
+            index_elements=["day", "workspace_id", "key_id", "user_id", "model"],
+            set_={name: getattr(UsageDaily, name) + statement.excluded[name] for name in _ROLLUP_SUMS},
+        )
+        rows = [
+            {"day": day, "workspace_id": workspace, "key_id": key, "user_id": user, "model": model, **t}
+            for (day, workspace, key, user, model), t in sorted(totals.items(), key=lambda kv: kv[0])
+        ]
+        await self.session.execute(statement, rows)
 
     async def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,12 +33,20 @@ def _price(price: Price | None) -> ModelPrice | None:
 
 
 class Accounting:
-    def __init__(self, db: Database, data_dir: Path, catalog: ModelCatalog) -> None:
+    def __init__(
+        self,
+        db: Database,
+        data_dir: Path,
+        catalog: ModelCatalog,
+        on_ship_failure: Callable[[], None] | None = None,
+    ) -> None:
         self.db = db
         self.catalog = catalog
         self.prices = PriceBook()
+        # (model, deployment) → price; rebuilt when stored prices change. Bounded by the catalog's size.
+        self._price_cache: dict[tuple[str | None, str | None], ModelPrice] = {}
         self.spool = Spool(data_dir / SPOOL_FILE)
-        self.shipper = Shipper(self.spool, db)
+        self.shipper = Shipper(self.spool, db, on_ship_failure)
 
     async def start(self) -> None:
         self.spool.start()
@@ -45,24 +54,32 @@ class Accounting:
         self.shipper.start()
 
     async def close(self) -> None:
-        self.spool.close()
         await self.shipper.drain(DRAIN_SECONDS)
+        self.spool.close()
 
     async def reload_prices(self) -> None:
         async with self.db.session() as session:
             rows = (await session.execute(select(ModelPriceRow))).scalars().all()
-        self.prices.replace_stored({r.model: ModelPrice(r.input, r.output, r.cached_input) for r in rows})
+        stored = {r.model: ModelPrice(r.input, r.output, r.cached_input) for r in rows}
+        if stored != self.prices.stored:
+            self.prices.replace_stored(stored)
+            self._price_cache = {}
 
     # --- cost -----------------------------------------------------------------------------------------------
 
     def price_of(self, model: str | None, deployment: Deployment | None) -> ModelPrice:
-        route = self.catalog.get(model) if model else None
-        return self.prices.price(
-            model,
-            _price(deployment.price) if deployment else None,
-            _price(route.price) if route else None,
-            deployment.target.model if deployment else None,
-        )
+        cache_key = (model, deployment.id if deployment else None)
+        found = self._price_cache.get(cache_key)
+        if found is None:
+            route = self.catalog.get(model) if model else None
+            found = self.prices.price(
+                model,
+                _price(deployment.price) if deployment else None,
+                _price(route.price) if route else None,
+                deployment.target.model if deployment else None,
+            )
+            self._price_cache[cache_key] = found
+        return found
 
     def worst_case_price(self, route: ModelRoute) -> ModelPrice:
         return PriceBook.most_expensive([self.price_of(route.name, d) for d in route.deployments])
@@ -77,7 +94,6 @@ class Accounting:
     async def record(self, call: Call, cost_nanos: int, finished: float) -> None:
         """Write the call's usage record durably (returns once it is in the spool file)."""
         await self.spool.append(build_record(call, cost_nanos, finished))
-        self.shipper.nudge()
 
     async def spent(self, scope: Scope, start: datetime, end: datetime) -> int:
         """Money recorded for a scope in [start, end): shipped records plus those still in the spool."""

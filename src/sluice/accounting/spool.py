@@ -1,12 +1,13 @@
 """The local durable spool: usage records land here first, before the client sees its answer complete.
 
-A single writer thread owns the SQLite file (WAL mode). Records are appended in groups: the thread takes every
-record waiting, inserts them in one transaction and then resolves each caller's future, so under load many
-requests share one commit, and at low load a record is written as soon as it arrives. A committed WAL transaction
-is in the operating system's hands, so a process killed with ``kill -9`` loses nothing that was committed.
+One thread owns the SQLite file (WAL mode) and its single connection. Records are appended in groups: the thread
+takes every record waiting, inserts them in one transaction and then resolves each caller's future, so under load
+many requests share one commit, and at low load a record is written as soon as it arrives. A committed WAL
+transaction is in the operating system's hands, so a process killed with ``kill -9`` loses nothing committed.
 
-The shipper (``outbox.py``) reads unshipped rows, writes them to the main database and then deletes them here;
-rows stay until the database has them, so a database outage or a crash only delays shipping.
+The shipper's reads and deletes run on the same thread and connection (queued behind the writes), so nothing
+opens connections per batch and the event loop never touches SQLite. The synchronous ``read_unshipped``,
+``delete`` and ``backlog`` are for tools and tests working on a spool no server is running.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -33,6 +36,8 @@ CREATE TABLE IF NOT EXISTS spool (
     body BLOB NOT NULL
 )
 """
+INSERT = "INSERT OR IGNORE INTO spool VALUES (?, ?, ?, ?, ?, ?, ?)"
+SCOPE_COLUMNS = ("key_id", "user_id", "workspace_id")
 
 _STOP = object()
 
@@ -52,24 +57,39 @@ class _Write:
         self.future = future
 
 
+class _Task:
+    __slots__ = ("future", "loop", "work")
+
+    def __init__(
+        self, work: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
+    ):
+        self.work = work
+        self.loop = loop
+        self.future = future
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(SCHEMA)  # a reader may find a new, empty file
+    return conn
+
+
 class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(SCHEMA)  # readers (the CLI, a shipper before the writer ran) may find a new, empty file
-        return conn
+        self.pending = 0  # records written and not yet shipped (kept in memory for the backlog gauge)
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connect().close()
-        self._thread = threading.Thread(target=self._write_forever, name="sluice-spool", daemon=True)
+        conn = connect(self.path)
+        self.pending = int(conn.execute("SELECT count(*) FROM spool").fetchone()[0])
+        conn.close()
+        self._thread = threading.Thread(target=self._serve, name="sluice-spool", daemon=True)
         self._thread.start()
 
     async def append(self, record: dict[str, Any]) -> None:
@@ -93,25 +113,35 @@ class Spool:
         except asyncio.CancelledError:
             future.add_done_callback(_retrieve)
             raise
+        self.pending += 1
 
-    def _write_forever(self) -> None:
-        conn = self._connect()
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the spool's own thread and connection, after the writes queued before it."""
+        if self._thread is None:
+            raise RuntimeError("spool is not running")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Task(work, loop, future))
+        return await future
+
+    def _serve(self) -> None:
+        conn = connect(self.path)
         try:
             while True:
-                first = self._queue.get()
-                if first is _STOP:
-                    return
-                batch = [first]
-                while True:
+                item = self._queue.get()
+                writes: list[_Write] = []
+                while isinstance(item, _Write):
+                    writes.append(item)
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
-                        break
-                    if item is _STOP:
-                        self._commit(conn, batch)
-                        return
-                    batch.append(item)
-                self._commit(conn, batch)
+                        item = None
+                if writes:
+                    self._commit(conn, writes)
+                if isinstance(item, _Task):
+                    self._perform(conn, item)
+                elif item is _STOP:
+                    return
         finally:
             conn.close()
 
@@ -119,7 +149,7 @@ class Spool:
         error: BaseException | None = None
         try:
             conn.execute("BEGIN")
-            conn.executemany("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, ?, ?, ?, ?)", [w.row for w in batch])
+            conn.executemany(INSERT, [w.row for w in batch])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             error = exc
@@ -133,43 +163,59 @@ class Spool:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_resolve, futures, error)
 
-    # --- reading and housekeeping (called from worker threads via asyncio.to_thread) --------------------------
+    @staticmethod
+    def _perform(conn: sqlite3.Connection, task: _Task) -> None:
+        try:
+            result, error = task.work(conn), None
+        except sqlite3.Error as exc:
+            result, error = None, exc
+        if not task.loop.is_closed():
+            task.loop.call_soon_threadsafe(_settle, task.future, result, error)
+
+    # --- what the shipper asks of a running spool --------------------------------------------------------------
+
+    async def unshipped(self, limit: int) -> list[SpoolRow]:
+        return await self.run(lambda conn: _select(conn, limit))
+
+    async def remove(self, ids: list[str]) -> None:
+        await self.run(lambda conn: _delete(conn, ids))
+        self.pending = max(0, self.pending - len(ids))
+
+    async def scope_costs(self, column: str, value: str, start: float, end: float) -> list[tuple[str, int]]:
+        """(id, cost) of spooled records of one scope in a time range (for budget spend after a restart)."""
+        if column not in SCOPE_COLUMNS:
+            raise ValueError(column)
+        return await self.run(lambda conn: _costs(conn, column, value, start, end))
+
+    # --- the same, synchronously, for a spool no server is running (tools, tests) ------------------------------
 
     def read_unshipped(self, limit: int) -> list[SpoolRow]:
-        conn = self._connect()
-        try:
-            rows = conn.execute("SELECT id, body FROM spool ORDER BY created LIMIT ?", (limit,)).fetchall()
-        finally:
-            conn.close()
-        return [SpoolRow(r[0], orjson.loads(r[1])) for r in rows]
+        return self._offline(lambda conn: _select(conn, limit))
 
     def delete(self, ids: Iterable[str]) -> None:
-        conn = self._connect()
-        try:
-            conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
-        finally:
-            conn.close()
+        self._offline(lambda conn: _delete(conn, list(ids)))
 
     def pending_cost(self, column: str, value: str, start: float, end: float) -> list[tuple[str, int]]:
-        """(id, cost) of spooled records of one scope in a time range (for budget spend after a restart)."""
-        if column not in ("key_id", "user_id", "workspace_id"):
+        if column not in SCOPE_COLUMNS:
             raise ValueError(column)
-        conn = self._connect()
-        try:
-            query = f"SELECT id, cost_nanos FROM spool WHERE {column} = ? AND created >= ? AND created < ?"
-            return [(r[0], int(r[1])) for r in conn.execute(query, (value, start, end)).fetchall()]
-        finally:
-            conn.close()
+        return self._offline(lambda conn: _costs(conn, column, value, start, end))
 
     def backlog(self) -> int:
-        conn = self._connect()
+        return self._offline(lambda conn: int(conn.execute("SELECT count(*) FROM spool").fetchone()[0]))
+
+    def _offline(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = connect(self.path)
         try:
-            return int(conn.execute("SELECT count(*) FROM spool").fetchone()[0])
+            return work(conn)
         finally:
             conn.close()
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
     def close(self) -> None:
-        """Finish every queued write, then stop the writer thread."""
+        """Finish every queued write and task, then stop the thread."""
         if self._closed:
             return
         self._closed = True
@@ -179,7 +225,23 @@ class Spool:
             self._thread = None
 
 
-def _retrieve(future: asyncio.Future[None]) -> None:
+def _select(conn: sqlite3.Connection, limit: int) -> list[SpoolRow]:
+    rows = conn.execute("SELECT id, body FROM spool ORDER BY created LIMIT ?", (limit,)).fetchall()
+    return [SpoolRow(r[0], orjson.loads(r[1])) for r in rows]
+
+
+def _delete(conn: sqlite3.Connection, ids: list[str]) -> None:
+    conn.execute("BEGIN")
+    conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
+    conn.execute("COMMIT")
+
+
+def _costs(conn: sqlite3.Connection, column: str, value: str, start: float, end: float) -> list[tuple[str, int]]:
+    query = f"SELECT id, cost_nanos FROM spool WHERE {column} = ? AND created >= ? AND created < ?"
+    return [(r[0], int(r[1])) for r in conn.execute(query, (value, start, end)).fetchall()]
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
 
@@ -192,3 +254,12 @@ def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -
             future.set_result(None)
         else:
             future.set_exception(OSError(f"usage spool write failed: {error}"))
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(OSError(f"usage spool access failed: {error}"))

@@ -17,15 +17,15 @@ def upstream_body(data: dict[str, Any], raw: bytes, upstream_model: str, stream:
 
     When nothing needs changing the client's bytes go out untouched (no re-serialisation at all).
     """
-    if stream:
-        options = data.get("stream_options")
-        if not (isinstance(options, dict) and options.get("include_usage") is True):
-            data = {**data, "stream_options": {**(options or {}), "include_usage": True}}
-    elif data.get("model") == upstream_model:
-        return raw
+    edits: dict[str, Any] = {}
     if data.get("model") != upstream_model:
-        data = {**data, "model": upstream_model}
-    return orjson.dumps(data)
+        edits["model"] = upstream_model
+    if stream and not client_wants_usage(data):
+        options = data.get("stream_options")
+        edits["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    if not edits:
+        return raw
+    return orjson.dumps({**data, **edits})
 
 
 def client_wants_usage(data: dict[str, Any]) -> bool:
