@@ -49,12 +49,12 @@ class UsageRepository:
         """
         if not records:
             return []
-        statement = (
-            _insert(self.session, UsageRecord)
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(UsageRecord.id, sort_by_parameter_order=True)
-        )
-        result = await self.session.execute(statement, [_row(r) for r in records])
+        # Core on the table (no ORM bookkeeping), and RETURNING in any order: asking SQLAlchemy to keep the
+        # parameters' order makes it fall back to far slower row-by-row handling.
+        table = UsageRecord.__table__
+        statement = _insert(self.session, table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+        connection = await self.session.connection()
+        result = await connection.execute(statement, [_row(r) for r in records])
         inserted = set(result.scalars().all())
         return [r for r in records if r["id"] in inserted]
 
@@ -78,16 +78,18 @@ class UsageRepository:
             t["latency_ms_sum"] += float(r["latency_ms"])
         if not totals:
             return
-        statement = _insert(self.session, UsageDaily)
+        table = UsageDaily.__table__
+        statement = _insert(self.session, table)
         statement = statement.on_conflict_do_update(
             index_elements=["day", "workspace_id", "key_id", "user_id", "model"],
-            set_={name: getattr(UsageDaily, name) + statement.excluded[name] for name in _ROLLUP_SUMS},
+            set_={name: table.c[name] + statement.excluded[name] for name in _ROLLUP_SUMS},
         )
         rows = [
             {"day": day, "workspace_id": workspace, "key_id": key, "user_id": user, "model": model, **t}
             for (day, workspace, key, user, model), t in sorted(totals.items(), key=lambda kv: kv[0])
         ]
-        await self.session.execute(statement, rows)
+        connection = await self.session.connection()
+        await connection.execute(statement, rows)
 
     async def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:
