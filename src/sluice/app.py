@@ -29,6 +29,7 @@ from sluice.pipeline import Gateway
 from sluice.providers.base import Provider
 from sluice.routing.catalog import ModelCatalog, build_catalog, build_providers, discover_models
 from sluice.server.dispatch import ProxyDispatcher
+from sluice.server.gc_tuning import tune_for_serving
 from sluice.store.db import Database
 from sluice.surfaces.openai import routes as openai_routes
 from sluice.surfaces.openai.format import OPENAI
@@ -87,6 +88,7 @@ class Services:
         await discover_models(self.catalog)
         self.tasks.append(asyncio.create_task(self._refresh_stored_forever(), name="sluice-refresh"))
         self.tasks.append(asyncio.create_task(self._flush_last_used_forever(), name="sluice-key-last-used"))
+        tune_for_serving()
         log.info("started", models=len(self.catalog.routes()), providers=sorted(self.providers))
 
     async def stop(self) -> None:
