@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -32,8 +32,8 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
     row = {k: v for k, v in record.items() if k in _RECORD_COLUMNS}
-    row["created_at"] = datetime.fromisoformat(record["created_at"])
-    row["finished_at"] = datetime.fromisoformat(record["finished_at"])
+    row["created_at"] = datetime.fromtimestamp(record["created_ts"], UTC)
+    row["finished_at"] = datetime.fromtimestamp(record["finished_ts"], UTC)
     return row
 
 
@@ -62,7 +62,7 @@ class UsageRepository:
         """Fold newly inserted records into the per-day totals (one cached upsert, executemany)."""
         totals: dict[tuple[Any, ...], dict[str, Any]] = {}
         for r in records:
-            day = datetime.fromisoformat(r["created_at"]).date()
+            day = datetime.fromtimestamp(r["created_ts"], UTC).date()
             dims = (
                 day,
                 r.get("workspace_id") or "",

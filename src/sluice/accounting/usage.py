@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,7 +13,7 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def build_record(call: Call, cost_nanos: int, finished: float) -> dict[str, Any]:
-    """The record as plain JSON-able values (datetimes as ISO strings) for the spool."""
+    """The record as plain JSON-able values for the spool (times as epoch seconds; converted when shipped)."""
     principal = call.principal
     usage = call.usage
     deployment = call.deployment
@@ -24,8 +23,7 @@ def build_record(call: Call, cost_nanos: int, finished: float) -> dict[str, Any]
         "id": call.usage_id,
         "request_id": call.request_id,
         "created_ts": call.arrived_at,
-        "created_at": datetime.fromtimestamp(call.arrived_at, UTC).isoformat(),
-        "finished_at": datetime.fromtimestamp(call.arrived_at + latency, UTC).isoformat(),
+        "finished_ts": call.arrived_at + latency,
         "principal_kind": principal.kind if principal else "anonymous",
         "key_id": principal.key_id if principal else None,
         "user_id": principal.user_id if principal else None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -26,6 +27,18 @@ if TYPE_CHECKING:
 OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 WAIT_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    requests: Callable[[], None]
+    duration: Callable[[float], None]
+    ttft: Callable[[float], None]
+    overhead: Callable[[float], None]
+    prompt: Callable[[float], None]
+    completion: Callable[[float], None]
+    cached: Callable[[float], None]
+    cost: Callable[[float], None]
 
 
 def multiprocess_dir() -> str | None:
@@ -123,7 +136,7 @@ class Metrics:
         )
         self.cache = Counter("sluice_cache_requests", "Response cache lookups.", ["result"], registry=r)
         Info("sluice_build", "Build information.", registry=r).info({"version": version()})
-        self._children: dict[tuple[str, ...], tuple[Callable[[], None], Callable[[float], None]]] = {}
+        self._bound: dict[tuple[str, str, str, str, int, str], _Bound] = {}
         self._collectors: list[Callable[[], None]] = []
 
     def on_scrape(self, update: Callable[[], None]) -> None:
@@ -146,33 +159,43 @@ class Metrics:
         deployment = call.deployment.id if call.deployment is not None else "none"
         status = 499 if call.cancelled else call.status
         error = call.error.kind if call.error is not None else ("cancelled" if call.cancelled else "")
-        key = (call.surface, call.endpoint, model, deployment, f"{status // 100}xx", error)
-        children = self._children.get(key)
-        if children is None:
-            children = (
-                self.requests.labels(*key).inc,
-                self.duration.labels(call.surface, model).observe,
-            )
-            self._children[key] = children
-        children[0]()
-        children[1](now - call.started)
+        key = (call.surface, call.endpoint, model, deployment, status, error)
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = self._bound[key] = self._bind(call, model, deployment, status, error)
+        bound.requests()
+        bound.duration(now - call.started)
         if call.first_byte_at is not None:
-            self.ttft.labels(call.surface, model).observe(call.first_byte_at - call.started)
+            bound.ttft(call.first_byte_at - call.started)
         overhead = call.overhead(now)
         if overhead is not None:
-            self.overhead.labels(call.surface).observe(overhead)
+            bound.overhead(overhead)
         usage = call.usage
         if usage is not None and call.deployment is not None:
             if usage.prompt_tokens:
-                self.tokens.labels(model, "prompt").inc(usage.prompt_tokens)
+                bound.prompt(usage.prompt_tokens)
             if usage.completion_tokens:
-                self.tokens.labels(model, "completion").inc(usage.completion_tokens)
+                bound.completion(usage.completion_tokens)
             if usage.cached_tokens:
-                self.tokens.labels(model, "cached").inc(usage.cached_tokens)
+                bound.cached(usage.cached_tokens)
         if call.cost_nanos:
-            self.cost.labels(model).inc(call.cost_nanos / 1e9)
+            bound.cost(call.cost_nanos / 1e9)
         if call.error is not None and call.error.kind.startswith("upstream") and call.deployment is not None:
             self.upstream_errors.labels(deployment, call.error.code or call.error.kind).inc()
+
+    def _bind(self, call: Call, model: str, deployment: str, status: int, error: str) -> _Bound:
+        """The labelled children one kind of call updates, looked up once (labels() is the costly part)."""
+        surface = call.surface
+        return _Bound(
+            requests=self.requests.labels(surface, call.endpoint, model, deployment, f"{status // 100}xx", error).inc,
+            duration=self.duration.labels(surface, model).observe,
+            ttft=self.ttft.labels(surface, model).observe,
+            overhead=self.overhead.labels(surface).observe,
+            prompt=self.tokens.labels(model, "prompt").inc,
+            completion=self.tokens.labels(model, "completion").inc,
+            cached=self.tokens.labels(model, "cached").inc,
+            cost=self.cost.labels(model).inc,
+        )
 
     def render(self) -> tuple[bytes, str]:
         return self.exposition(), CONTENT_TYPE_LATEST

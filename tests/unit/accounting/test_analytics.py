@@ -19,13 +19,11 @@ DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 def make(i: int) -> dict[str, Any]:
     created = DAY0 + timedelta(hours=i * 5)  # spread over ~10 days
-    iso = created.isoformat()
     return {
         "id": f"a{i:05d}",
         "request_id": f"r{i}",
         "created_ts": created.timestamp(),
-        "created_at": iso,
-        "finished_at": iso,
+        "finished_ts": created.timestamp(),
         "principal_kind": "key",
         "key_id": f"k{i % 3}",
         "user_id": f"u{i % 2}",

@@ -26,13 +26,11 @@ from sluice.store.models import UsageDaily, UsageRecord
 
 def record(i: int, cost: int = 100, key: str = "k1") -> dict[str, Any]:
     created = datetime(2026, 11, 24, 12, 0, tzinfo=UTC).timestamp() + i
-    iso = datetime.fromtimestamp(created, UTC).isoformat()
     return {
         "id": f"u{i:06d}",
         "request_id": f"r{i}",
         "created_ts": created,
-        "created_at": iso,
-        "finished_at": iso,
+        "finished_ts": created,
         "principal_kind": "key",
         "key_id": key,
         "user_id": None,
