@@ -18,12 +18,13 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.accounting.service import Accounting
-from sluice.config import Settings
+from sluice.config import Settings, load_settings
 from sluice.identity.authenticate import Authenticator
 from sluice.identity.keys import KeyResolver
 from sluice.limits.service import Limiter
 from sluice.limits.setup import build_limiter, load_policies
 from sluice.observability.health import router as health_router
+from sluice.observability.logging import configure_logging
 from sluice.observability.metrics import Metrics
 from sluice.pipeline import Gateway
 from sluice.providers.base import Provider
@@ -78,7 +79,8 @@ class Services:
     async def start(self) -> None:
         if self.db.is_sqlite:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            await self.db.migrate()
+            if not await self.db.is_current():
+                await self.db.migrate()
         elif not await self.db.is_current():
             raise RuntimeError("The database schema is not up to date: run `sluice migrate` first.")
         await self.accounting.start()
@@ -156,3 +158,10 @@ def create_app(settings: Settings) -> SluiceApp:
     )
     app.services = services
     return app
+
+
+def create_app_from_environment() -> SluiceApp:
+    """The app for a worker process of ``sluice serve --workers N`` (settings from the environment)."""
+    settings = load_settings()
+    configure_logging(settings.logging)
+    return create_app(settings)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -40,9 +43,11 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default 4000).")] = None,
     data_dir: DataDirOpt = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (several need Redis).")] = 1,
 ) -> None:
     """Start the gateway (SQLite, in-process limits and queue, and the mock model unless configured otherwise)."""
-    settings = load(config, **{"server.host": host, "server.port": port, "data_dir": data_dir})
+    overrides = {"server.host": host, "server.port": port, "data_dir": data_dir}
+    settings = load(config, **overrides)
     created = False
     if settings.master_key is None:
         key, created = load_or_create_master_key(settings.data_dir)
@@ -50,19 +55,50 @@ def serve(
     configure_logging(settings.logging)
     assert settings.master_key is not None
     _banner(settings, settings.master_key.get_secret_value(), created)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level=settings.logging.level,
-        timeout_graceful_shutdown=30,
-        server_header=False,
-    )
+    options = {
+        "host": settings.server.host,
+        "port": settings.server.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": settings.logging.level,
+        "timeout_graceful_shutdown": 30,
+        "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return
+    _serve_workers(settings, config, overrides, workers, options)
+
+
+def _serve_workers(
+    settings: Settings, config: Path | None, overrides: dict[str, Any], workers: int, options: dict[str, Any]
+) -> None:
+    """Several processes on one port: each worker rebuilds the settings from the environment set here."""
+    if settings.redis_url is None or settings.limits.backend != "redis":
+        err.print(
+            "Several workers share limits and queues only through Redis: set redis_url and limits.backend: redis "
+            "(in-process counters would let each worker admit the full limit)."
+        )
+        raise typer.Exit(2)
+    # Migrate once, here, before the workers start (they only check the schema).
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with_db(settings, lambda db: db.migrate(), migrate=False)
+    metrics_dir = settings.data_dir / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve()),
+        "SLUICE_MASTER_KEY": settings.master_key.get_secret_value() if settings.master_key else "",
+        "SLUICE_DATA_DIR": str(settings.data_dir.resolve()),
+        "SLUICE_HOST": settings.server.host,
+        "SLUICE_PORT": str(settings.server.port),
+    }
+    if config is not None:
+        env["SLUICE_CONFIG"] = str(config.resolve())
+    os.environ.update({k: v for k, v in env.items() if v})
+    uvicorn.run("sluice.app:create_app_from_environment", factory=True, workers=workers, **options)
 
 
 def _banner(settings: Settings, master_key: str, created: bool) -> None:

@@ -38,7 +38,10 @@ def clean_env(**extra: str) -> dict[str, str]:
 class SluiceProcess:
     """`python -m sluice serve` with a YAML config, on a free port, in its own process group."""
 
-    def __init__(self, directory: Path, config: dict[str, Any], name: str = "sluice") -> None:
+    def __init__(
+        self, directory: Path, config: dict[str, Any], name: str = "sluice", args: tuple[str, ...] = ()
+    ) -> None:
+        self.args = args
         self.directory = directory
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,7 +55,17 @@ class SluiceProcess:
     def start(self) -> SluiceProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sluice", "serve", "--config", str(self.config_path), "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "sluice",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--port",
+                str(self.port),
+                *self.args,
+            ],
             cwd=self.directory,
             env=clean_env(),
             stdout=log,
