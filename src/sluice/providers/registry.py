@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sluice.config import ProviderConfig
+from sluice.providers.anthropic import AnthropicProvider
 from sluice.providers.azure import AzureOpenAIProvider
 from sluice.providers.base import Provider
 from sluice.providers.gemini import GeminiProvider
@@ -13,6 +14,7 @@ _KINDS: dict[str, type[Provider]] = {  # read-only after import
     "openai": OpenAIProvider,
     "azure": AzureOpenAIProvider,
     "gemini": GeminiProvider,
+    "anthropic": AnthropicProvider,
     "mock": MockProvider,
 }
 
