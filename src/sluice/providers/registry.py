@@ -8,6 +8,7 @@ from sluice.providers.azure import AzureOpenAIProvider
 from sluice.providers.base import Provider
 from sluice.providers.gemini import GeminiProvider
 from sluice.providers.mock import MockProvider
+from sluice.providers.ollama import OllamaProvider
 from sluice.providers.openai import OpenAIProvider
 
 _KINDS: dict[str, type[Provider]] = {  # read-only after import
@@ -15,6 +16,7 @@ _KINDS: dict[str, type[Provider]] = {  # read-only after import
     "azure": AzureOpenAIProvider,
     "gemini": GeminiProvider,
     "anthropic": AnthropicProvider,
+    "ollama": OllamaProvider,
     "mock": MockProvider,
 }
 
