@@ -19,6 +19,7 @@ from sluice.codecs.framing import FramingError, NDJSONParser, SSEParser
 from sluice.errors import InvalidRequest, SluiceError, UpstreamError, UpstreamTimeout
 from sluice.pipeline import Call, Gateway
 from sluice.providers.http import UpstreamResponse
+from sluice.routing.catalog import Deployment, ModelRoute
 from sluice.server.exchange import ClientGone, Exchange
 
 log = structlog.get_logger("sluice.surface")
@@ -192,3 +193,46 @@ async def relay_events(ex: Exchange, call: Call, chunks: AsyncIterator[bytes], f
         call.fail(err)
         await ex.write(fmt.stream_error(err))
     await ex.end_stream()
+
+
+def renamed(data: dict[str, Any], raw: bytes, upstream_model: str) -> bytes:
+    """The client's body for a same-format upstream: only the model name changes (often not even that)."""
+    if data.get("model") == upstream_model:
+        return raw
+    return orjson.dumps({**data, "model": upstream_model})
+
+
+async def forward_same_format(
+    gw: Gateway,
+    ex: Exchange,
+    call: Call,
+    route: ModelRoute,
+    path: str,
+    body_for: Callable[[Deployment], bytes],
+    *,
+    content_type: bytes,
+    read_usage: Callable[[Call, bytes], None],
+    frames: Callable[[], Frames],
+    inspector: Callable[[], FrameInspector],
+    fmt: Format,
+) -> None:
+    """Pass-through: send the client's own body to an upstream of the same format and relay what comes back."""
+    call.passthrough = True
+
+    async def attempt(dep: Deployment) -> UpstreamResponse:
+        return await dep.provider.forward(path, body_for(dep), dep.target, call.stream)
+
+    upstream = await gw.open(call, route, attempt)
+    if not call.stream:
+        waited = time.perf_counter()
+        try:
+            body = await upstream.read()
+        finally:
+            call.upstream_wait += time.perf_counter() - waited
+        read_usage(call, body)
+        await gw.complete(call)
+        call.mark_first_byte()
+        await ex.respond(200, body, content_type)
+        return
+    await ex.start_stream(200, content_type)
+    await relay_frames(gw, ex, call, upstream, frames(), inspector(), fmt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -25,10 +26,9 @@ from sluice.codecs.openai.responses import (
 from sluice.codecs.openai.stream import ChatChunkEncoder
 from sluice.errors import NotFound
 from sluice.pipeline import Call, Gateway
-from sluice.providers.http import UpstreamResponse
-from sluice.routing.catalog import Deployment, ModelRoute
-from sluice.server.exchange import SSE, Exchange
-from sluice.surfaces.common import read_json, relay_events, relay_frames, run, sse_frames
+from sluice.routing.catalog import ModelRoute
+from sluice.server.exchange import JSON, SSE, Exchange
+from sluice.surfaces.common import forward_same_format, read_json, relay_events, run, sse_frames
 from sluice.surfaces.openai.format import OPENAI
 from sluice.surfaces.openai.passthrough import SSEInspector, client_wants_usage, read_usage, upstream_body
 from sluice.surfaces.translate import OpenedStream, response_usage, stream_opener, tally
@@ -94,27 +94,19 @@ def _estimate(req: ChatRequest) -> tuple[int, int | None]:
 async def _passthrough(
     gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, data: dict[str, Any], raw: bytes, path: str
 ) -> None:
-    call.passthrough = True
-
-    async def attempt(dep: Deployment) -> UpstreamResponse:
-        body = upstream_body(data, raw, dep.target.model, call.stream)
-        return await dep.provider.forward(path, body, dep.target, call.stream)
-
-    upstream = await gw.open(call, route, attempt)
-    if not call.stream:
-        waited = time.perf_counter()
-        try:
-            body = await upstream.read()
-        finally:
-            call.upstream_wait += time.perf_counter() - waited
-        read_usage(call, body)
-        await gw.complete(call)
-        call.mark_first_byte()
-        await ex.respond(200, body)
-        return
-    await ex.start_stream(200, SSE)
-    inspector = SSEInspector(call, strip_usage=not client_wants_usage(data))
-    await relay_frames(gw, ex, call, upstream, sse_frames(SSEParser()), inspector, OPENAI)
+    await forward_same_format(
+        gw,
+        ex,
+        call,
+        route,
+        path,
+        lambda dep: upstream_body(data, raw, dep.target.model, call.stream),
+        content_type=SSE if call.stream else JSON,
+        read_usage=read_usage,
+        frames=lambda: sse_frames(SSEParser()),
+        inspector=lambda: SSEInspector(call, strip_usage=not client_wants_usage(data)),
+        fmt=OPENAI,
+    )
 
 
 async def _translated(
@@ -187,11 +179,31 @@ def _model_object(route: ModelRoute) -> dict[str, Any]:
     return {"id": route.name, "object": "model", "created": route.created, "owned_by": route.owned_by}
 
 
+def _anthropic_model(route: ModelRoute) -> dict[str, Any]:
+    created = datetime.fromtimestamp(route.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"type": "model", "id": route.name, "display_name": route.name, "created_at": created}
+
+
+def _wants_anthropic(ex: Exchange) -> bool:
+    """``GET /v1/models`` is shared: Anthropic's SDK sends ``anthropic-version`` and expects its own list shape."""
+    return ex.header(b"anthropic-version") is not None
+
+
 async def list_models(gw: Gateway, ex: Exchange) -> None:
     async def handler(gw: Gateway, ex: Exchange, call: Call) -> None:
         principal = await gw.identify(ex, call)
-        data = [_model_object(r) for r in gw.visible_models(principal)]
-        await ex.respond(200, orjson.dumps({"object": "list", "data": data}))
+        routes = gw.visible_models(principal)
+        if _wants_anthropic(ex):
+            data = [_anthropic_model(r) for r in routes]
+            body = {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        else:
+            body = {"object": "list", "data": [_model_object(r) for r in routes]}
+        await ex.respond(200, orjson.dumps(body))
 
     await run(gw, ex, OPENAI, "models", handler)
 
@@ -203,7 +215,8 @@ async def get_model(gw: Gateway, ex: Exchange) -> None:
         route = gw.catalog.get(name)
         if route is None or not principal.may_use(name):
             raise NotFound(f"The model '{name}' does not exist or you do not have access to it.", param="model")
-        await ex.respond(200, orjson.dumps(_model_object(route)))
+        body = _anthropic_model(route) if _wants_anthropic(ex) else _model_object(route)
+        await ex.respond(200, orjson.dumps(body))
 
     await run(gw, ex, OPENAI, "models", handler)
 

@@ -1,0 +1,143 @@
+"""The Anthropic-compatible routes: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from sluice.accounting.estimate import estimate_prompt_tokens, estimate_raw_prompt_tokens
+from sluice.canonical import ChatRequest, StreamEvent
+from sluice.codecs import fields as f
+from sluice.codecs.anthropic.request import decode_messages_request
+from sluice.codecs.anthropic.response import encode_message_response
+from sluice.codecs.anthropic.stream import MessageEventEncoder
+from sluice.codecs.framing import SSEParser
+from sluice.codecs.openai.chat_request import refuse_upstream_fields
+from sluice.errors import SluiceError
+from sluice.pipeline import Call, Gateway
+from sluice.routing.catalog import ModelRoute
+from sluice.server.exchange import JSON, SSE, Exchange
+from sluice.surfaces.anthropic.format import ANTHROPIC
+from sluice.surfaces.anthropic.passthrough import EventInspector, read_usage
+from sluice.surfaces.common import forward_same_format, read_json, relay_events, renamed, run, sse_frames
+from sluice.surfaces.translate import OpenedStream, response_usage, stream_opener, tally
+
+
+def _same_format(route: ModelRoute) -> bool:
+    return all(d.provider.wire_format == "anthropic" for d in route.deployments)
+
+
+def _check(data: dict[str, Any]) -> str:
+    """What Sluice itself relies on before forwarding; an Anthropic upstream validates the rest."""
+    refuse_upstream_fields(data)
+    model = f.req_str(data, "model")
+    if f.opt_int(data, "max_tokens", 1, f.MAX_TOKENS_CEILING) is None:
+        raise f.missing("max_tokens")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise f.missing("messages") if messages is None else f.bad("messages", "a non-empty array")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise f.bad(f"messages[{i}].role", "'user' or 'assistant'")
+    f.opt_bool(data, "stream")
+    return model
+
+
+async def messages(gw: Gateway, ex: Exchange) -> None:
+    await run(gw, ex, ANTHROPIC, "messages", _messages)
+
+
+async def _messages(gw: Gateway, ex: Exchange, call: Call) -> None:
+    await gw.identify(ex, call)
+    data, raw = await read_json(gw, ex)
+    route = gw.resolve(call, _check(data))
+    call.stream = data.get("stream") is True
+    if _same_format(route):
+        max_tokens = data.get("max_tokens")
+        await gw.admit(ex, call, route, lambda: (estimate_raw_prompt_tokens(data), max_tokens))
+        await forward_same_format(
+            gw,
+            ex,
+            call,
+            route,
+            "/v1/messages",
+            lambda dep: renamed(data, raw, dep.target.model),
+            content_type=SSE if call.stream else JSON,
+            read_usage=read_usage,
+            frames=lambda: sse_frames(SSEParser()),
+            inspector=lambda: EventInspector(call),
+            fmt=ANTHROPIC,
+        )
+        return
+    req = decode_messages_request(data)
+    await gw.admit(ex, call, route, lambda: (estimate_prompt_tokens(req), req.max_tokens))
+    await _translated(gw, ex, call, route, req)
+
+
+async def _translated(gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, req: ChatRequest) -> None:
+    message_id = "msg_" + call.request_id
+    if not req.stream:
+        resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
+        call.usage = response_usage(req, resp)
+        resp.usage = call.usage
+        body = encode_message_response(resp, message_id, resp.model or req.model)
+        await gw.complete(call)
+        call.mark_first_byte()
+        await ex.respond(200, orjson.dumps(body))
+        return
+    opened: OpenedStream = await gw.open(call, route, stream_opener(req))  # type: ignore[arg-type]
+    model = call.deployment.target.model if call.deployment else req.model
+    encoder = MessageEventEncoder(message_id, model, input_tokens=estimate_prompt_tokens(req))
+    await ex.start_stream(200, SSE)
+    await relay_events(ex, call, _encode(gw, encoder, tally(call, req, opened), call), ANTHROPIC)
+
+
+async def _encode(
+    gw: Gateway, encoder: MessageEventEncoder, events: AsyncIterator[StreamEvent], call: Call
+) -> AsyncIterator[bytes]:
+    yield encoder.start()
+    async for event in events:
+        yield encoder.encode(event)
+    encoder.usage = call.usage
+    await gw.complete(call)  # before message_stop: a finished answer always has its record
+    yield encoder.close()
+
+
+# --- count_tokens -----------------------------------------------------------------------------------------------
+
+
+async def count_tokens(gw: Gateway, ex: Exchange) -> None:
+    await run(gw, ex, ANTHROPIC, "count_tokens", _count_tokens)
+
+
+async def _count_tokens(gw: Gateway, ex: Exchange, call: Call) -> None:
+    """Exact from an Anthropic upstream; Sluice's own estimate, marked as such, for any other model."""
+    await gw.identify(ex, call)
+    data, _raw = await read_json(gw, ex)
+    data.setdefault("max_tokens", 1)  # count_tokens takes no max_tokens; the decoder requires one
+    req = decode_messages_request(data)
+    route = gw.resolve(call, req.model)
+    deployment = min(route.deployments, key=lambda d: d.order)
+    estimated = True
+    count = estimate_prompt_tokens(req)
+    if deployment.provider.kind == "anthropic":
+        # If the upstream cannot count right now, the estimate stands, marked as one.
+        with contextlib.suppress(SluiceError):
+            count = await deployment.provider.count_tokens(req, deployment.target)
+            estimated = False
+    body: dict[str, Any] = {"input_tokens": count}
+    headers: list[tuple[bytes, bytes]] = []
+    if estimated:
+        body["estimated"] = True
+        headers.append((b"x-sluice-estimated", b"true"))
+    call.mark_first_byte()
+    await ex.respond(200, orjson.dumps(body), headers=headers)
+
+
+ROUTES = {
+    ("POST", "/v1/messages"): messages,
+    ("POST", "/v1/messages/count_tokens"): count_tokens,
+}
