@@ -34,6 +34,8 @@ from sluice.server.gc_tuning import tune_for_serving
 from sluice.store.db import Database
 from sluice.surfaces.anthropic import routes as anthropic_routes
 from sluice.surfaces.anthropic.format import ANTHROPIC
+from sluice.surfaces.ollama import routes as ollama_routes
+from sluice.surfaces.ollama.format import OLLAMA
 from sluice.surfaces.openai import routes as openai_routes
 from sluice.surfaces.openai.format import OPENAI
 
@@ -152,9 +154,9 @@ def create_app(settings: Settings) -> SluiceApp:
     api.include_router(health_router)
     app = SluiceApp(
         services.gateway,
-        routes={**openai_routes.ROUTES, **anthropic_routes.ROUTES},
-        prefix_routes=openai_routes.PREFIX_ROUTES,
-        surface_prefixes={"/v1/": OPENAI, "/v1/messages": ANTHROPIC},
+        routes={**openai_routes.ROUTES, **anthropic_routes.ROUTES, **ollama_routes.ROUTES},
+        prefix_routes={**openai_routes.PREFIX_ROUTES, **ollama_routes.PREFIX_ROUTES},
+        surface_prefixes={"/v1/": OPENAI, "/v1/messages": ANTHROPIC, "/api/": OLLAMA},
         fallback=api,
         request_id_header=settings.server.request_id_header,
     )

@@ -1,0 +1,295 @@
+"""The Ollama-compatible routes: chat, generate, embed, tags, show, ps, version — and model management refused.
+
+Ollama streams NDJSON unless ``stream`` is false. Model management (pull, push, create, copy, delete, blobs) is
+refused and never forwarded: a gateway must not let callers change what its model servers hold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from sluice.accounting.estimate import estimate_prompt_tokens, estimate_raw_prompt_tokens, estimate_text_tokens
+from sluice.canonical import ChatRequest, StreamEvent
+from sluice.codecs import fields as f
+from sluice.codecs.framing import NDJSONParser
+from sluice.codecs.ollama.request import decode_chat_request, decode_embed_request, decode_generate_request
+from sluice.codecs.ollama.response import (
+    Timings,
+    encode_chat_response,
+    encode_embed_response,
+    encode_generate_response,
+    encode_legacy_embedding_response,
+)
+from sluice.codecs.ollama.stream import LineEncoder
+from sluice.codecs.openai.chat_request import refuse_upstream_fields
+from sluice.errors import PermissionDenied, SluiceError
+from sluice.pipeline import Call, Gateway
+from sluice.providers.ollama import OllamaProvider
+from sluice.routing.catalog import ModelRoute
+from sluice.server.exchange import JSON, NDJSON, Exchange
+from sluice.surfaces.common import forward_same_format, ndjson_frames, read_json, relay_events, renamed, run
+from sluice.surfaces.ollama.format import OLLAMA
+from sluice.surfaces.ollama.passthrough import LineInspector, read_usage
+from sluice.surfaces.translate import OpenedStream, response_usage, stream_opener, tally
+
+# The Ollama release whose API this surface follows; clients read it to decide what they may use.
+OLLAMA_API_VERSION = "0.12.0"
+
+
+def _same_format(route: ModelRoute) -> bool:
+    return all(d.provider.wire_format == "ollama" for d in route.deployments)
+
+
+def _stream_flag(data: dict[str, Any]) -> bool:
+    flag = f.opt_bool(data, "stream")
+    return True if flag is None else flag
+
+
+def _timings(call: Call) -> Timings:
+    """Ollama's durations (ns) for an answer Sluice produced from another upstream kind."""
+    total = int((time.perf_counter() - call.started) * 1e9)
+    first = int(((call.first_byte_at or time.perf_counter()) - call.started) * 1e9)
+    return Timings(total=total, load=0, prompt_eval=first, eval=max(0, total - first))
+
+
+# --- chat and generate ------------------------------------------------------------------------------------------
+
+
+async def chat(gw: Gateway, ex: Exchange) -> None:
+    await run(gw, ex, OLLAMA, "chat", lambda gw, ex, call: _generate(gw, ex, call, "/api/chat"))
+
+
+async def generate(gw: Gateway, ex: Exchange) -> None:
+    await run(gw, ex, OLLAMA, "generate", lambda gw, ex, call: _generate(gw, ex, call, "/api/generate"))
+
+
+async def _generate(gw: Gateway, ex: Exchange, call: Call, path: str) -> None:
+    await gw.identify(ex, call)
+    data, raw = await read_json(gw, ex)
+    refuse_upstream_fields(data)
+    route = gw.resolve(call, f.req_str(data, "model"))
+    call.stream = _stream_flag(data)
+    if _same_format(route):
+        options = f.opt_obj(data, "options") or {}
+        predict = options.get("num_predict") if isinstance(options.get("num_predict"), int) else None
+        limit = predict if predict is not None and predict > 0 else None
+        await gw.admit(ex, call, route, lambda: (estimate_raw_prompt_tokens(data), limit))
+        await forward_same_format(
+            gw,
+            ex,
+            call,
+            route,
+            path,
+            lambda dep: renamed(data, raw, dep.target.model),
+            content_type=NDJSON if call.stream else JSON,
+            read_usage=read_usage,
+            frames=lambda: ndjson_frames(NDJSONParser()),
+            inspector=lambda: LineInspector(call),
+            fmt=OLLAMA,
+        )
+        return
+    req = decode_chat_request(data) if path == "/api/chat" else decode_generate_request(data)
+    await gw.admit(ex, call, route, lambda: (estimate_prompt_tokens(req), req.max_tokens))
+    await _translated(gw, ex, call, route, req, "chat" if path == "/api/chat" else "generate")
+
+
+async def _translated(gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, req: ChatRequest, mode: str) -> None:
+    if not req.stream:
+        resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
+        call.usage = response_usage(req, resp)
+        resp.usage = call.usage
+        encode = encode_chat_response if mode == "chat" else encode_generate_response
+        await gw.complete(call)
+        call.mark_first_byte()
+        await ex.respond(200, orjson.dumps(encode(resp, req.model, _timings(call))))
+        return
+    opened: OpenedStream = await gw.open(call, route, stream_opener(req))  # type: ignore[arg-type]
+    encoder = LineEncoder(req.model, mode)
+    await ex.start_stream(200, NDJSON)
+    await relay_events(ex, call, _encode(gw, encoder, tally(call, req, opened), call), OLLAMA)
+
+
+async def _encode(
+    gw: Gateway, encoder: LineEncoder, events: AsyncIterator[StreamEvent], call: Call
+) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield encoder.encode(event)
+    encoder.usage = call.usage
+    await gw.complete(call)  # before the done line: a finished answer always has its record
+    yield encoder.close(_timings(call))
+
+
+# --- embeddings ---------------------------------------------------------------------------------------------------
+
+
+async def embed(gw: Gateway, ex: Exchange) -> None:
+    await run(gw, ex, OLLAMA, "embeddings", lambda gw, ex, call: _embed(gw, ex, call, legacy=False))
+
+
+async def embeddings(gw: Gateway, ex: Exchange) -> None:
+    await run(gw, ex, OLLAMA, "embeddings", lambda gw, ex, call: _embed(gw, ex, call, legacy=True))
+
+
+async def _embed(gw: Gateway, ex: Exchange, call: Call, legacy: bool) -> None:
+    await gw.identify(ex, call)
+    data, raw = await read_json(gw, ex)
+    req = decode_embed_request(data, legacy)
+    route = gw.resolve(call, req.model)
+    inputs = req.inputs
+    await gw.admit(ex, call, route, lambda: (sum(estimate_text_tokens(t) for t in inputs), 0))
+    if _same_format(route):
+        path = "/api/embeddings" if legacy else "/api/embed"
+        await forward_same_format(
+            gw,
+            ex,
+            call,
+            route,
+            path,
+            lambda dep: renamed(data, raw, dep.target.model),
+            content_type=JSON,
+            read_usage=read_usage,
+            frames=lambda: ndjson_frames(NDJSONParser()),
+            inspector=lambda: LineInspector(call),
+            fmt=OLLAMA,
+        )
+        return
+    resp = await gw.open(call, route, lambda dep: dep.provider.embed(req, dep.target))
+    call.usage = resp.usage
+    await gw.complete(call)
+    call.mark_first_byte()
+    body = encode_legacy_embedding_response(resp) if legacy else encode_embed_response(resp, req.model, _timings(call))
+    await ex.respond(200, orjson.dumps(body))
+
+
+# --- model information ------------------------------------------------------------------------------------------
+
+
+def _modified(route: ModelRoute) -> str:
+    return datetime.fromtimestamp(route.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _details(route: ModelRoute) -> dict[str, Any]:
+    kind = route.deployments[0].provider.kind if route.deployments else "sluice"
+    return {
+        "parent_model": "",
+        "format": kind,
+        "family": kind,
+        "families": [kind],
+        "parameter_size": "",
+        "quantization_level": "",
+    }
+
+
+async def tags(gw: Gateway, ex: Exchange) -> None:
+    async def handler(gw: Gateway, ex: Exchange, call: Call) -> None:
+        principal = await gw.identify(ex, call)
+        models = [
+            {
+                "name": r.name,
+                "model": r.name,
+                "modified_at": _modified(r),
+                "size": 0,
+                "digest": "",
+                "details": _details(r),
+            }
+            for r in gw.visible_models(principal)
+        ]
+        await ex.respond(200, orjson.dumps({"models": models}))
+
+    await run(gw, ex, OLLAMA, "models", handler)
+
+
+async def show(gw: Gateway, ex: Exchange) -> None:
+    async def handler(gw: Gateway, ex: Exchange, call: Call) -> None:
+        await gw.identify(ex, call)
+        data, _ = await read_json(gw, ex)
+        name = f.opt_str(data, "model") or f.req_str(data, "name", "model")
+        route = gw.resolve(call, name)
+        deployment = min(route.deployments, key=lambda d: d.order)
+        provider = deployment.provider
+        if isinstance(provider, OllamaProvider):
+            # Read-only, and answered by the real model server for the upstream's own name.
+            answer = await provider.post_json("/api/show", {"model": deployment.target.model})
+        else:
+            answer = {
+                "modelfile": "",
+                "parameters": "",
+                "template": "",
+                "details": _details(route),
+                "model_info": {},
+                "capabilities": ["completion", "tools"],
+            }
+        answer["modified_at"] = _modified(route)
+        await ex.respond(200, orjson.dumps(answer))
+
+    await run(gw, ex, OLLAMA, "models", handler)
+
+
+async def ps(gw: Gateway, ex: Exchange) -> None:
+    """Models loaded on the Ollama upstreams, under the public names this caller may use."""
+
+    async def handler(gw: Gateway, ex: Exchange, call: Call) -> None:
+        principal = await gw.identify(ex, call)
+        running: list[dict[str, Any]] = []
+        by_upstream: dict[tuple[str, str], str] = {}
+        for route in gw.visible_models(principal):
+            for dep in route.deployments:
+                if dep.provider.kind == "ollama":
+                    by_upstream.setdefault((dep.provider.name, dep.target.model), route.name)
+        for provider in gw.catalog.providers.values():
+            if not isinstance(provider, OllamaProvider):
+                continue
+            try:
+                answer = await provider.get_json("/api/ps")
+            except SluiceError:
+                continue  # one Ollama box down does not hide the others
+            for entry in answer.get("models", []) if isinstance(answer, dict) else []:
+                public = by_upstream.get((provider.name, str(entry.get("name") or entry.get("model"))))
+                if public is not None:
+                    running.append({**entry, "name": public, "model": public})
+        await ex.respond(200, orjson.dumps({"models": running}))
+
+    await run(gw, ex, OLLAMA, "models", handler)
+
+
+async def version(gw: Gateway, ex: Exchange) -> None:
+    """Unauthenticated, as Ollama's is: clients probe it before anything else."""
+    await ex.respond(200, orjson.dumps({"version": OLLAMA_API_VERSION}))
+
+
+async def root(gw: Gateway, ex: Exchange) -> None:
+    body = b"" if ex.method == "HEAD" else b"Ollama is running"
+    await ex.respond(200, body, b"text/plain; charset=utf-8")
+
+
+async def management(gw: Gateway, ex: Exchange) -> None:
+    async def handler(gw: Gateway, ex: Exchange, call: Call) -> None:
+        raise PermissionDenied(
+            "Model management (pull, push, create, copy, delete, blobs) is not available through Sluice; "
+            "ask the gateway's operators to manage models on the model servers."
+        )
+
+    await run(gw, ex, OLLAMA, "management", handler)
+
+
+ROUTES = {
+    ("POST", "/api/chat"): chat,
+    ("POST", "/api/generate"): generate,
+    ("POST", "/api/embed"): embed,
+    ("POST", "/api/embeddings"): embeddings,
+    ("GET", "/api/tags"): tags,
+    ("POST", "/api/show"): show,
+    ("GET", "/api/ps"): ps,
+    ("GET", "/api/version"): version,
+    ("GET", "/"): root,
+    ("HEAD", "/"): root,
+    ("HEAD", "/api/version"): version,
+    **{(method, f"/api/{name}"): management for name in ("pull", "push", "create", "copy") for method in ("POST",)},
+    ("DELETE", "/api/delete"): management,
+}
+PREFIX_ROUTES = {("POST", "/api/blobs/"): management, ("HEAD", "/api/blobs/"): management}
