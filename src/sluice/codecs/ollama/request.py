@@ -140,6 +140,26 @@ def _tools(data: dict[str, Any]) -> list[Tool]:
     return tools
 
 
+def check_request(data: dict[str, Any], chat: bool) -> str:
+    """The pass-through path's checks (shallow: the fields Sluice relies on); returns the model name."""
+    refuse_upstream_fields(data)
+    model = f.req_str(data, "model")
+    _options(data)
+    f.opt_bool(data, "stream")
+    if not chat:
+        f.opt_str(data, "prompt")
+        return model
+    messages = f.opt_list(data, "messages")
+    if messages is None:
+        raise f.missing("messages")
+    for i, raw in enumerate(messages):
+        message = f.obj(raw, f"messages[{i}]")
+        if message.get("role") not in _ROLES:
+            raise f.bad(f"messages[{i}].role", "one of 'system', 'user', 'assistant', 'tool'")
+        f.opt_str(message, "content", f"messages[{i}].content")
+    return model
+
+
 def decode_chat_request(data: dict[str, Any]) -> ChatRequest:
     refuse_upstream_fields(data)
     model = f.req_str(data, "model")

@@ -17,7 +17,12 @@ from sluice.accounting.estimate import estimate_prompt_tokens, estimate_raw_prom
 from sluice.canonical import ChatRequest, StreamEvent
 from sluice.codecs import fields as f
 from sluice.codecs.framing import NDJSONParser
-from sluice.codecs.ollama.request import decode_chat_request, decode_embed_request, decode_generate_request
+from sluice.codecs.ollama.request import (
+    check_request,
+    decode_chat_request,
+    decode_embed_request,
+    decode_generate_request,
+)
 from sluice.codecs.ollama.response import (
     Timings,
     encode_chat_response,
@@ -26,7 +31,6 @@ from sluice.codecs.ollama.response import (
     encode_legacy_embedding_response,
 )
 from sluice.codecs.ollama.stream import LineEncoder
-from sluice.codecs.openai.chat_request import refuse_upstream_fields
 from sluice.errors import PermissionDenied, SluiceError
 from sluice.pipeline import Call, Gateway
 from sluice.providers.ollama import OllamaProvider
@@ -71,8 +75,7 @@ async def generate(gw: Gateway, ex: Exchange) -> None:
 async def _generate(gw: Gateway, ex: Exchange, call: Call, path: str) -> None:
     await gw.identify(ex, call)
     data, raw = await read_json(gw, ex)
-    refuse_upstream_fields(data)
-    route = gw.resolve(call, f.req_str(data, "model"))
+    route = gw.resolve(call, check_request(data, chat=path == "/api/chat"))
     call.stream = _stream_flag(data)
     if _same_format(route):
         options = f.opt_obj(data, "options") or {}
