@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.fakes import FakeAnthropic, FakeOllama
 from tests.support.server import SluiceServer, make_settings
@@ -174,3 +177,75 @@ def test_ollama_auth_and_the_open_probes(rig: tuple[SluiceServer, FakeAnthropic,
         assert http.get("/").text == "Ollama is running"
         assert http.head("/").status_code == 200
         assert http.get("/api/unknown").json() == {"error": "Unknown endpoint GET /api/unknown."}
+
+
+# --- never a 500 --------------------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+anthropic_bodies = st.fixed_dictionaries(
+    {"model": st.sampled_from(["claude", "mock-1"]) | json_values},
+    optional={
+        "max_tokens": st.integers(-5, 100) | json_values,
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {"role": st.sampled_from(["user", "assistant"]) | json_values}, optional={"content": json_values}
+            ),
+            max_size=3,
+        )
+        | json_values,
+        "system": json_values,
+        "tools": json_values,
+        "tool_choice": json_values,
+        "stream": st.booleans() | json_values,
+        "thinking": json_values,
+        "stop_sequences": json_values,
+        "temperature": json_values,
+    },
+)
+ollama_bodies = st.fixed_dictionaries(
+    {"model": st.sampled_from(["llama", "mock-1"]) | json_values},
+    optional={
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {"role": st.sampled_from(["user", "assistant", "tool"]) | json_values},
+                optional={"content": json_values, "images": json_values, "tool_calls": json_values},
+            ),
+            max_size=3,
+        )
+        | json_values,
+        "options": json_values,
+        "format": json_values,
+        "tools": json_values,
+        "think": json_values,
+        "stream": st.just(False) | json_values,
+    },
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=anthropic_bodies)
+def test_random_messages_bodies_never_cause_a_server_error(
+    rig: tuple[SluiceServer, FakeAnthropic, FakeOllama], body: dict[str, Any]
+) -> None:
+    gateway, _, _ = rig
+    resp = httpx.post(f"{gateway.url}/v1/messages", content=json.dumps(body), headers={"x-api-key": gateway.master_key})
+    assert resp.status_code in (200, 400, 404), resp.text
+    if resp.status_code != 200:
+        anthropic_error(resp)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=ollama_bodies)
+def test_random_ollama_chat_bodies_never_cause_a_server_error(
+    rig: tuple[SluiceServer, FakeAnthropic, FakeOllama], body: dict[str, Any]
+) -> None:
+    gateway, _, _ = rig
+    with gateway.client() as http:
+        resp = http.post("/api/chat", content=json.dumps(body))
+    assert resp.status_code in (200, 400, 404), resp.text
+    if resp.status_code != 200:
+        assert set(resp.json()) == {"error"}

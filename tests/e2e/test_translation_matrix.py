@@ -18,7 +18,7 @@ import ollama
 import openai
 import pytest
 
-from tests.fakes import FakeAnthropic, FakeOllama, FakeOpenAI, Reply, ToolCallSpec
+from tests.fakes import FakeAnthropic, FakeOllama, FakeOpenAI, Fault, Reply, ToolCallSpec
 from tests.support.server import SluiceServer, make_settings
 
 TEXT = Reply(text="The quick answer is forty-two.", prompt_tokens=21, completion_tokens=9)
@@ -192,3 +192,24 @@ def test_the_mock_gives_the_same_answer_on_every_surface(rig: Rig, tools: bool) 
         assert answer.tool_calls == first.tool_calls, key
         assert answer.finish == first.finish, key
         assert answer.usage[1] == first.usage[1], key  # completion tokens; prompt estimates may differ per format
+
+
+SDK_ERRORS: dict[str, type[Exception]] = {
+    "openai": openai.APIError,
+    "anthropic": anthropic.APIError,
+    "ollama": ollama.ResponseError,
+}
+
+
+@pytest.mark.parametrize("fault", ["reset_mid_stream", "in_band_error", "bad_json"])
+@pytest.mark.parametrize("upstream", ["openai", "anthropic", "ollama"])
+@pytest.mark.parametrize("surface", SURFACES)
+def test_a_stream_that_fails_midway_ends_with_the_callers_own_error(
+    rig: Rig, surface: str, upstream: str, fault: str
+) -> None:
+    """Never a silent clean stop: each SDK sees its API's own error event and raises."""
+    fake = rig.fakes[upstream]
+    fake.reply = TEXT
+    fake.enqueue(Fault(fault, after_chunks=2))
+    with pytest.raises(SDK_ERRORS[surface]):
+        CLIENTS[surface](rig.gateway, f"up-{upstream}", True, False)
