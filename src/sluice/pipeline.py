@@ -107,6 +107,7 @@ class Gateway:
         self.limiter = limiter
         self.metrics = metrics
         self.timing_headers = settings.observability.response_headers
+        self.log_prompts = settings.observability.log_prompts
         self.max_body = settings.server.max_body_bytes
         self.access_log = settings.logging.access_log
         self.limit_headers = settings.limits.headers

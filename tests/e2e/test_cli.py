@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from sluice.store.db import Database
+from tests.fakes import FakeAnthropic, FakeOllama, FakeOpenAI
 from tests.support.server import free_port
 from tests.support.services import create_postgres_database, drop_postgres_database
 
@@ -178,3 +179,52 @@ def test_limits_prices_and_usage_commands(tmp_path: Path) -> None:
     assert summary.returncode == 0 and "0 requests" in summary.stdout
     export = run(["usage", "export", "--days", "7", "--data-dir", data])
     assert export.returncode == 0 and export.stdout.splitlines()[0].startswith("id,request_id,created_at")
+
+
+def test_sdk_environment_variables_alone_give_a_working_gateway(tmp_path: Path) -> None:
+    """No config file: OPENAI_*, ANTHROPIC_* and OLLAMA_HOST add providers whose models are discovered."""
+    with FakeOpenAI() as fo, FakeAnthropic() as fa, FakeOllama() as fl:
+        port = free_port()
+        env = {
+            **_clean_env(),
+            "OPENAI_API_KEY": "sk-upstream",
+            "OPENAI_BASE_URL": fo.base_url,
+            "ANTHROPIC_API_KEY": "sk-ant-upstream",
+            "ANTHROPIC_BASE_URL": fa.url,
+            "OLLAMA_HOST": fl.url.removeprefix("http://"),
+            "SLUICE_MASTER_KEY": "sk-sl-env-master",
+        }
+        proc = subprocess.Popen(
+            [*SLUICE, "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            headers = {"Authorization": "Bearer sk-sl-env-master"}
+            deadline = time.monotonic() + 20
+            models: set[str] = set()
+            while time.monotonic() < deadline and not models:
+                try:
+                    models = {
+                        m["id"] for m in httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=headers).json()["data"]
+                    }
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            assert {"gpt-fake", "claude-fake", "llama-fake:latest", "mock-1"} <= models
+            for model in ("gpt-fake", "claude-fake", "llama-fake:latest"):
+                reply = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    headers=headers,
+                    json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+                )
+                assert reply.status_code == 200, reply.text
+                assert reply.json()["choices"][0]["message"]["content"] == "Hello from the fake upstream."
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+            if proc.stderr is not None:
+                proc.stderr.close()

@@ -19,6 +19,7 @@ import openai
 import pytest
 
 from tests.fakes import FakeAnthropic, FakeOllama, FakeOpenAI, Fault, Reply, ToolCallSpec
+from tests.support.openapi import spec_available, validate
 from tests.support.server import SluiceServer, make_settings
 
 TEXT = Reply(text="The quick answer is forty-two.", prompt_tokens=21, completion_tokens=9)
@@ -213,3 +214,33 @@ def test_a_stream_that_fails_midway_ends_with_the_callers_own_error(
     fake.enqueue(Fault(fault, after_chunks=2))
     with pytest.raises(SDK_ERRORS[surface]):
         CLIENTS[surface](rig.gateway, f"up-{upstream}", True, False)
+
+
+@pytest.mark.skipif(not spec_available(), reason="../shared/specs/openai-openapi.yaml is absent")
+@pytest.mark.parametrize("upstream", ["anthropic", "ollama"])
+def test_translated_openai_answers_match_openai_schemas(rig: Rig, upstream: str) -> None:
+    rig.fakes[upstream].reply = TOOLS
+    body = {
+        "model": f"up-{upstream}",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": WEATHER}],
+    }
+    with rig.gateway.client() as http:
+        validate("CreateChatCompletionResponse", http.post("/v1/chat/completions", json=body).json())
+        text = http.post(
+            "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
+        ).text
+    payloads = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    for payload in payloads[:-1]:
+        validate("CreateChatCompletionStreamResponse", json.loads(payload))
+
+
+def test_openai_embeddings_from_an_ollama_upstream(rig: Rig) -> None:
+    with openai.OpenAI(base_url=rig.gateway.url + "/v1", api_key=rig.gateway.master_key, max_retries=0) as client:
+        floats = client.embeddings.create(model="up-ollama", input=["a", "b"], encoding_format="float")
+        b64 = client.embeddings.create(model="up-ollama", input=["a", "b"])
+    assert len(floats.data) == 2 and len(floats.data[0].embedding) == 4
+    assert b64.data[1].embedding == pytest.approx(floats.data[1].embedding, rel=1e-6)
+    sent = rig.fakes["ollama"].requests[-1]
+    assert sent.path == "/api/embed" and sent.json is not None and sent.json["input"] == ["a", "b"]

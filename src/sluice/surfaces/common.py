@@ -97,6 +97,9 @@ async def read_json(gw: Gateway, ex: Exchange) -> tuple[dict[str, Any], bytes]:
         raise InvalidRequest(f"The request body is not valid JSON: {exc.msg}.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
+    if gw.log_prompts:
+        # Explicit opt-in only (observability.log_prompts): request bodies hold prompts, never keys.
+        log.debug("request body", request_id=ex.request_id, body=data)
     return data, body
 
 
