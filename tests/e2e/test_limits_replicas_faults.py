@@ -133,7 +133,7 @@ def test_redis_going_away_gets_the_configured_behaviour(behaviour: str, tmp_path
 
 def test_kill_9_with_requests_in_flight_loses_and_doubles_no_usage_record(tmp_path: Path) -> None:
     config = {
-        "providers": [{"name": "slowmock", "kind": "mock", "mock": {"latency_ms": 50, "tokens_per_second": 400}}],
+        "providers": [{"name": "slowmock", "kind": "mock", "mock": {"latency_ms": 50, "tokens_per_second": 100}}],
         "models": [{"name": "priced", "price": PRICE, "deployments": [{"provider": "slowmock", "model": "m"}]}],
     }
     gateway = SluiceProcess(tmp_path / "gw", config).start()
@@ -150,7 +150,12 @@ def test_kill_9_with_requests_in_flight_loses_and_doubles_no_usage_record(tmp_pa
 
     async def run() -> None:
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30) as http:
-            tasks = [asyncio.create_task(one(http, i)) for i in range(100)]
+            # Staggered starts (one every 5 ms, each answer ~210 ms), so that requests are in every state
+            # (done, streaming, just sent) at the moment of the kill.
+            tasks = []
+            for i in range(100):
+                tasks.append(asyncio.create_task(one(http, i)))
+                await asyncio.sleep(0.005)
             deadline = time.monotonic() + 20
             while len(completed) < 30 and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a plain list
                 await asyncio.sleep(0.01)

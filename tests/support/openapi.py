@@ -6,6 +6,7 @@ rewritten into ``type: [..., "null"]`` (or an ``anyOf`` with null) before valida
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,12 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "openai-openapi.yaml"
+_CANDIDATES = [
+    os.environ.get("SLUICE_OPENAPI_SPEC", ""),
+    str(Path(__file__).resolve().parents[3] / "shared" / "specs" / "openai-openapi.yaml"),  # ../shared/specs
+    "/work/shared/specs/openai-openapi.yaml",  # the workspace, for clean clones made elsewhere (CI checks)
+]
+SPEC_PATH = next((Path(c) for c in _CANDIDATES if c and Path(c).is_file()), Path(_CANDIDATES[1]))
 SPEC_URI = "urn:openai-openapi"
 
 
