@@ -102,9 +102,30 @@ class DeploymentConfig(Strict):
     provider: str
     model: str | None = None  # the upstream's model name; defaults to the public name
     capacity: int | None = Field(None, ge=1)  # max concurrent requests; None = unlimited
-    weight: float = Field(1.0, gt=0)
-    order: int = 0
+    weight: float = Field(1.0, gt=0)  # share of traffic under the "weighted" strategy
+    order: int = 0  # tier under the "ordered" strategy: lower first, the next tier only when a tier fails
     price: Price | None = None
+    timeouts: Timeouts | None = None  # overrides the provider's
+    tags: list[str] = Field(default_factory=list)  # free-form labels (region, hardware, ...)
+
+
+FallbackOn = Literal["context_window", "rate_limit", "upstream_error", "timeout", "overloaded", "any"]
+DEFAULT_FALLBACK_ON: tuple[FallbackOn, ...] = ("upstream_error", "timeout", "rate_limit", "overloaded")
+
+
+class ModelFallback(Strict):
+    """Another model to try when every deployment of this one failed with one of ``on``."""
+
+    model: str
+    on: list[FallbackOn] = Field(default_factory=lambda: list(DEFAULT_FALLBACK_ON))
+
+
+class RoutingConfig(Strict):
+    strategy: Literal["ordered", "weighted", "least_busy", "lowest_latency"] = "ordered"
+    max_attempts: int = Field(3, ge=1, le=10)  # upstream attempts per request, fallbacks included
+    backoff_base: float = Field(0.1, ge=0)  # seconds; doubled per retry, with full jitter
+    backoff_max: float = Field(2.0, ge=0)
+    respect_retry_after_up_to: float = Field(5.0, ge=0)  # wait at most this long for an upstream's Retry-After
 
 
 class ModelConfig(Strict):
@@ -112,6 +133,9 @@ class ModelConfig(Strict):
     deployments: list[DeploymentConfig] = Field(min_length=1)
     price: Price | None = None
     aliases: list[str] = Field(default_factory=list)
+    routing: RoutingConfig | None = None  # overrides the gateway-wide routing settings
+    fallbacks: list[ModelFallback] = Field(default_factory=list)
+    cache: bool | None = None  # response caching for this model (None: the gateway default)
 
 
 class LimitValues(Strict):
@@ -149,6 +173,29 @@ class LimitsConfig(Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
+
+
+class BreakerConfig(Strict):
+    consecutive_failures: int = Field(5, ge=1)  # open after this many failures in a row ...
+    failure_ratio: float = Field(0.5, gt=0, le=1)  # ... or this share of failures ...
+    window: int = Field(20, ge=2)  # ... among the last this-many calls (at least `minimum_calls` of them)
+    minimum_calls: int = Field(10, ge=1)
+    open_seconds: float = Field(30.0, gt=0)  # how long an open circuit stays open before a half-open probe
+
+
+class HealthConfig(Strict):
+    interval_seconds: float = Field(30.0, ge=0)  # 0 turns active health checks off
+    timeout_seconds: float = Field(5.0, gt=0)
+
+
+class CacheConfig(Strict):
+    backend: Literal["memory", "redis"] = "memory"
+    default: bool = False  # cache every model's answers unless a model, key or request says otherwise
+    ttl_seconds: float = Field(3600.0, gt=0)
+    max_entries: int = Field(10_000, ge=1)  # memory backend bound (least recently used go first)
+    max_entry_bytes: int = Field(1_000_000, ge=1)
+    bill_hits: bool = False  # cache hits cost nothing unless set
+    redis_prefix: str = "sluice:cache"
 
 
 class ServerConfig(Strict):
@@ -192,6 +239,10 @@ class Settings(Strict):
     key_cache: KeyCacheConfig = Field(default_factory=KeyCacheConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     # Where the settings came from, for messages; not part of the file format.
