@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from sluice.config import DeploymentConfig, ModelConfig, Price, ProviderConfig, Settings
+from sluice.config import DeploymentConfig, ModelConfig, ModelFallback, Price, ProviderConfig, RoutingConfig, Settings
 from sluice.errors import SluiceError
 from sluice.providers.base import Provider, Target
 from sluice.providers.registry import build_provider
@@ -36,6 +36,7 @@ class Deployment:
     weight: float = 1.0
     order: int = 0
     price: Price | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -45,6 +46,9 @@ class ModelRoute:
     price: Price | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     discovered: bool = False
+    routing: RoutingConfig | None = None  # None: the gateway-wide routing settings
+    fallbacks: list[ModelFallback] = field(default_factory=list)
+    cache: bool | None = None
 
     @property
     def owned_by(self) -> str:
@@ -74,7 +78,15 @@ class ModelCatalog:
 
     def add_configured(self, model: ModelConfig) -> None:
         deployments = [self._deployment(model.name, i, dep) for i, dep in enumerate(model.deployments)]
-        self.add(ModelRoute(model.name, deployments, model.price), model.aliases)
+        route = ModelRoute(
+            model.name,
+            deployments,
+            model.price,
+            routing=model.routing,
+            fallbacks=list(model.fallbacks),
+            cache=model.cache,
+        )
+        self.add(route, model.aliases)
 
     def _deployment(self, public: str, index: int, dep: DeploymentConfig) -> Deployment:
         provider = self.providers[dep.provider]
@@ -83,11 +95,12 @@ class ModelCatalog:
             id=f"{public}#{index}:{provider.name}/{upstream_model}",
             model=public,
             provider=provider,
-            target=Target(upstream_model, provider.config.timeouts),
+            target=Target(upstream_model, dep.timeouts or provider.config.timeouts),
             capacity=dep.capacity,
             weight=dep.weight,
             order=dep.order,
             price=dep.price,
+            tags=tuple(dep.tags),
         )
 
     def add_discovered(self, provider: Provider, upstream_models: list[str]) -> int:
