@@ -18,6 +18,8 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.accounting.service import Accounting
+from sluice.cache.service import ResponseCache
+from sluice.cache.store import MemoryCache, RedisCache
 from sluice.config import Settings, load_settings
 from sluice.identity.authenticate import Authenticator
 from sluice.identity.keys import KeyResolver
@@ -75,8 +77,15 @@ class Services:
         accounting = Accounting(db, settings.data_dir, catalog, on_ship_failure=metrics.outbox_failures.inc)
         metrics.on_scrape(lambda: _outbox_gauges(metrics, accounting))
         limiter = build_limiter(settings, accounting, redis, metrics)
+        accounting.bill_cache_hits = settings.cache.bill_hits
         gateway = Gateway(
-            settings, catalog, Authenticator(keys), accounting=accounting, limiter=limiter, metrics=metrics
+            settings,
+            catalog,
+            Authenticator(keys),
+            accounting=accounting,
+            limiter=limiter,
+            metrics=metrics,
+            cache=build_cache(settings, redis, metrics),
         )
         return cls(settings, db, providers, catalog, keys, gateway, accounting, limiter, metrics, redis)
 
@@ -135,6 +144,15 @@ class Services:
             yield
         finally:
             await self.stop()
+
+
+def build_cache(settings: Settings, redis: Redis | None, metrics: Metrics) -> ResponseCache:
+    config = settings.cache
+    if config.backend == "redis":
+        if redis is None:
+            raise ValueError("cache.backend is 'redis' but redis_url is not set")
+        return ResponseCache(config, RedisCache(redis, config.redis_prefix), metrics)
+    return ResponseCache(config, MemoryCache(config.max_entries), metrics)
 
 
 def _outbox_gauges(metrics: Metrics, accounting: Accounting) -> None:

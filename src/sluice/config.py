@@ -258,6 +258,8 @@ class Settings(Strict):
         problems = []
         if self.limits.backend == "redis" and self.redis_url is None:
             problems.append("limits.backend: 'redis' needs redis_url to be set")
+        if self.cache.backend == "redis" and self.redis_url is None:
+            problems.append("cache.backend: 'redis' needs redis_url to be set")
         for i, model in enumerate(self.models):
             for j, dep in enumerate(model.deployments):
                 if dep.provider not in known:

@@ -17,6 +17,7 @@ from typing import TypeVar
 import structlog
 
 from sluice.accounting.service import Accounting
+from sluice.cache.service import ResponseCache
 from sluice.canonical import Usage
 from sluice.config import Settings
 from sluice.errors import NotFound, SluiceError
@@ -99,6 +100,7 @@ class Gateway:
         accounting: Accounting,
         limiter: Limiter,
         metrics: Metrics,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -106,6 +108,7 @@ class Gateway:
         self.accounting = accounting
         self.limiter = limiter
         self.metrics = metrics
+        self.cache = cache
         self.timing_headers = settings.observability.response_headers
         self.log_prompts = settings.observability.log_prompts
         self.max_body = settings.server.max_body_bytes

@@ -42,6 +42,7 @@ class Accounting:
     ) -> None:
         self.db = db
         self.catalog = catalog
+        self.bill_cache_hits = False  # set from cache.bill_hits
         self.prices = PriceBook()
         # (model, deployment) → price; rebuilt when stored prices change. Bounded by the catalog's size.
         self._price_cache: dict[tuple[str | None, str | None], ModelPrice] = {}
@@ -85,7 +86,7 @@ class Accounting:
         return PriceBook.most_expensive([self.price_of(route.name, d) for d in route.deployments])
 
     def cost_of(self, call: Call) -> int:
-        if call.usage is None or call.cache_hit:
+        if call.usage is None or (call.cache_hit and not self.bill_cache_hits):
             return 0
         return self.price_of(call.model, call.deployment).cost_nanos(call.usage)
 

@@ -100,7 +100,8 @@ class Limiter:
         reservation = call.reservation
         if reservation is None or reservation.settled:
             return
-        tokens = call.usage.total_tokens if call.usage is not None else 0
+        free_hit = call.cache_hit and cost_nanos == 0
+        tokens = call.usage.total_tokens if call.usage is not None and not free_hit else 0
         store = self.fallback if reservation.fallback and self.fallback is not None else self.store
         try:
             await store.settle(reservation, tokens, cost_nanos, self.clock())

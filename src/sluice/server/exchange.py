@@ -34,8 +34,10 @@ class Exchange:
         "_headers",
         "_watcher",
         "client_gone",
+        "content_type",
         "header_hook",
         "receive",
+        "recording",
         "request_id",
         "responded",
         "response_headers",
@@ -59,6 +61,9 @@ class Exchange:
         self._watcher: asyncio.Task[None] | None = None
         # Called as the response starts, for headers only known then (timings, the deployment used).
         self.header_hook: Callable[[], list[tuple[bytes, bytes]]] | None = None
+        # When a list, every body byte sent is also appended here (the response cache records answers this way).
+        self.recording: list[bytes] | None = None
+        self.content_type = b""
 
     # --- request ----------------------------------------------------------------------------------------------
 
@@ -132,6 +137,7 @@ class Exchange:
 
     def _start_message(self, status: int, content_type: bytes, headers: Iterable[tuple[bytes, bytes]]) -> Message:
         self.status = status
+        self.content_type = content_type
         raw = [(b"content-type", content_type), (b"x-request-id", self.request_id.encode())]
         raw.extend(self.response_headers)
         if self.header_hook is not None:
@@ -149,6 +155,8 @@ class Exchange:
         start = self._start_message(status, content_type, headers)
         start["headers"].append((b"content-length", str(len(body)).encode()))
         self.responded = True
+        if self.recording is not None:
+            self.recording.append(body)
         await self.send(start)
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -161,8 +169,12 @@ class Exchange:
         if self.client_gone:
             raise ClientGone
         if data:
+            if self.recording is not None:
+                self.recording.append(data)
             await self.send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def end_stream(self, data: bytes = b"") -> None:
         self.responded = True
+        if data and self.recording is not None:
+            self.recording.append(data)
         await self.send({"type": "http.response.body", "body": data, "more_body": False})

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -22,7 +23,16 @@ from sluice.routing.catalog import ModelRoute
 from sluice.server.exchange import JSON, SSE, Exchange
 from sluice.surfaces.anthropic.format import ANTHROPIC
 from sluice.surfaces.anthropic.passthrough import EventInspector, read_usage
-from sluice.surfaces.common import forward_same_format, read_json, relay_events, renamed, run, sse_frames
+from sluice.surfaces.common import (
+    forward_same_format,
+    read_json,
+    relay_events,
+    renamed,
+    run,
+    sse_frames,
+    take_cache_control,
+    with_cache,
+)
 from sluice.surfaces.translate import OpenedStream, response_usage, stream_opener, tally
 
 
@@ -53,12 +63,15 @@ async def messages(gw: Gateway, ex: Exchange) -> None:
 async def _messages(gw: Gateway, ex: Exchange, call: Call) -> None:
     await gw.identify(ex, call)
     data, raw = await read_json(gw, ex)
+    control, raw = take_cache_control(ex, data, raw)
     route = gw.resolve(call, _check(data))
     call.stream = data.get("stream") is True
+    produce: Callable[[], Awaitable[None]]
     if _same_format(route):
         max_tokens = data.get("max_tokens")
         await gw.admit(ex, call, route, lambda: (estimate_raw_prompt_tokens(data), max_tokens))
-        await forward_same_format(
+        produce = partial(
+            forward_same_format,
             gw,
             ex,
             call,
@@ -71,10 +84,11 @@ async def _messages(gw: Gateway, ex: Exchange, call: Call) -> None:
             inspector=lambda: EventInspector(call),
             fmt=ANTHROPIC,
         )
-        return
-    req = decode_messages_request(data)
-    await gw.admit(ex, call, route, lambda: (estimate_prompt_tokens(req), req.max_tokens))
-    await _translated(gw, ex, call, route, req)
+    else:
+        req = decode_messages_request(data)
+        await gw.admit(ex, call, route, lambda: (estimate_prompt_tokens(req), req.max_tokens))
+        produce = partial(_translated, gw, ex, call, route, req)
+    await with_cache(gw, ex, call, route, data, control, produce)
 
 
 async def _translated(gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, req: ChatRequest) -> None:

@@ -7,8 +7,9 @@ refused and never forwarded: a gateway must not let callers change what its mode
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -36,7 +37,16 @@ from sluice.pipeline import Call, Gateway
 from sluice.providers.ollama import OllamaProvider
 from sluice.routing.catalog import ModelRoute
 from sluice.server.exchange import JSON, NDJSON, Exchange
-from sluice.surfaces.common import forward_same_format, ndjson_frames, read_json, relay_events, renamed, run
+from sluice.surfaces.common import (
+    forward_same_format,
+    ndjson_frames,
+    read_json,
+    relay_events,
+    renamed,
+    run,
+    take_cache_control,
+    with_cache,
+)
 from sluice.surfaces.ollama.format import OLLAMA
 from sluice.surfaces.ollama.passthrough import LineInspector, read_usage
 from sluice.surfaces.translate import OpenedStream, response_usage, stream_opener, tally
@@ -75,14 +85,17 @@ async def generate(gw: Gateway, ex: Exchange) -> None:
 async def _generate(gw: Gateway, ex: Exchange, call: Call, path: str) -> None:
     await gw.identify(ex, call)
     data, raw = await read_json(gw, ex)
+    control, raw = take_cache_control(ex, data, raw)
     route = gw.resolve(call, check_request(data, chat=path == "/api/chat"))
     call.stream = _stream_flag(data)
+    produce: Callable[[], Awaitable[None]]
     if _same_format(route):
         options = f.opt_obj(data, "options") or {}
         predict = options.get("num_predict") if isinstance(options.get("num_predict"), int) else None
         limit = predict if predict is not None and predict > 0 else None
         await gw.admit(ex, call, route, lambda: (estimate_raw_prompt_tokens(data), limit))
-        await forward_same_format(
+        produce = partial(
+            forward_same_format,
             gw,
             ex,
             call,
@@ -95,10 +108,11 @@ async def _generate(gw: Gateway, ex: Exchange, call: Call, path: str) -> None:
             inspector=lambda: LineInspector(call),
             fmt=OLLAMA,
         )
-        return
-    req = decode_chat_request(data) if path == "/api/chat" else decode_generate_request(data)
-    await gw.admit(ex, call, route, lambda: (estimate_prompt_tokens(req), req.max_tokens))
-    await _translated(gw, ex, call, route, req, "chat" if path == "/api/chat" else "generate")
+    else:
+        req = decode_chat_request(data) if path == "/api/chat" else decode_generate_request(data)
+        await gw.admit(ex, call, route, lambda: (estimate_prompt_tokens(req), req.max_tokens))
+        produce = partial(_translated, gw, ex, call, route, req, "chat" if path == "/api/chat" else "generate")
+    await with_cache(gw, ex, call, route, data, control, produce)
 
 
 async def _translated(gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, req: ChatRequest, mode: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -28,7 +29,15 @@ from sluice.errors import NotFound
 from sluice.pipeline import Call, Gateway
 from sluice.routing.catalog import ModelRoute
 from sluice.server.exchange import JSON, SSE, Exchange
-from sluice.surfaces.common import forward_same_format, read_json, relay_events, run, sse_frames
+from sluice.surfaces.common import (
+    forward_same_format,
+    read_json,
+    relay_events,
+    run,
+    sse_frames,
+    take_cache_control,
+    with_cache,
+)
 from sluice.surfaces.openai.format import OPENAI
 from sluice.surfaces.openai.passthrough import SSEInspector, client_wants_usage, read_usage, upstream_body
 from sluice.surfaces.translate import OpenedStream, response_usage, stream_opener, tally
@@ -52,31 +61,35 @@ async def completions(gw: Gateway, ex: Exchange) -> None:
 async def _chat(gw: Gateway, ex: Exchange, call: Call) -> None:
     await gw.identify(ex, call)
     data, raw = await read_json(gw, ex)
+    control, raw = take_cache_control(ex, data, raw)
     model = check_chat_request(data)
     route = gw.resolve(call, model)
     call.stream = data.get("stream") is True
     if _same_format(route):
         await gw.admit(ex, call, route, lambda: _raw_estimate(data))
-        await _passthrough(gw, ex, call, route, data, raw, "/chat/completions")
+        produce = partial(_passthrough, gw, ex, call, route, data, raw, "/chat/completions")
     else:
         req = decode_chat_request(data)
         await gw.admit(ex, call, route, lambda: _estimate(req))
-        await _translated(gw, ex, call, route, req, text_mode=False)
+        produce = partial(_translated, gw, ex, call, route, req, text_mode=False)
+    await with_cache(gw, ex, call, route, data, control, produce)
 
 
 async def _completion(gw: Gateway, ex: Exchange, call: Call) -> None:
     await gw.identify(ex, call)
     data, raw = await read_json(gw, ex)
+    control, raw = take_cache_control(ex, data, raw)
     model = validate_completion_request(data)
     route = gw.resolve(call, model)
     call.stream = data.get("stream") is True
     if _same_format(route):
         await gw.admit(ex, call, route, lambda: _raw_estimate(data, default_max=16))
-        await _passthrough(gw, ex, call, route, data, raw, "/completions")
+        produce = partial(_passthrough, gw, ex, call, route, data, raw, "/completions")
     else:
         req = decode_completion_request(data)
         await gw.admit(ex, call, route, lambda: _estimate(req))
-        await _translated(gw, ex, call, route, req, text_mode=True)
+        produce = partial(_translated, gw, ex, call, route, req, text_mode=True)
+    await with_cache(gw, ex, call, route, data, control, produce)
 
 
 def _raw_estimate(data: dict[str, Any], default_max: int | None = None) -> tuple[int, int | None]:
