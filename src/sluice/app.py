@@ -30,7 +30,9 @@ from sluice.observability.logging import configure_logging
 from sluice.observability.metrics import Metrics
 from sluice.pipeline import Gateway
 from sluice.providers.base import Provider
+from sluice.routing.breaker import STATE_VALUES
 from sluice.routing.catalog import ModelCatalog, build_catalog, build_providers, discover_models
+from sluice.routing.router import Router
 from sluice.server.dispatch import ProxyDispatcher
 from sluice.server.gc_tuning import tune_for_serving
 from sluice.store.db import Database
@@ -85,6 +87,7 @@ class Services:
             accounting=accounting,
             limiter=limiter,
             metrics=metrics,
+            router=build_router(settings, catalog, metrics),
             cache=build_cache(settings, redis, metrics),
         )
         return cls(settings, db, providers, catalog, keys, gateway, accounting, limiter, metrics, redis)
@@ -144,6 +147,17 @@ class Services:
             yield
         finally:
             await self.stop()
+
+
+def build_router(settings: Settings, catalog: ModelCatalog, metrics: Metrics) -> Router:
+    return Router(
+        catalog,
+        settings.routing,
+        settings.breaker,
+        on_retry=lambda d: metrics.retries.labels(d.id).inc(),
+        on_fallback=lambda model: metrics.fallbacks.labels(model).inc(),
+        on_state=lambda d, state: metrics.circuit_state.labels(d.id).set(STATE_VALUES[state]),
+    )
 
 
 def build_cache(settings: Settings, redis: Redis | None, metrics: Metrics) -> ResponseCache:

@@ -27,6 +27,7 @@ from sluice.limits.service import Limiter, StoreUnavailable, quota_headers
 from sluice.limits.store import Reservation
 from sluice.observability.metrics import Metrics
 from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
+from sluice.routing.router import Outcome, Router
 from sluice.server.exchange import Exchange
 
 T = TypeVar("T")
@@ -71,6 +72,8 @@ class Call:
     recorded: bool = False
     prompt_estimate: int = 0  # Sluice's own estimate, used when an answer ends before the upstream's usage
     prompt_estimator: Callable[[], tuple[int, int | None]] | None = None
+    timeout: float | None = None  # the request's own (shorter) deadline, from x-sluice-timeout
+    routing: Outcome = field(default_factory=Outcome)  # attempts, retries and fallbacks for this request
     generated_chars: int = 0  # answer text seen so far, for the same purpose
 
     def fail(self, error: SluiceError) -> None:
@@ -100,6 +103,7 @@ class Gateway:
         accounting: Accounting,
         limiter: Limiter,
         metrics: Metrics,
+        router: Router,
         cache: ResponseCache | None = None,
     ) -> None:
         self.settings = settings
@@ -109,6 +113,7 @@ class Gateway:
         self.limiter = limiter
         self.metrics = metrics
         self.cache = cache
+        self.router = router
         self.timing_headers = settings.observability.response_headers
         self.log_prompts = settings.observability.log_prompts
         self.max_body = settings.server.max_body_bytes
@@ -150,22 +155,43 @@ class Gateway:
     # --- schedule + call ------------------------------------------------------------------------------------
 
     async def open(self, call: Call, route: ModelRoute, attempt: Callable[[Deployment], Awaitable[T]]) -> T:
-        """Run ``attempt`` on the route's deployment until the upstream has started answering.
+        """Run ``attempt`` on the route's deployments, as the router orders and retries them, until one answers.
 
-        Nothing has reached the client while this runs, so a failure here is still the caller's clean error.
+        Nothing has reached the client while this runs, so a failure here is still the caller's clean error;
+        only the attempt that answered stays on the call (and is billed).
         """
-        deployment = min(route.deployments, key=lambda d: d.order)
-        call.deployment = deployment
-        self.metrics.in_flight.labels(deployment.id).inc()
-        call.releases.append(self.metrics.in_flight.labels(deployment.id).dec)
+        loop = asyncio.get_running_loop()
+        if call.deadline is not None and call.deadline.when() is None:
+            total = max(d.target.timeouts.total for d in route.deployments)
+            if call.timeout is not None:
+                total = min(total, call.timeout)  # a request may shorten its deadline, never lengthen it
+            call.deadline.reschedule(loop.time() + total - (time.perf_counter() - call.started))
+        deadline = call.deadline.when() if call.deadline is not None else None
         call.upstream_started = time.perf_counter()
-        if call.deadline is not None:
-            total = deployment.target.timeouts.total
-            call.deadline.reschedule(asyncio.get_running_loop().time() + total - (time.perf_counter() - call.started))
+
+        async def on(deployment: Deployment) -> T:
+            call.deployment = deployment
+            gauge = self.metrics.in_flight.labels(deployment.id)
+            gauge.inc()
+            done = self.router.started(deployment)
+            try:
+                result = await attempt(deployment)
+            except BaseException:
+                gauge.dec()
+                done()
+                raise
+            call.releases += [gauge.dec, done]
+            return result
+
+        surface = call.surface
+        same_format = (
+            (lambda r: all(d.provider.wire_format == surface for d in r.deployments)) if call.passthrough else None
+        )
         try:
-            return await attempt(deployment)
+            _, result = await self.router.run(route, on, call.routing, deadline, same_format)
         finally:
             call.upstream_wait += time.perf_counter() - call.upstream_started
+        return result
 
     # --- settle ---------------------------------------------------------------------------------------------
 
@@ -196,6 +222,8 @@ class Gateway:
             await self.complete(call)
         except OSError as exc:
             log.error("usage record could not be written", usage_id=call.usage_id, error=str(exc))
+        if call.deployment is not None and call.error is not None and call.first_byte_at is not None:
+            self.router.record(call.deployment, call.error, None)  # failed after the first byte: still a failure
         for release in call.releases:
             release()
         call.releases.clear()
@@ -235,6 +263,9 @@ class Gateway:
             ttfb_ms=round((call.first_byte_at - call.started) * 1000, 3) if call.first_byte_at else None,
             cost_nanos=call.cost_nanos,
             usage_id=call.usage_id,
+            attempts=call.routing.attempts,
+            fallback_from=call.routing.fallback_from,
+            cache_hit=call.cache_hit,
         )
 
 

@@ -31,6 +31,9 @@ def gateway(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "providers": [{"name": "up", "kind": "openai", "base_url": fake.base_url}],
         "models": [{"name": "gpt-fake", "price": {"input": 1.0, "output": 2.0}, "deployments": [{"provider": "up"}]}],
         "observability": {"metrics_token": METRICS_TOKEN},
+        "routing": {"max_attempts": 1},
+        "breaker": {"consecutive_failures": 1000, "minimum_calls": 1000},  # failures on purpose here
+        # upstream errors reach the client as they are; retries are tested apart
     }
     with SluiceServer(make_settings(Path(tmp_path_factory.mktemp("gw")), config)) as server:
         yield server

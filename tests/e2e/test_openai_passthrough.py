@@ -44,6 +44,9 @@ def gateway(fake: FakeOpenAI, database_url: str, tmp_path_factory: pytest.TempPa
             }
         ],
         "models": [{"name": "smart", "deployments": [{"provider": "up", "model": "gpt-fake"}]}],
+        "routing": {"max_attempts": 1},
+        "breaker": {"consecutive_failures": 1000, "minimum_calls": 1000},  # failures on purpose here
+        # how each failure is mapped; retries have their own tests
     }
     with SluiceServer(make_settings(Path(tmp_path_factory.mktemp("gw")), config)) as server:
         yield server
