@@ -111,17 +111,16 @@ class Router:
         ``same_format`` tells whether a fallback model can take the request as it is (pass-through bodies can
         only go to upstreams of the client's format).
         """
-        config = route.routing or self.routing
-        budget = config.max_attempts
         last: SluiceError | None = None
         current: ModelRoute | None = route
         visited = {route.name}
-        while current is not None and budget > 0:
+        while current is not None:
+            # Each model in the chain gets its own attempts; the request's one deadline bounds them all.
+            budget = (current.routing or self.routing).max_attempts
             try:
                 return await self._run_model(current, attempt, outcome, deadline, budget)
             except SluiceError as error:
                 last = error
-                budget = config.max_attempts - outcome.attempts
                 current = self._fallback(current, error, visited, same_format)
                 if current is not None:
                     outcome.fallback_from = outcome.fallback_from or route.name
