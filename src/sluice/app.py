@@ -7,170 +7,19 @@ database, upstream connection pools and background tasks.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-
-import structlog
 from fastapi import FastAPI
-from redis.asyncio import Redis
-from sqlalchemy.exc import SQLAlchemyError
 
-from sluice.accounting.service import Accounting
-from sluice.cache.service import ResponseCache
-from sluice.cache.store import MemoryCache, RedisCache
 from sluice.config import Settings, load_settings
-from sluice.identity.authenticate import Authenticator
-from sluice.identity.keys import KeyResolver
-from sluice.limits.service import Limiter
-from sluice.limits.setup import build_limiter, load_policies
 from sluice.observability.health import router as health_router
 from sluice.observability.logging import configure_logging
-from sluice.observability.metrics import Metrics
-from sluice.pipeline import Gateway
-from sluice.providers.base import Provider
-from sluice.routing.breaker import STATE_VALUES
-from sluice.routing.catalog import ModelCatalog, build_catalog, build_providers, discover_models
-from sluice.routing.router import Router
 from sluice.server.dispatch import ProxyDispatcher
-from sluice.server.gc_tuning import tune_for_serving
-from sluice.store.db import Database
+from sluice.services import Services
 from sluice.surfaces.anthropic import routes as anthropic_routes
 from sluice.surfaces.anthropic.format import ANTHROPIC
 from sluice.surfaces.ollama import routes as ollama_routes
 from sluice.surfaces.ollama.format import OLLAMA
 from sluice.surfaces.openai import routes as openai_routes
 from sluice.surfaces.openai.format import OPENAI
-
-log = structlog.get_logger("sluice.app")
-
-LAST_USED_FLUSH_SECONDS = 15.0
-STORED_REFRESH_SECONDS = 15.0
-
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    providers: dict[str, Provider]
-    catalog: ModelCatalog
-    keys: KeyResolver
-    gateway: Gateway
-    accounting: Accounting
-    limiter: Limiter
-    metrics: Metrics
-    redis: Redis | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    @classmethod
-    def build(cls, settings: Settings) -> Services:
-        db = Database(settings.resolved_database_url)
-        providers = build_providers(settings)
-        catalog = build_catalog(settings, providers)
-        master = settings.master_key.get_secret_value() if settings.master_key else None
-        keys = KeyResolver(db, master, settings.key_cache)
-        redis = (
-            Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=2)
-            if settings.redis_url
-            else None
-        )
-        metrics = Metrics()
-        accounting = Accounting(db, settings.data_dir, catalog, on_ship_failure=metrics.outbox_failures.inc)
-        metrics.on_scrape(lambda: _outbox_gauges(metrics, accounting))
-        limiter = build_limiter(settings, accounting, redis, metrics)
-        accounting.bill_cache_hits = settings.cache.bill_hits
-        gateway = Gateway(
-            settings,
-            catalog,
-            Authenticator(keys),
-            accounting=accounting,
-            limiter=limiter,
-            metrics=metrics,
-            router=build_router(settings, catalog, metrics),
-            cache=build_cache(settings, redis, metrics),
-        )
-        return cls(settings, db, providers, catalog, keys, gateway, accounting, limiter, metrics, redis)
-
-    async def start(self) -> None:
-        if self.db.is_sqlite:
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            if not await self.db.is_current():
-                await self.db.migrate()
-        elif not await self.db.is_current():
-            raise RuntimeError("The database schema is not up to date: run `sluice migrate` first.")
-        await self.accounting.start()
-        await load_policies(self.limiter, self.db)
-        for provider in self.providers.values():
-            await provider.start()
-        await discover_models(self.catalog)
-        self.tasks.append(asyncio.create_task(self._refresh_stored_forever(), name="sluice-refresh"))
-        self.tasks.append(asyncio.create_task(self._flush_last_used_forever(), name="sluice-key-last-used"))
-        tune_for_serving()
-        log.info("started", models=len(self.catalog.routes()), providers=sorted(self.providers))
-
-    async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.tasks.clear()
-        await self.keys.flush_last_used()
-        await self.accounting.close()
-        for provider in self.providers.values():
-            await provider.close()
-        if self.redis is not None:
-            await self.redis.aclose()
-        await self.db.close()
-        log.info("stopped")
-
-    async def _refresh_stored_forever(self) -> None:
-        """Limit policies and prices changed elsewhere (admin API on another replica, CLI) apply here in time."""
-        while True:
-            await asyncio.sleep(STORED_REFRESH_SECONDS)
-            try:
-                await load_policies(self.limiter, self.db)
-                await self.accounting.reload_prices()
-            except SQLAlchemyError as exc:
-                log.warning("could not refresh stored limits and prices", error=type(exc).__name__)
-
-    async def _flush_last_used_forever(self) -> None:
-        while True:
-            await asyncio.sleep(LAST_USED_FLUSH_SECONDS)
-            await self.keys.flush_last_used()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
-        await self.start()
-        try:
-            yield
-        finally:
-            await self.stop()
-
-
-def build_router(settings: Settings, catalog: ModelCatalog, metrics: Metrics) -> Router:
-    return Router(
-        catalog,
-        settings.routing,
-        settings.breaker,
-        on_retry=lambda d: metrics.retries.labels(d.id).inc(),
-        on_fallback=lambda model: metrics.fallbacks.labels(model).inc(),
-        on_state=lambda d, state: metrics.circuit_state.labels(d.id).set(STATE_VALUES[state]),
-    )
-
-
-def build_cache(settings: Settings, redis: Redis | None, metrics: Metrics) -> ResponseCache:
-    config = settings.cache
-    if config.backend == "redis":
-        if redis is None:
-            raise ValueError("cache.backend is 'redis' but redis_url is not set")
-        return ResponseCache(config, RedisCache(redis, config.redis_prefix), metrics)
-    return ResponseCache(config, MemoryCache(config.max_entries), metrics)
-
-
-def _outbox_gauges(metrics: Metrics, accounting: Accounting) -> None:
-    metrics.outbox_backlog.set(accounting.spool.pending)
 
 
 class SluiceApp(ProxyDispatcher):

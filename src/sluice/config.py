@@ -227,6 +227,26 @@ class KeyCacheConfig(Strict):
     max_entries: int = Field(100_000, ge=100)
 
 
+RegistrationMode = Literal["closed", "invite", "approval"]
+
+
+class AuthConfig(Strict):
+    """Users, JWTs and registration (see docs/identity.md)."""
+
+    jwt_secret: SecretStr | None = None  # HS256 signing secret, >= 32 bytes; generated in dev mode if unset
+    jwt_issuer: str = "sluice"
+    jwt_audience: str = "sluice"
+    access_ttl_seconds: int = Field(900, ge=30, le=86_400)
+    refresh_ttl_seconds: int = Field(14 * 86_400, ge=300, le=365 * 86_400)
+    registration: RegistrationMode = "closed"  # an admin can change it at run time
+    invite_ttl_hours: float = Field(72.0, gt=0, le=24 * 365)
+    login_attempts: int = Field(5, ge=1)  # failed logins allowed per email (and per client address) ...
+    login_window_seconds: float = Field(300.0, gt=0)  # ... within this window
+    user_cache_ttl_seconds: float = Field(30.0, gt=0)  # how long a user's status is trusted without the database
+    admin_email: str | None = None  # first admin, created on first start if no admin exists
+    admin_password: SecretStr | None = None
+
+
 class Settings(Strict):
     data_dir: Path = Path(".sluice")
     database_url: str | None = None  # default: SQLite file in data_dir
@@ -237,6 +257,7 @@ class Settings(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     key_cache: KeyCacheConfig = Field(default_factory=KeyCacheConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
@@ -345,6 +366,10 @@ _ENV_SHORTCUTS = {
     "SLUICE_LOG_FORMAT": ["logging", "format"],
     "SLUICE_MAX_BODY_BYTES": ["server", "max_body_bytes"],
     "SLUICE_BUILTIN_MOCK": ["builtin_mock"],
+    "SLUICE_JWT_SECRET": ["auth", "jwt_secret"],
+    "SLUICE_REGISTRATION": ["auth", "registration"],
+    "SLUICE_ADMIN_EMAIL": ["auth", "admin_email"],
+    "SLUICE_ADMIN_PASSWORD": ["auth", "admin_password"],
 }
 
 

@@ -1,35 +1,67 @@
-"""Finding the caller's credentials in a request and turning them into a Principal."""
+"""Finding the caller's credentials in a request and turning them into a Principal.
+
+One path for every surface and the admin API: an API key (``sk-sl-…``, or the master key), a user's JWT access
+token, or — with no credentials at all — an anonymous IP rule. IP rules are checked against the client address
+(see :mod:`sluice.identity.network`); with no rules configured the address is never even computed.
+"""
 
 from __future__ import annotations
 
-from sluice.errors import AuthenticationFailed
+from sluice.errors import AuthenticationFailed, PermissionDenied
+from sluice.identity.jwt_tokens import looks_like_jwt
 from sluice.identity.keys import KeyResolver
+from sluice.identity.network import NetworkRules, TrustedProxies
 from sluice.identity.principal import Principal
+from sluice.identity.users import UserResolver
 from sluice.server.exchange import Exchange
 
+MISSING = "Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
 
-def presented_token(ex: Exchange) -> str | None:
+
+def token_from_headers(authorization: bytes | None, api_key: bytes | None) -> str | None:
     """A bearer token (OpenAI, Ollama clients) or ``x-api-key`` (Anthropic clients)."""
-    auth = ex.header(b"authorization")
-    if auth is not None:
-        scheme, _, token = auth.partition(b" ")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(b" ")
         if scheme.lower() == b"bearer" and token.strip():
             return token.strip().decode("latin-1")
-    key = ex.header(b"x-api-key") or ex.header(b"api-key")
-    if key is not None and key.strip():
-        return key.strip().decode("latin-1")
+    if api_key is not None and api_key.strip():
+        return api_key.strip().decode("latin-1")
     return None
 
 
+def presented_token(ex: Exchange) -> str | None:
+    return token_from_headers(ex.header(b"authorization"), ex.header(b"x-api-key") or ex.header(b"api-key"))
+
+
 class Authenticator:
-    def __init__(self, keys: KeyResolver) -> None:
+    def __init__(
+        self,
+        keys: KeyResolver,
+        users: UserResolver | None = None,
+        proxies: TrustedProxies | None = None,
+    ) -> None:
         self.keys = keys
+        self.users = users
+        self.proxies = proxies or TrustedProxies([])
+        self.rules = NetworkRules()  # replaced as a whole when IP rules change
 
     async def identify(self, ex: Exchange) -> Principal:
-        token = presented_token(ex)
+        return await self.identify_token(presented_token(ex), ex.client_host, ex.header(b"x-forwarded-for"))
+
+    async def identify_token(self, token: str | None, peer: str | None, forwarded_for: bytes | None) -> Principal:
+        rules = self.rules
         if token is None:
-            raise AuthenticationFailed(
-                "Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
-                code="missing_api_key",
+            if rules.anonymous:
+                principal = rules.anonymous_principal(self.proxies.client_address(peer, forwarded_for))
+                if principal is not None:
+                    return principal
+            raise AuthenticationFailed(MISSING, code="missing_api_key")
+        if self.users is not None and looks_like_jwt(token):
+            principal = await self.users.authenticate(token)
+        else:
+            principal = await self.keys.authenticate(token)
+        if not rules.empty and not rules.admits(principal, self.proxies.client_address(peer, forwarded_for)):
+            raise PermissionDenied(
+                "Requests with these credentials are not allowed from your network.", code="ip_denied"
             )
-        return await self.keys.authenticate(token)
+        return principal

@@ -8,6 +8,8 @@ from typing import Literal
 PrincipalKind = Literal["master", "key", "user", "network"]
 
 DEFAULT_PRIORITY = "standard"
+# Priority classes, most urgent first (the scheduler's classes; used to rank grants).
+PRIORITY_ORDER: tuple[str, ...] = ("interactive", "standard", "batch")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,18 @@ models and the migrations agree. Import models from here, so that every table is
 """
 
 from sluice.store.models.base import NAMING, Base
-from sluice.store.models.identity import DEFAULT_WORKSPACE_ID, ApiKey, Workspace
+from sluice.store.models.identity import (
+    DEFAULT_WORKSPACE_ID,
+    ApiKey,
+    AuditEvent,
+    GatewaySetting,
+    IpRule,
+    Membership,
+    RefreshToken,
+    RegistrationToken,
+    User,
+    Workspace,
+)
 from sluice.store.models.limits import LimitPolicy, ModelPriceRow
 from sluice.store.models.usage import UsageDaily, UsageRecord
 
@@ -13,10 +24,17 @@ __all__ = [
     "DEFAULT_WORKSPACE_ID",
     "NAMING",
     "ApiKey",
+    "AuditEvent",
     "Base",
+    "GatewaySetting",
+    "IpRule",
     "LimitPolicy",
+    "Membership",
     "ModelPriceRow",
+    "RefreshToken",
+    "RegistrationToken",
     "UsageDaily",
     "UsageRecord",
+    "User",
     "Workspace",
 ]

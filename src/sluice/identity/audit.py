@@ -1,0 +1,62 @@
+"""The audit log: one row per change, with before/after images stripped of anything secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sluice.store.models import AuditEvent
+
+_SECRET_WORDS = ("hash", "secret", "password", "token", "key_value")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a change and from which request (for the audit row)."""
+
+    name: str  # e.g. "user:<id>", "key:<prefix>", "master", "cli"
+    request_id: str | None = None
+
+
+CLI_ACTOR = Actor("cli")
+
+
+def scrub(image: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A JSON-safe copy without secret-bearing fields."""
+    if image is None:
+        return None
+    clean: dict[str, Any] = {}
+    for name, value in image.items():
+        if any(word in name for word in _SECRET_WORDS):
+            continue
+        clean[name] = value.isoformat() if isinstance(value, datetime) else value
+    return clean
+
+
+def audit(
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_id: str | None,
+    *,
+    workspace_id: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Add the event to the session: it commits with the change it describes, or not at all."""
+    session.add(
+        AuditEvent(
+            actor=actor.name,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            workspace_id=workspace_id,
+            before=scrub(before),
+            after=scrub(after),
+            request_id=actor.request_id,
+        )
+    )
