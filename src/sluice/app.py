@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from sluice.admin.api import install as install_admin_api
 from sluice.config import Settings, load_settings
 from sluice.observability.health import router as health_router
 from sluice.observability.logging import configure_logging
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> SluiceApp:
     api = FastAPI(title="Sluice", version="0.1.0", lifespan=services.lifespan, docs_url="/docs", redoc_url=None)
     api.state.services = services
     api.include_router(health_router)
+    install_admin_api(api)
     app = SluiceApp(
         services.gateway,
         routes={**openai_routes.ROUTES, **anthropic_routes.ROUTES, **ollama_routes.ROUTES},

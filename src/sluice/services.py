@@ -20,8 +20,16 @@ from sluice.accounting.service import Accounting
 from sluice.cache.service import ResponseCache
 from sluice.cache.store import MemoryCache, RedisCache
 from sluice.config import Settings
+from sluice.errors import ConfigError
+from sluice.identity.accounts import Accounts
 from sluice.identity.authenticate import Authenticator
+from sluice.identity.bootstrap import ensure_first_admin, load_network_rules
+from sluice.identity.invalidation import Invalidation
+from sluice.identity.jwt_tokens import TokenCodec, WeakSecret, resolve_secret
 from sluice.identity.keys import KeyResolver
+from sluice.identity.network import TrustedProxies
+from sluice.identity.throttle import LoginThrottle
+from sluice.identity.users import UserResolver
 from sluice.limits.service import Limiter
 from sluice.limits.setup import build_limiter, load_policies
 from sluice.observability.metrics import Metrics
@@ -50,6 +58,9 @@ class Services:
     accounting: Accounting
     limiter: Limiter
     metrics: Metrics
+    accounts: Accounts
+    throttle: LoginThrottle
+    invalidation: Invalidation
     redis: Redis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -65,6 +76,17 @@ class Services:
             if settings.redis_url
             else None
         )
+        try:
+            secret = resolve_secret(settings.auth, settings.data_dir, dev_mode=is_dev_mode(settings))
+        except WeakSecret as exc:
+            raise ConfigError([str(exc)]) from None
+        codec = TokenCodec(secret, settings.auth)
+        users = UserResolver(db, codec, settings.auth)
+        try:
+            proxies = TrustedProxies(settings.server.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError([f"server.trusted_proxies: {exc}"]) from None
+        authenticator = Authenticator(keys, users, proxies)
         metrics = Metrics()
         accounting = Accounting(db, settings.data_dir, catalog, on_ship_failure=metrics.outbox_failures.inc)
         metrics.on_scrape(lambda: _outbox_gauges(metrics, accounting))
@@ -73,14 +95,34 @@ class Services:
         gateway = Gateway(
             settings,
             catalog,
-            Authenticator(keys),
+            authenticator,
             accounting=accounting,
             limiter=limiter,
             metrics=metrics,
             router=build_router(settings, catalog, metrics),
             cache=build_cache(settings, redis, metrics),
         )
-        return cls(settings, db, providers, catalog, keys, gateway, accounting, limiter, metrics, redis)
+        throttle = LoginThrottle(settings.auth.login_attempts, settings.auth.login_window_seconds, redis)
+
+        async def reload_rules() -> None:
+            authenticator.rules = await load_network_rules(db)
+
+        invalidation = Invalidation(keys, users, reload_rules, redis)
+        return cls(
+            settings,
+            db,
+            providers,
+            catalog,
+            keys,
+            gateway,
+            accounting,
+            limiter,
+            metrics,
+            Accounts(codec),
+            throttle,
+            invalidation,
+            redis,
+        )
 
     async def start(self) -> None:
         if self.db.is_sqlite:
@@ -91,11 +133,15 @@ class Services:
             raise RuntimeError("The database schema is not up to date: run `sluice migrate` first.")
         await self.accounting.start()
         await load_policies(self.limiter, self.db)
+        await self.invalidation.reload_rules()
+        await ensure_first_admin(self.db, self.settings.auth)
         for provider in self.providers.values():
             await provider.start()
         await discover_models(self.catalog)
         self.tasks.append(asyncio.create_task(self._refresh_stored_forever(), name="sluice-refresh"))
         self.tasks.append(asyncio.create_task(self._flush_last_used_forever(), name="sluice-key-last-used"))
+        if self.redis is not None:
+            self.tasks.append(asyncio.create_task(self.invalidation.listen_forever(), name="sluice-invalidation"))
         tune_for_serving()
         log.info("started", models=len(self.catalog.routes()), providers=sorted(self.providers))
 
@@ -122,6 +168,7 @@ class Services:
             try:
                 await load_policies(self.limiter, self.db)
                 await self.accounting.reload_prices()
+                await self.invalidation.reload_rules()
             except SQLAlchemyError as exc:
                 log.warning("could not refresh stored limits and prices", error=type(exc).__name__)
 
@@ -137,6 +184,11 @@ class Services:
             yield
         finally:
             await self.stop()
+
+
+def is_dev_mode(settings: Settings) -> bool:
+    """Dev mode: asked for, or the embedded single-node defaults (SQLite in the data directory)."""
+    return settings.dev_mode or settings.database_url is None
 
 
 def build_router(settings: Settings, catalog: ModelCatalog, metrics: Metrics) -> Router:

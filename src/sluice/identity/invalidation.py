@@ -51,9 +51,7 @@ class Invalidation:
     async def apply(self, kind: str, ident: str | None) -> None:
         if kind == "key":
             self.keys.forget(ident or None)
-        elif kind == "user":
-            self.users.forget(ident or None)
-        elif kind == "workspace":
+        elif kind in ("user", "workspace"):  # keys follow their owner's and workspace's status
             self.keys.forget()
             self.users.forget()
         elif kind == "rules":

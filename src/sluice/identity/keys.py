@@ -25,7 +25,7 @@ from sluice.errors import AuthenticationFailed, Overloaded
 from sluice.identity.key_repository import KeyRepository
 from sluice.identity.principal import MASTER, Principal
 from sluice.store.db import Database
-from sluice.store.models import ApiKey, Workspace
+from sluice.store.models import ApiKey, User, Workspace
 
 log = structlog.get_logger("sluice.keys")
 
@@ -137,6 +137,10 @@ class KeyResolver:
             if key is None or not hmac.compare_digest(key.key_hash, digest):
                 return None
             workspace = await session.get(Workspace, key.workspace_id)
+            if key.user_id is not None:  # a key stops with its owner's account
+                owner = await session.get(User, key.user_id)
+                if owner is None or owner.status != "active":
+                    return None
             return principal_for(key, workspace_disabled=workspace is None or workspace.disabled_at is not None)
 
     def _remember(self, digest: str, entry: _Entry) -> None:

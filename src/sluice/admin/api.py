@@ -1,0 +1,78 @@
+"""The admin REST API, mounted under ``/admin/v1`` on the FastAPI app, with its error handling.
+
+Errors use one JSON shape, ``{"error": {"type", "message", "code", "param"}}``, with the status of the
+:class:`~sluice.errors.SluiceError` raised; request validation keeps FastAPI's documented 422 body but never echoes
+the submitted values (they may be passwords or tokens).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from sluice.admin import routes_access, routes_auth, routes_keys, routes_usage, routes_users
+from sluice.admin.schemas import ErrorBody
+from sluice.errors import SluiceError
+
+log = structlog.get_logger("sluice.admin")
+
+PREFIX = "/admin/v1"
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "Invalid request"),
+        (401, "Not authenticated"),
+        (403, "Not allowed"),
+        (404, "Not found (or in another workspace)"),
+        (409, "Conflict"),
+        (429, "Too many attempts"),
+        (503, "A dependency is unavailable"),
+    )
+}
+
+
+def admin_router() -> APIRouter:
+    router = APIRouter(prefix=PREFIX, responses=ERROR_RESPONSES)
+    for module in (routes_auth, routes_users, routes_keys, routes_access, routes_usage):
+        router.include_router(module.router)
+    return router
+
+
+def error_body(error: SluiceError) -> dict[str, Any]:
+    return {"error": {"type": error.kind, "message": error.message, "code": error.code, "param": error.param}}
+
+
+async def _sluice_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SluiceError)
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=exc.headers or None)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled admin error", path=request.url.path, exc_info=exc)
+    body = {
+        "error": {
+            "type": "internal_error",
+            "message": "The gateway failed to handle this request.",
+            "code": None,
+            "param": None,
+        }
+    }
+    return JSONResponse(body, status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(admin_router())
+    app.add_exception_handler(SluiceError, _sluice_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,244 @@
+"""Request and response bodies of the admin API.
+
+Request models forbid unknown fields, so a field a caller may not set (a role on a self-service route, a
+workspace on a key a member creates, spend) is refused with 422 rather than silently ignored; which of the
+allowed fields a caller may use is then checked against their role (see :mod:`sluice.admin.policy`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+WorkspaceRole = Literal["owner", "member", "viewer"]
+KeyRole = Literal["admin", "owner", "member", "viewer"]
+Name = Field(min_length=1, max_length=200)
+ModelList = list[str] | None
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    code: str | None = None
+    param: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# --- auth -----------------------------------------------------------------------------------------------------
+
+
+class RegisterRequest(Body):
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+    invite_token: str | None = Field(None, max_length=200)
+
+
+class LoginRequest(Body):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+    workspace_id: str | None = Field(None, max_length=64)
+
+
+class RefreshRequest(Body):
+    refresh_token: str = Field(max_length=4096)
+
+
+class PasswordChange(Body):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+
+
+class Tokens(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    user_id: str
+    workspace_id: str | None
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    status: str
+    is_admin: bool
+    priority: str | None
+    created_at: datetime
+
+
+class Registered(BaseModel):
+    user: UserOut
+    pending: bool
+
+
+class Me(BaseModel):
+    kind: str
+    id: str
+    role: str
+    workspace_id: str | None
+    user_id: str | None
+    key_id: str | None
+    priority: str
+    allowed_models: list[str] | None
+    user: UserOut | None = None
+    workspaces: list[MembershipOut] = []
+
+
+# --- users, workspaces, memberships ---------------------------------------------------------------------------
+
+
+class UserUpdate(Body):
+    is_admin: bool | None = None
+    priority: str | None = Field(None, max_length=32)
+
+
+class WorkspaceCreate(Body):
+    name: str = Name
+    priority: str | None = Field(None, max_length=32)
+    allowed_models: ModelList = None
+
+
+class WorkspaceUpdate(Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    disabled: bool | None = None
+    priority: str | None = Field(None, max_length=32)
+    allowed_models: ModelList = None
+
+
+class WorkspaceOut(BaseModel):
+    id: str
+    name: str
+    disabled: bool
+    priority: str | None
+    allowed_models: list[str] | None
+    created_at: datetime
+
+
+class MembershipPut(Body):
+    role: WorkspaceRole
+
+
+class MembershipOut(BaseModel):
+    user_id: str
+    workspace_id: str
+    role: str
+    email: str | None = None
+
+
+# --- keys -----------------------------------------------------------------------------------------------------
+
+
+class KeyCreate(Body):
+    name: str = Name
+    allowed_models: ModelList = None
+    priority: str | None = Field(None, max_length=32)
+    expires_at: datetime | None = None
+    role: KeyRole | None = None  # default: the creator's role (capped at owner for non-admins)
+    user_id: str | None = Field(None, max_length=64)  # owners and admins create keys for others
+    workspace_id: str | None = Field(None, max_length=64)  # admins only
+    ip_allow: list[str] | None = Field(None, max_length=100)  # CIDRs this key may be used from
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    workspace_id: str
+    user_id: str | None
+    role: str
+    allowed_models: list[str] | None
+    priority: str
+    created_by: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    key: str  # the secret: shown here once, never again
+
+
+# --- invites, IP rules, settings, audit -------------------------------------------------------------------------
+
+
+class InviteCreate(Body):
+    workspace_id: str | None = Field(None, max_length=64)
+    role: WorkspaceRole = "member"
+    expires_in_hours: float | None = Field(None, gt=0, le=24 * 365)
+    note: str = Field("", max_length=200)
+
+
+class InviteOut(BaseModel):
+    id: str
+    workspace_id: str | None
+    role: str
+    note: str
+    created_by: str | None
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    used_by: str | None
+    revoked_at: datetime | None
+
+
+class InviteCreated(InviteOut):
+    token: str  # shown once
+
+
+class IpRuleCreate(Body):
+    cidr: str = Field(min_length=1, max_length=64)
+    scope: Literal["global", "workspace", "key"] = "global"
+    workspace_id: str | None = Field(None, max_length=64)
+    key_id: str | None = Field(None, max_length=64)
+    anonymous: bool = False
+    priority: str | None = Field(None, max_length=32)
+    allowed_models: ModelList = None
+    note: str = Field("", max_length=200)
+
+
+class IpRuleOut(BaseModel):
+    id: str
+    cidr: str
+    scope: str
+    workspace_id: str | None
+    key_id: str | None
+    anonymous: bool
+    priority: str | None
+    allowed_models: list[str] | None
+    note: str
+    created_by: str | None
+    created_at: datetime
+
+
+class SettingsOut(BaseModel):
+    registration: Literal["closed", "invite", "approval"]
+
+
+class SettingsUpdate(Body):
+    registration: Literal["closed", "invite", "approval"]
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: str | None
+    workspace_id: str | None
+    before: dict[str, object] | None
+    after: dict[str, object] | None
+    request_id: str | None
+
+
+Me.model_rebuild()

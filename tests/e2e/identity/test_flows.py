@@ -1,0 +1,135 @@
+"""The identity flows end to end over HTTP: register → approve/invite → login → own key → call → refresh → logout."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.identity.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api
+from tests.support.server import SluiceServer
+
+
+def chat(server: SluiceServer, token: str) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {token}"},
+        json={"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+
+
+def test_register_approve_login_key_call_refresh_logout(server: SluiceServer, api: Api) -> None:
+    admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+
+    registered = api.post("/auth/register", json={"email": "Ann@Example.com", "password": "ann-password-1"})
+    assert registered.status_code == 201, registered.text
+    assert registered.json()["pending"] is True
+    user_id = registered.json()["user"]["id"]
+
+    pending = api.post("/auth/login", json={"email": "ann@example.com", "password": "ann-password-1"})
+    assert pending.status_code == 403 and pending.json()["error"]["code"] == "pending"
+
+    approved = api.post(f"/users/{user_id}/approve", admin)
+    assert approved.status_code == 200 and approved.json()["status"] == "active"
+
+    tokens = api.login("ann@example.com", "ann-password-1")
+    access = tokens["access_token"]
+    me = api.get("/me", access).json()
+    assert me["kind"] == "user" and me["role"] == "member" and me["workspace_id"] == "default"
+
+    created = api.post("/keys", access, json={"name": "ann laptop"})
+    assert created.status_code == 201, created.text
+    secret = created.json()["key"]
+    assert secret.startswith("sk-sl-") and created.json()["user_id"] == user_id
+
+    assert chat(server, secret).status_code == 200
+    assert chat(server, access).status_code == 200
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=access, max_retries=0)
+    assert client.chat.completions.create(model="mock-1", messages=[{"role": "user", "content": "x"}]).choices
+
+    refreshed = api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200
+    new = refreshed.json()
+    assert chat(server, new["access_token"]).status_code == 200
+    replay = api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert replay.status_code == 401  # a rotated refresh token is good once; a replay ends the session
+    assert chat(server, new["access_token"]).status_code == 401
+
+    fresh = api.login("ann@example.com", "ann-password-1")
+    assert api.post("/auth/logout", fresh["access_token"]).status_code == 204
+    assert chat(server, fresh["access_token"]).status_code == 401
+    assert api.post("/auth/refresh", json={"refresh_token": fresh["refresh_token"]}).status_code == 401
+
+    key_id = created.json()["id"]
+    assert api.call("DELETE", f"/keys/{key_id}", admin).status_code == 200
+    assert chat(server, secret).status_code == 401
+
+    second = api.post("/keys", api.login("ann@example.com", "ann-password-1")["access_token"], json={"name": "k2"})
+    other_secret = second.json()["key"]
+    assert chat(server, other_secret).status_code == 200
+    assert api.post(f"/users/{user_id}/disable", admin).status_code == 200
+    assert chat(server, other_secret).status_code == 401  # a disabled user's keys stop with the account
+    assert api.post("/auth/login", json={"email": "ann@example.com", "password": "ann-password-1"}).status_code == 401
+
+
+def test_invite_flow_binds_workspace_and_role(server: SluiceServer, api: Api) -> None:
+    admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+    ws = api.post("/workspaces", admin, json={"name": "lab"}).json()
+    invite = api.post("/invites", admin, json={"workspace_id": ws["id"], "role": "owner"})
+    assert invite.status_code == 201
+    token = invite.json()["token"]
+
+    listed = api.get("/invites", admin)
+    assert listed.status_code == 200 and "token" not in listed.json()[0]
+
+    done = api.post(
+        "/auth/register", json={"email": "bob@example.com", "password": "bob-password-1", "invite_token": token}
+    )
+    assert done.status_code == 201 and done.json()["pending"] is False
+    again = api.post(
+        "/auth/register", json={"email": "eve@example.com", "password": "eve-password-1", "invite_token": token}
+    )
+    assert again.status_code == 403
+
+    bob = api.login("bob@example.com", "bob-password-1")
+    assert bob["workspace_id"] == ws["id"]
+    assert api.get("/me", bob["access_token"]).json()["role"] == "owner"
+
+
+def test_change_password_ends_other_sessions(server: SluiceServer, api: Api) -> None:
+    admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+    changed = api.post(
+        "/auth/password",
+        admin["access_token"],
+        json={"current_password": ADMIN_PASSWORD, "new_password": "a-new-admin-password"},
+    )
+    assert changed.status_code == 204
+    assert api.post("/auth/refresh", json={"refresh_token": admin["refresh_token"]}).status_code == 401
+    assert api.login(ADMIN_EMAIL, "a-new-admin-password")["access_token"]
+
+
+@pytest.mark.parametrize("mode", ["closed", "invite"])
+def test_registration_modes_refuse_without_invite(server: SluiceServer, api: Api, mode: str) -> None:
+    admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+    assert api.call("PUT", "/settings", admin, json={"registration": mode}).json() == {"registration": mode}
+    refused = api.post("/auth/register", json={"email": "x@example.com", "password": "x-password-1"})
+    assert refused.status_code == 403
+    audit = api.get("/audit", admin, params={"action": "settings.update"}).json()
+    assert audit[0]["after"] == {"registration": mode}
+
+
+def test_login_failures_are_throttled_and_alike(server: SluiceServer, api: Api) -> None:
+    unknown = api.post("/auth/login", json={"email": "nobody@example.com", "password": "whatever-1"})
+    wrong = api.post("/auth/login", json={"email": ADMIN_EMAIL, "password": "wrong-password"})
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown.json() == wrong.json()
+    statuses = [
+        api.post("/auth/login", json={"email": ADMIN_EMAIL, "password": f"wrong-{i}"}).status_code for i in range(6)
+    ]
+    assert statuses[-1] == 429
+    throttled = api.post("/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
+    time.sleep(0)  # the window is minutes long: the right password does not bypass it either
