@@ -198,6 +198,57 @@ class CacheConfig(Strict):
     redis_prefix: str = "sluice:cache"
 
 
+class PriorityClass(Strict):
+    """One priority class of the scheduler's queues (a principal's ``priority`` names one)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    weight: int = Field(ge=0)  # strict priority: a higher weight is served first (aging aside)
+    # Seconds a waiting request spends at this level before it moves up one (default: aging_seconds / classes).
+    age_after: float | None = Field(None, gt=0)
+    max_wait: float | None = Field(None, gt=0)  # waited this long for a slot: refused with 503
+    max_queue: int | None = Field(None, ge=0)  # this many of the class already waiting on a deployment: 429
+
+
+def _default_classes() -> list[PriorityClass]:
+    return [
+        PriorityClass(name="interactive", weight=300),
+        PriorityClass(name="standard", weight=200),
+        PriorityClass(name="batch", weight=100),
+    ]
+
+
+class SchedulingConfig(Strict):
+    """The queue in front of every deployment with a ``capacity`` (see docs/scheduling.md)."""
+
+    backend: Literal["local", "redis", "rabbitmq"] = "local"
+    rabbitmq_url: SecretStr | None = None
+    classes: list[PriorityClass] = Field(default_factory=_default_classes, min_length=1)
+    default_class: str = "standard"  # for principals whose priority names no class
+    aging_seconds: float = Field(30.0, gt=0)  # the lowest class's bound on waiting while the upstream serves
+    output_token_weight: float = Field(2.0, ge=0)  # fair-share charge: input + this * output tokens
+    lease_seconds: float = Field(10.0, ge=1)  # a slot of a replica that stopped renewing it frees after this
+    prefix: str = Field("sluice-sched", pattern=r"^[A-Za-z0-9_.:-]+$")  # Redis keys / RabbitMQ queue names
+
+    @model_validator(mode="after")
+    def _classes(self) -> SchedulingConfig:
+        names = [c.name for c in self.classes]
+        if len(set(names)) != len(names):
+            raise ValueError("classes: class names must be unique")
+        if len({c.weight for c in self.classes}) != len(self.classes):
+            raise ValueError("classes: class weights must be unique (they order the classes)")
+        if self.default_class not in names:
+            raise ValueError(f"default_class: {self.default_class!r} is not one of the classes")
+        bound = 0.0
+        for cls in sorted(self.classes, key=lambda c: -c.weight):
+            bound += cls.age_after or self.aging_seconds / len(self.classes)
+            if cls.max_wait is not None and cls.max_wait < bound:
+                raise ValueError(
+                    f"classes: {cls.name}.max_wait ({cls.max_wait:g} s) is shorter than the class's "
+                    f"aging bound ({bound:g} s)"
+                )
+        return self
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=0, le=65535)
@@ -264,6 +315,7 @@ class Settings(Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     # Where the settings came from, for messages; not part of the file format.
@@ -281,6 +333,10 @@ class Settings(Strict):
             problems.append("limits.backend: 'redis' needs redis_url to be set")
         if self.cache.backend == "redis" and self.redis_url is None:
             problems.append("cache.backend: 'redis' needs redis_url to be set")
+        if self.scheduling.backend == "redis" and self.redis_url is None:
+            problems.append("scheduling.backend: 'redis' needs redis_url to be set")
+        if self.scheduling.backend == "rabbitmq" and self.scheduling.rabbitmq_url is None:
+            problems.append("scheduling.backend: 'rabbitmq' needs scheduling.rabbitmq_url to be set")
         for i, model in enumerate(self.models):
             for j, dep in enumerate(model.deployments):
                 if dep.provider not in known:

@@ -122,3 +122,15 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+class QueueFull(RateLimited):
+    """A deployment's queue holds as many waiting requests of the caller's priority class as it may (429)."""
+
+    kind = "rate_limit"
+
+
+class QueueTimeout(Overloaded):
+    """A request waited its priority class's longest wait for a slot on a deployment (503)."""
+
+    kind = "overloaded"
