@@ -65,6 +65,9 @@ def serve(
         "log_level": settings.logging.level,
         "timeout_graceful_shutdown": 30,
         "server_header": False,
+        # X-Forwarded-For is Sluice's to judge (server.trusted_proxies), never uvicorn's: by default uvicorn
+        # would believe it from any local peer.
+        "proxy_headers": False,
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]

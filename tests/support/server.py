@@ -67,6 +67,7 @@ class SluiceServer:
             lifespan="on",
             access_log=False,
             log_level="warning",
+            proxy_headers=False,  # as `sluice serve` runs it: forwarded headers are judged by Sluice itself
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name=f"sluice-{self.port}", daemon=True)

@@ -69,3 +69,16 @@ def api(server: SluiceServer) -> Iterator[Api]:
     client = Api(server.url)
     yield client
     client.close()
+
+
+def make_user(api: Api, admin_token: str, email: str, workspace_id: str = "default", role: str = "member") -> str:
+    """Invite, register and log in a user with ``role`` in ``workspace_id``; returns their access token."""
+    invite = api.post("/invites", admin_token, json={"workspace_id": workspace_id, "role": role})
+    assert invite.status_code == 201, invite.text
+    password = f"pw-{email}-123"
+    registered = api.post(
+        "/auth/register", json={"email": email, "password": password, "invite_token": invite.json()["token"]}
+    )
+    assert registered.status_code == 201, registered.text
+    token: str = api.login(email, password, workspace_id=workspace_id)["access_token"]
+    return token
