@@ -28,6 +28,7 @@ from sluice.limits.store import Reservation
 from sluice.observability.metrics import Metrics
 from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
 from sluice.routing.router import Outcome, Router
+from sluice.scheduling.service import Scheduler
 from sluice.server.exchange import Exchange
 
 T = TypeVar("T")
@@ -58,6 +59,7 @@ class Call:
     cancelled: bool = False
     passthrough: bool = False
     queue_wait: float = 0.0
+    queue_position: int | None = None  # place in the deployment's line at enqueue; 0: ran at once
     upstream_started: float | None = None
     first_byte_at: float | None = None  # first byte of the answer sent to the client
     finished: float | None = None
@@ -105,6 +107,7 @@ class Gateway:
         metrics: Metrics,
         router: Router,
         cache: ResponseCache | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -114,6 +117,7 @@ class Gateway:
         self.metrics = metrics
         self.cache = cache
         self.router = router
+        self.scheduler = scheduler if scheduler is not None else Scheduler.local(settings.scheduling)
         self.timing_headers = settings.observability.response_headers
         self.log_prompts = settings.observability.log_prompts
         self.max_body = settings.server.max_body_bytes
@@ -171,6 +175,10 @@ class Gateway:
 
         async def on(deployment: Deployment) -> T:
             call.deployment = deployment
+            slot = await self.scheduler.acquire(deployment, call.principal, call.model or "")
+            call.queue_position = slot.position
+            call.queue_wait += slot.waited
+            call.upstream_wait -= slot.waited  # open() times the whole attempt as upstream wait; the queue is not
             gauge = self.metrics.in_flight.labels(deployment.id)
             gauge.inc()
             done = self.router.started(deployment)
@@ -179,8 +187,9 @@ class Gateway:
             except BaseException:
                 gauge.dec()
                 done()
+                slot.release()
                 raise
-            call.releases += [gauge.dec, done]
+            call.releases += [gauge.dec, done, lambda: slot.release(call.usage)]
             return result
 
         surface = call.surface
@@ -241,6 +250,9 @@ class Gateway:
             headers.append((b"x-sluice-upstream-ms", f"{call.upstream_wait * 1000:.3f}".encode()))
         if call.deployment is not None:
             headers.append((b"x-sluice-deployment", call.deployment.id.encode()))
+        if call.queue_position is not None:
+            headers.append((b"x-sluice-queue-position", str(call.queue_position).encode()))
+            headers.append((b"x-sluice-queue-wait-ms", f"{call.queue_wait * 1000:.3f}".encode()))
         return headers
 
     def _log(self, call: Call) -> None:

@@ -38,6 +38,7 @@ from sluice.providers.base import Provider
 from sluice.routing.breaker import STATE_VALUES
 from sluice.routing.catalog import ModelCatalog, build_catalog, build_providers, discover_models
 from sluice.routing.router import Router
+from sluice.scheduling.setup import build_scheduler
 from sluice.server.gc_tuning import tune_for_serving
 from sluice.store.db import Database
 
@@ -101,6 +102,7 @@ class Services:
             metrics=metrics,
             router=build_router(settings, catalog, metrics),
             cache=build_cache(settings, redis, metrics),
+            scheduler=build_scheduler(settings, redis, metrics),
         )
         throttle = LoginThrottle(settings.auth.login_attempts, settings.auth.login_window_seconds, redis)
 
@@ -138,6 +140,7 @@ class Services:
         for provider in self.providers.values():
             await provider.start()
         await discover_models(self.catalog)
+        await self.gateway.scheduler.start()
         self.tasks.append(asyncio.create_task(self._refresh_stored_forever(), name="sluice-refresh"))
         self.tasks.append(asyncio.create_task(self._flush_last_used_forever(), name="sluice-key-last-used"))
         if self.redis is not None:
@@ -152,6 +155,7 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
+        await self.gateway.scheduler.close()
         await self.keys.flush_last_used()
         await self.accounting.close()
         for provider in self.providers.values():

@@ -1,0 +1,195 @@
+"""The slots and the waiting line of one deployment, as a state machine without I/O or clocks of its own.
+
+The in-process backend drives one :class:`SlotBook` per deployment directly; the RabbitMQ dispatcher drives
+the same class from the messages it receives, so both order requests identically. (The Redis backend runs the
+same rules in Lua, next to its data; its tests hold it to this class's choices.)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from sluice.scheduling.ordering import (
+    FairShare,
+    Policy,
+    RecentService,
+    Ticket,
+    choose,
+    estimated_wait,
+    position,
+    retry_after,
+)
+
+
+class Outcome(enum.Enum):
+    GRANTED = "granted"  # a slot was free: run now
+    QUEUED = "queued"  # waiting; a later grant (or the class's max wait) ends it
+    FULL = "full"  # the class's max queue is reached on this deployment
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    outcome: Outcome
+    position: int = 0  # place in line at enqueue (1 = next); 0 when granted at once
+    retry_after: int = 0  # seconds, for FULL
+
+
+@dataclass(slots=True)
+class Running:
+    tenant: str
+    started: float
+
+
+class SlotBook:
+    """Capacity, running requests and the waiting line of one deployment."""
+
+    def __init__(self, deployment: str, capacity: int, policy: Policy) -> None:
+        self.deployment = deployment
+        self.capacity = capacity
+        self.policy = policy
+        self.running: dict[str, Running] = {}
+        self.waiting: dict[str, Ticket] = {}
+        self.depth = [0] * len(policy.classes)
+        self.fair = FairShare()
+        self.service = RecentService()
+        self._seq = 0
+
+    # --- the fast path ----------------------------------------------------------------------------------------
+
+    def has_room(self) -> bool:
+        """A slot is free and nobody waits for it: a new request runs at once."""
+        return len(self.running) < self.capacity and not self.waiting
+
+    def start(self, ticket_id: str, tenant: str, now: float) -> None:
+        self.fair.join(tenant)
+        self.running[ticket_id] = Running(tenant, now)
+
+    # --- waiting ------------------------------------------------------------------------------------------------
+
+    def admit(self, ticket: Ticket, now: float) -> Admission:
+        """Run the request now if it can, else put it in line unless its class's line is full."""
+        if self.has_room():
+            self.start(ticket.id, ticket.tenant, now)
+            return Admission(Outcome.GRANTED)
+        rule = ticket.rule
+        if rule.max_queue is not None and self.depth[rule.rank] >= rule.max_queue:
+            return Admission(Outcome.FULL, retry_after=self.retry_after(self.depth[rule.rank] + 1))
+        self._seq += 1
+        ticket.seq = self._seq
+        self.fair.join(ticket.tenant)
+        self.waiting[ticket.id] = ticket
+        self.depth[rule.rank] += 1
+        place = position(ticket, list(self.waiting.values()), now, self.fair.counters, self.headroom)
+        return Admission(Outcome.QUEUED, place)
+
+    def cancel(self, ticket_id: str) -> bool:
+        """Take a waiting request out of line (its client left, or it waited too long)."""
+        ticket = self.waiting.pop(ticket_id, None)
+        if ticket is None:
+            return False
+        self.depth[ticket.rule.rank] -= 1
+        self.fair.leave(ticket.tenant, 0.0)
+        return True
+
+    def finish(self, ticket_id: str, charge: float, now: float) -> bool:
+        """A running request gave its slot back, having been served ``charge`` weighted tokens."""
+        running = self.running.pop(ticket_id, None)
+        if running is None:
+            return False
+        self.fair.leave(running.tenant, charge)
+        self.service.add(now - running.started)
+        return True
+
+    def grant(self, now: float) -> list[Ticket]:
+        """Fill free slots from the line, best first; the returned tickets are now running."""
+        granted: list[Ticket] = []
+        while self.waiting and len(self.running) < self.capacity:
+            ticket = choose(list(self.waiting.values()), now, self.fair.counters, self.headroom)
+            assert ticket is not None
+            del self.waiting[ticket.id]
+            self.depth[ticket.rule.rank] -= 1
+            # The tenant stays active: it moves from waiting to running without leaving.
+            self.running[ticket.id] = Running(ticket.tenant, now)
+            granted.append(ticket)
+        return granted
+
+    # --- what callers are told ----------------------------------------------------------------------------------
+
+    @property
+    def headroom(self) -> float:
+        """How early a request turns aged: the longest recent service, so the slot it needs frees in time."""
+        return self.service.longest
+
+    def estimated_wait(self) -> float:
+        """Seconds a request arriving now would likely wait."""
+        if self.has_room():
+            return 0.0
+        return estimated_wait(len(self.waiting) + 1, self.capacity, self.service.mean)
+
+    def retry_after(self, place: int) -> int:
+        return retry_after(place, self.capacity, self.service.mean)
+
+    def place_of(self, ticket_id: str, now: float) -> int:
+        ticket = self.waiting.get(ticket_id)
+        if ticket is None:
+            return 0
+        return position(ticket, list(self.waiting.values()), now, self.fair.counters, self.headroom)
+
+    def waiting_of(self, owner: str, now: float) -> list[dict[str, Any]]:
+        """The requests ``owner`` has waiting here, with their current place and estimated wait."""
+        out = []
+        for ticket in self.waiting.values():
+            if ticket.owner != owner:
+                continue
+            place = self.place_of(ticket.id, now)
+            out.append(
+                {
+                    "deployment": self.deployment,
+                    "model": ticket.note,
+                    "priority": ticket.rule.name,
+                    "position": place,
+                    "waited_ms": round((now - ticket.enqueued) * 1000, 1),
+                    "estimated_wait_ms": round(estimated_wait(place, self.capacity, self.service.mean) * 1000, 1),
+                }
+            )
+        return out
+
+    def snapshot(self, now: float, tenant: str | None = None) -> dict[str, Any]:
+        """Depth per class, in flight, oldest wait and estimated wait (JSON-able)."""
+        tickets = list(self.waiting.values())
+        oldest = min((t.enqueued for t in tickets), default=None)
+        classes = []
+        for rule in self.policy.classes:
+            mine = [t.enqueued for t in tickets if t.rule is rule]
+            classes.append(
+                {
+                    "name": rule.name,
+                    "waiting": self.depth[rule.rank],
+                    "oldest_wait_ms": round((now - min(mine)) * 1000, 1) if mine else None,
+                    "aging_bound_s": rule.bound,
+                    "max_queue": rule.max_queue,
+                    "max_wait_s": rule.max_wait,
+                }
+            )
+        tenants: dict[str, dict[str, Any]] = {}
+        for ticket in tickets:
+            tenants.setdefault(ticket.tenant, {"waiting": 0, "in_flight": 0})["waiting"] += 1
+        for running in self.running.values():
+            tenants.setdefault(running.tenant, {"waiting": 0, "in_flight": 0})["in_flight"] += 1
+        return {
+            "deployment": self.deployment,
+            "capacity": self.capacity,
+            "in_flight": len(self.running),
+            "waiting": len(tickets),
+            "oldest_wait_ms": round((now - oldest) * 1000, 1) if oldest is not None else None,
+            "estimated_wait_ms": round(self.estimated_wait() * 1000, 1),
+            "recent_service_ms": round(self.service.mean * 1000, 1),
+            "classes": classes,
+            "tenants": [
+                {"tenant": name, **counts, "service": round(self.fair.counters.get(name, 0.0), 1)}
+                for name, counts in sorted(tenants.items())
+                if tenant is None or name == tenant
+            ],
+        }

@@ -1,0 +1,198 @@
+"""Which waiting request goes next: priority classes, aging, and fair share by tenant. Pure logic, no I/O.
+
+The order has three layers, applied in this sequence:
+
+1. **Levels.** Each priority class is a level; a higher ``weight`` is a higher level (rank 0 is the top). A
+   waiting request starts at its own class's level and moves up one level each time it has spent that level's
+   ``age_after`` seconds there, the way a ticket dead-letters from one class's queue into the next one up.
+2. **Aged.** Once a request has waited its class's *aging bound* (the sum of the steps from its level to the
+   top, less a headroom of one recent service time so that the slot it then needs frees before the bound runs
+   out) it is *aged*: it goes ahead of every request that is not, and aged requests go in the order their bound
+   falls due (earliest deadline first). This is the guarantee: while the upstream is serving, a request is not
+   overtaken by anything once its bound approaches.
+3. **Fair share within a level.** Tenants are ordered by a virtual token counter (VTC, Sheng et al., "Fairness
+   in Serving Large Language Models", OSDI 2024): each tenant's counter grows by the tokens it was served
+   (input + ``output_token_weight`` x output, as the upstream reports them), and the tenant with the least goes
+   first. A tenant that becomes active again starts at no less than the smallest counter among the tenants that
+   are active (waiting or running), so service it did not ask for while idle cannot be banked and spent later
+   in a burst. Within one tenant, older requests go first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from sluice.config import SchedulingConfig
+
+AGED = -1  # the level above every class: requests that reached their aging bound
+
+# A waiting request's place in the order (smaller goes first): level, then the tenant's counter (or, when
+# aged, the time its bound fell due), then arrival time, then arrival sequence.
+SortKey = tuple[int, float, float, int]
+
+RECENT_SERVICES = 32  # service times remembered per deployment, for headroom and wait estimates
+
+
+@dataclass(frozen=True, slots=True)
+class ClassRule:
+    """One priority class as the ordering uses it."""
+
+    name: str
+    rank: int  # 0 is the highest class
+    climb: tuple[float, ...]  # seconds of waiting at which the request reaches rank-1, ..., 0, then AGED
+    max_wait: float | None = None
+    max_queue: int | None = None
+
+    @property
+    def bound(self) -> float:
+        """The aging bound: the wait after which nothing that has not waited as long overtakes it."""
+        return self.climb[-1]
+
+    def aged_after(self, headroom: float) -> float:
+        """When the request becomes aged: its bound less the headroom, but never before half the bound."""
+        return max(self.bound - headroom, self.bound / 2)
+
+    def level(self, waited: float, headroom: float) -> int:
+        """The level a request of this class is at after waiting ``waited`` seconds."""
+        if waited >= self.aged_after(headroom):
+            return AGED
+        level = self.rank
+        for threshold in self.climb[:-1]:
+            if waited < threshold:
+                break
+            level -= 1
+        return level
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The classes and charging rule of one gateway, from ``scheduling`` in the settings."""
+
+    classes: tuple[ClassRule, ...]  # by rank
+    default: ClassRule
+    output_weight: float = 2.0
+    by_name: dict[str, ClassRule] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: SchedulingConfig) -> Policy:
+        ordered = sorted(config.classes, key=lambda c: -c.weight)
+        steps = [c.age_after or config.aging_seconds / len(ordered) for c in ordered]
+        rules = []
+        for rank, cfg in enumerate(ordered):
+            climb, total = [], 0.0
+            for level in range(rank, -1, -1):
+                total += steps[level]
+                climb.append(total)
+            rules.append(ClassRule(cfg.name, rank, tuple(climb), cfg.max_wait, cfg.max_queue))
+        by_name = {r.name: r for r in rules}
+        return cls(tuple(rules), by_name[config.default_class], config.output_token_weight, by_name)
+
+    def rule(self, name: str | None) -> ClassRule:
+        """The class a principal's ``priority`` names; unknown names get the default class."""
+        if name is None:
+            return self.default
+        return self.by_name.get(name, self.default)
+
+    def charge(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return prompt_tokens + self.output_weight * completion_tokens
+
+
+@dataclass(slots=True)
+class Ticket:
+    """A request waiting for a slot on one deployment."""
+
+    id: str
+    tenant: str
+    rule: ClassRule
+    enqueued: float  # seconds, on the clock the queue runs on
+    seq: int  # arrival order, for ties
+    owner: str = ""  # who is waiting (the principal), for "my waiting requests"
+    note: str = ""  # free text shown to the owner (the model asked for)
+
+    def key(self, now: float, counters: dict[str, float], headroom: float) -> SortKey:
+        waited = now - self.enqueued
+        level = self.rule.level(waited, headroom)
+        if level == AGED:
+            return (AGED, self.enqueued + self.rule.aged_after(headroom), self.enqueued, self.seq)
+        return (level, counters.get(self.tenant, 0.0), self.enqueued, self.seq)
+
+
+def choose(tickets: list[Ticket], now: float, counters: dict[str, float], headroom: float) -> Ticket | None:
+    """The ticket that goes next, or None when none is waiting."""
+    best: Ticket | None = None
+    best_key: SortKey | None = None
+    for ticket in tickets:
+        key = ticket.key(now, counters, headroom)
+        if best_key is None or key < best_key:
+            best, best_key = ticket, key
+    return best
+
+
+def position(ticket: Ticket, tickets: list[Ticket], now: float, counters: dict[str, float], headroom: float) -> int:
+    """1 + the number of waiting tickets ordered ahead of ``ticket`` right now."""
+    mine = ticket.key(now, counters, headroom)
+    return 1 + sum(1 for t in tickets if t is not ticket and t.key(now, counters, headroom) < mine)
+
+
+class FairShare:
+    """Virtual token counters per tenant, with the rule for tenants returning from idle."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, float] = {}
+        self.active: dict[str, int] = {}  # tenant -> requests waiting or running
+
+    def join(self, tenant: str) -> None:
+        """A request of ``tenant`` starts waiting or running."""
+        if tenant not in self.active:
+            floor = min((self.counters.get(t, 0.0) for t in self.active), default=None)
+            if floor is not None and self.counters.get(tenant, 0.0) < floor:
+                self.counters[tenant] = floor
+            self.active[tenant] = 0
+        self.active[tenant] += 1
+
+    def leave(self, tenant: str, charge: float) -> None:
+        """A request of ``tenant`` is done (served ``charge`` weighted tokens) or left the queue (0)."""
+        self.counters[tenant] = self.counters.get(tenant, 0.0) + charge
+        left = self.active.get(tenant, 0) - 1
+        if left > 0:
+            self.active[tenant] = left
+            return
+        self.active.pop(tenant, None)
+        if not self.active:
+            self.counters.clear()  # nobody is active: nothing left to be fair between
+            return
+        floor = min(self.counters.get(t, 0.0) for t in self.active)
+        if self.counters[tenant] <= floor:
+            del self.counters[tenant]  # it would be lifted to at least the floor on return anyway
+
+
+class RecentService:
+    """How long recent requests held a slot: the aging headroom and the basis of wait estimates."""
+
+    def __init__(self, size: int = RECENT_SERVICES) -> None:
+        self.times: deque[float] = deque(maxlen=size)
+
+    def add(self, seconds: float) -> None:
+        self.times.append(max(0.0, seconds))
+
+    @property
+    def mean(self) -> float:
+        return sum(self.times) / len(self.times) if self.times else 0.0
+
+    @property
+    def longest(self) -> float:
+        return max(self.times, default=0.0)
+
+
+def estimated_wait(place: int, capacity: int, mean_service: float) -> float:
+    """Seconds until the request at ``place`` in line (1 = next) is likely to start."""
+    if place <= 0:
+        return 0.0
+    return math.ceil(place / capacity) * mean_service - mean_service / 2 if mean_service else 0.0
+
+
+def retry_after(place: int, capacity: int, mean_service: float) -> int:
+    """Whole seconds for a ``Retry-After`` header: the estimated wait, at least one second."""
+    return max(1, math.ceil(estimated_wait(place, capacity, mean_service)))
