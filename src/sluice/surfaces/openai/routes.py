@@ -40,6 +40,7 @@ from sluice.surfaces.common import (
 )
 from sluice.surfaces.openai.format import OPENAI
 from sluice.surfaces.openai.passthrough import SSEInspector, client_wants_usage, read_usage, upstream_body
+from sluice.surfaces.openai.queue import queue_status
 from sluice.surfaces.translate import OpenedStream, response_usage, stream_opener, tally
 
 
@@ -239,5 +240,6 @@ ROUTES = {
     ("POST", "/v1/completions"): completions,
     ("POST", "/v1/embeddings"): embeddings,
     ("GET", "/v1/models"): list_models,
+    ("GET", "/v1/queue"): queue_status,
 }
 PREFIX_ROUTES = {("GET", "/v1/models/"): get_model}
