@@ -7,12 +7,14 @@ the submitted values (they may be passwords or tokens).
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from sluice.admin import routes_access, routes_auth, routes_keys, routes_usage, routes_users
 from sluice.admin.schemas import ErrorBody
@@ -36,11 +38,19 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+ROUTERS = (routes_auth.router, routes_users.router, routes_keys.router, routes_access.router, routes_usage.router)
+
+
 def admin_router() -> APIRouter:
     router = APIRouter(prefix=PREFIX, responses=ERROR_RESPONSES)
-    for module in (routes_auth, routes_users, routes_keys, routes_access, routes_usage):
-        router.include_router(module.router)
+    for module_router in ROUTERS:
+        router.include_router(module_router)
     return router
+
+
+def admin_routes() -> list[APIRoute]:
+    """Every admin endpoint (paths relative to :data:`PREFIX`), for the policy tests."""
+    return [route for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)]
 
 
 def error_body(error: SluiceError) -> dict[str, Any]:
@@ -59,7 +69,9 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled admin error", path=request.url.path, exc_info=exc)
+    # The frames, not the message: a database error's message carries the statement's parameters (hashes).
+    frames = "".join(traceback.format_tb(exc.__traceback__)[-8:])
+    log.error("unhandled admin error", path=request.url.path, error=type(exc).__name__, frames=frames)
     body = {
         "error": {
             "type": "internal_error",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
-from sluice.errors import PermissionDenied
+from sluice.errors import InvalidRequest, PermissionDenied
 from sluice.identity.audit import Actor
 from sluice.identity.authenticate import token_from_headers
 from sluice.identity.principal import PRIORITY_ORDER, Principal
@@ -144,6 +144,10 @@ def check_grant(
 
     With ``grants_models``, ``models`` is the set being granted (``None`` meaning every model).
     """
+    if priority is not None and priority not in PRIORITY_ORDER:
+        raise InvalidRequest(
+            f"Unknown priority class '{priority}' (known: {', '.join(PRIORITY_ORDER)}).", param="priority"
+        )
     if role is not None and ROLE_RANK.get(role, 99) > ROLE_RANK.get(grantor.role, 0):
         raise PermissionDenied(f"You cannot grant the role '{role}': it is above your own.", code="grant_exceeds_own")
     if priority is not None and priority_rank(priority) > priority_rank(grantor.priority) and not grantor.is_admin:

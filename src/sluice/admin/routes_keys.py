@@ -19,7 +19,7 @@ from sluice.errors import InvalidRequest, NotFound, PermissionDenied
 from sluice.identity.audit import audit
 from sluice.identity.keys import generate_key, hash_key, visible_prefix
 from sluice.identity.network import parse_network
-from sluice.store.models import ApiKey, IpRule, Membership, User
+from sluice.store.models import ApiKey, IpRule, Membership, User, Workspace
 from sluice.store.types import utcnow
 
 router = APIRouter(tags=["keys"])
@@ -129,6 +129,8 @@ async def create_key(body: KeyCreate, caller: Annotated[Caller, Depends(requires
     networks = _checked_terms(body)
     secret = generate_key()
     async with caller.services.db.session() as session:
+        if await session.get(Workspace, workspace_id) is None:
+            raise NotFound("No such workspace.", code="workspace_not_found")
         if user_id is not None:
             user = await session.get(User, user_id)
             member = await session.get(Membership, (user_id, workspace_id))

@@ -34,6 +34,8 @@ router = APIRouter(tags=["usage"])
 
 Viewer = Annotated[Caller, Depends(requires("viewer"))]
 MAX_SPAN = timedelta(days=366)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, tzinfo=UTC)
 ScopeType = Literal["key", "user", "workspace"]
 
 
@@ -107,6 +109,8 @@ def usage_filter(
     for name, moment in (("start", start), ("end", end)):
         if moment is not None and moment.tzinfo is None:
             raise InvalidRequest(f"{name} needs a time zone (e.g. 2026-11-01T00:00:00Z).", param=name)
+        if moment is not None and not EARLIEST <= moment <= LATEST:
+            raise InvalidRequest(f"{name} must lie between the years 2000 and 2999.", param=name)
     end = end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     start = start or end - timedelta(days=30)
     if start >= end:

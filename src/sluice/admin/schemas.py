@@ -8,18 +8,47 @@ allowed fields a caller may use is then checked against their role (see :mod:`sl
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from sluice.identity.principal import PRIORITY_ORDER
+
+
+def _known_priority(name: str) -> str:
+    if name not in PRIORITY_ORDER:
+        raise ValueError(f"unknown priority class (known: {', '.join(PRIORITY_ORDER)})")
+    return name
+
+
+Priority = Annotated[str, AfterValidator(_known_priority)]
 WorkspaceRole = Literal["owner", "member", "viewer"]
 KeyRole = Literal["admin", "owner", "member", "viewer"]
 Name = Field(min_length=1, max_length=200)
 ModelList = list[str] | None
 
 
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class Body(BaseModel):
+    """A request body: unknown fields and NUL characters (which no database column keeps) are refused."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _has_nul(data):
+            raise ValueError("text fields must not contain NUL characters")
+        return data
 
 
 class ErrorDetail(BaseModel):
@@ -98,19 +127,19 @@ class Me(BaseModel):
 
 class UserUpdate(Body):
     is_admin: bool | None = None
-    priority: str | None = Field(None, max_length=32)
+    priority: Priority | None = None
 
 
 class WorkspaceCreate(Body):
     name: str = Name
-    priority: str | None = Field(None, max_length=32)
+    priority: Priority | None = None
     allowed_models: ModelList = None
 
 
 class WorkspaceUpdate(Body):
     name: str | None = Field(None, min_length=1, max_length=200)
     disabled: bool | None = None
-    priority: str | None = Field(None, max_length=32)
+    priority: Priority | None = None
     allowed_models: ModelList = None
 
 
@@ -140,7 +169,7 @@ class MembershipOut(BaseModel):
 class KeyCreate(Body):
     name: str = Name
     allowed_models: ModelList = None
-    priority: str | None = Field(None, max_length=32)
+    priority: Priority | None = None
     expires_at: datetime | None = None
     role: KeyRole | None = None  # default: the creator's role (capped at owner for non-admins)
     user_id: str | None = Field(None, max_length=64)  # owners and admins create keys for others
@@ -201,7 +230,7 @@ class IpRuleCreate(Body):
     workspace_id: str | None = Field(None, max_length=64)
     key_id: str | None = Field(None, max_length=64)
     anonymous: bool = False
-    priority: str | None = Field(None, max_length=32)
+    priority: Priority | None = None
     allowed_models: ModelList = None
     note: str = Field("", max_length=200)
 
