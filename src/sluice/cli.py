@@ -1,24 +1,22 @@
-"""The ``sluice`` command: serve, migrate, check-config, keys; limits, prices and usage live with their rooms."""
+"""The ``sluice`` command: serve, migrate, check-config; keys, admin, invites, limits, prices and usage live with
+their rooms."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
 from pydantic import SecretStr
-from rich.table import Table
 
 from sluice.accounting.cli import prices_cli, usage_cli
 from sluice.app import create_app
 from sluice.cli_common import ConfigOpt, DataDirOpt, err, load, out, with_db
 from sluice.config import Settings
-from sluice.errors import SluiceError
-from sluice.identity.key_service import create_key, list_keys, revoke_key
+from sluice.identity.cli import admin_cli, invites_cli, keys_cli
 from sluice.identity.master import load_or_create_master_key
 from sluice.limits.cli import limits_cli
 from sluice.observability.logging import configure_logging
@@ -30,8 +28,9 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(admin_cli, name="admin")
+cli.add_typer(invites_cli, name="invites")
 cli.add_typer(limits_cli, name="limits")
 cli.add_typer(prices_cli, name="prices")
 cli.add_typer(usage_cli, name="usage")
@@ -145,70 +144,6 @@ def check_config(config: ConfigOpt = None) -> None:
     out.print(f"Configuration OK{f' ({settings.source})' if settings.source else ''}.")
     out.print(f"  providers: {providers}", markup=False)
     out.print(f"  models: {models}", markup=False)
-
-
-@keys_cli.command("create")
-def keys_create(
-    name: Annotated[str, typer.Option("--name", "-n", help="A label for the key.")],
-    models: Annotated[str | None, typer.Option(help="Comma-separated models the key may use (default all).")] = None,
-    priority: Annotated[str, typer.Option(help="Priority class for scheduling.")] = "standard",
-    expires_in_days: Annotated[float | None, typer.Option(help="Expire after this many days.")] = None,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Create a virtual key; the key is shown once and never again."""
-    settings = load(config, data_dir=data_dir)
-    allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-    new = with_db(
-        settings,
-        lambda db: create_key(
-            db, name, allowed_models=allowed, priority=priority, expires_at=expires, created_by="cli"
-        ),
-    )
-    out.print(f"Created key {new.key.id} ({new.key.prefix}…). Copy it now; it is not shown again:")
-    out.print(new.secret, markup=False, highlight=False)
-
-
-@keys_cli.command("list")
-def keys_list(
-    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """List keys (never the secrets: only their visible prefixes)."""
-    settings = load(config, data_dir=data_dir)
-    rows = with_db(settings, lambda db: list_keys(db, include_revoked=all_keys))
-    table = Table("id", "name", "prefix", "models", "priority", "created", "expires", "status")
-    for key in rows:
-        status = "revoked" if key.revoked_at else "active"
-        table.add_row(
-            key.id,
-            key.name,
-            key.prefix + "…",
-            ",".join(key.allowed_models) if key.allowed_models is not None else "all",
-            key.priority,
-            key.created_at.strftime("%Y-%m-%d %H:%M"),
-            key.expires_at.strftime("%Y-%m-%d %H:%M") if key.expires_at else "-",
-            status,
-        )
-    out.print(table)
-
-
-@keys_cli.command("revoke")
-def keys_revoke(
-    ident: Annotated[str, typer.Argument(help="The key's id or its visible prefix.")],
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Revoke a key. Running gateways stop accepting it within the key cache lifetime (30 s by default)."""
-    settings = load(config, data_dir=data_dir)
-    try:
-        key = with_db(settings, lambda db: revoke_key(db, ident))
-    except SluiceError as exc:
-        err.print(exc.message, markup=False)
-        raise typer.Exit(1) from None
-    out.print(f"Revoked key {key.id} ({key.prefix}…).")
 
 
 def main() -> None:

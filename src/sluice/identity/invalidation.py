@@ -79,3 +79,18 @@ class Invalidation:
             except (RedisError, OSError) as exc:
                 log.warning("identity invalidation channel lost; retrying", error=type(exc).__name__)
                 await asyncio.sleep(RECONNECT_SECONDS)
+
+
+async def notify_replicas(redis_url: str | None, kind: str, ident: str | None = None) -> bool:
+    """Tell running gateways about a change made outside them (the CLI); False if there is no Redis to tell."""
+    if not redis_url:
+        return False
+    redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    try:
+        await redis.publish(CHANNEL, f"{kind}:{ident or ''}")
+        return True
+    except (RedisError, OSError) as exc:
+        log.warning("could not notify running gateways", error=type(exc).__name__)
+        return False
+    finally:
+        await redis.aclose()

@@ -1,4 +1,4 @@
-"""Creating, listing and revoking API keys (used by the CLI and, later, the admin API)."""
+"""Creating, listing and revoking API keys from the CLI (the admin API has its own, role-checked, route)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
+
 from sluice.errors import NotFound
+from sluice.identity.audit import CLI_ACTOR, Actor, audit
 from sluice.identity.key_repository import KeyRepository
 from sluice.identity.keys import generate_key, hash_key, visible_prefix
 from sluice.store.db import Database
-from sluice.store.models import DEFAULT_WORKSPACE_ID, ApiKey
+from sluice.store.models import DEFAULT_WORKSPACE_ID, ApiKey, User, Workspace
 
 
 @dataclass(frozen=True, slots=True)
 class NewKey:
     key: ApiKey
     secret: str  # shown once, never stored
+
+
+async def find_user(db: Database, ident: str) -> User:
+    """A user by id or email."""
+    async with db.session() as session:
+        user = await session.get(User, ident)
+        if user is None:
+            user = (await session.execute(select(User).where(User.email == ident.strip().lower()))).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"No user with id or email {ident!r}.")
+    return user
 
 
 async def create_key(
@@ -27,8 +41,10 @@ async def create_key(
     user_id: str | None = None,
     allowed_models: list[str] | None = None,
     priority: str = "standard",
+    role: str = "member",
     expires_at: datetime | None = None,
     created_by: str | None = None,
+    actor: Actor = CLI_ACTOR,
 ) -> NewKey:
     secret = generate_key()
     key = ApiKey(
@@ -39,12 +55,23 @@ async def create_key(
         user_id=user_id,
         allowed_models=allowed_models,
         priority=priority,
-        settings={},
+        settings={"role": role},
         expires_at=expires_at,
         created_by=created_by,
     )
     async with db.session() as session:
+        if await session.get(Workspace, workspace_id) is None:
+            raise NotFound(f"No workspace {workspace_id!r}.")
         await KeyRepository(session).add(key)
+        audit(
+            session,
+            actor,
+            "key.create",
+            "key",
+            key.id,
+            workspace_id=workspace_id,
+            after={"name": name, "prefix": key.prefix, "role": role, "priority": priority, "user_id": user_id},
+        )
     return NewKey(key, secret)
 
 
@@ -53,7 +80,7 @@ async def list_keys(db: Database, include_revoked: bool = False) -> Sequence[Api
         return await KeyRepository(session).list(include_revoked=include_revoked)
 
 
-async def revoke_key(db: Database, ident: str) -> ApiKey:
+async def revoke_key(db: Database, ident: str, actor: Actor = CLI_ACTOR) -> ApiKey:
     """Revoke by id or visible prefix; returns the key (its hash lets callers drop cached copies)."""
     async with db.session() as session:
         repo = KeyRepository(session)
@@ -62,4 +89,5 @@ async def revoke_key(db: Database, ident: str) -> ApiKey:
             raise NotFound(f"No API key with id or prefix {ident!r}.")
         if key.revoked_at is None:
             await repo.revoke(key)
+            audit(session, actor, "key.revoke", "key", key.id, workspace_id=key.workspace_id)
         return key
