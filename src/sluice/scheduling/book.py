@@ -13,8 +13,10 @@ from typing import Any
 
 from sluice.scheduling.ordering import (
     FairShare,
+    Line,
     Policy,
     RecentService,
+    Standing,
     Ticket,
     choose,
     estimated_wait,
@@ -54,6 +56,8 @@ class SlotBook:
         self.depth = [0] * len(policy.classes)
         self.fair = FairShare()
         self.service = RecentService()
+        self.standing = Standing(self.fair.counters)
+        self.lines: dict[Line, int] = {}  # waiting requests per (tenant, class)
         self._seq = 0
 
     # --- the fast path ----------------------------------------------------------------------------------------
@@ -81,8 +85,8 @@ class SlotBook:
         self.fair.join(ticket.tenant)
         self.waiting[ticket.id] = ticket
         self.depth[rule.rank] += 1
-        place = position(ticket, list(self.waiting.values()), now, self.fair.counters, self.headroom)
-        return Admission(Outcome.QUEUED, place)
+        self.lines[ticket.line] = self.lines.get(ticket.line, 0) + 1
+        return Admission(Outcome.QUEUED, position(ticket, self.waiting.values(), now, self.standing))
 
     def cancel(self, ticket_id: str) -> bool:
         """Take a waiting request out of line (its client left, or it waited too long)."""
@@ -90,8 +94,21 @@ class SlotBook:
         if ticket is None:
             return False
         self.depth[ticket.rule.rank] -= 1
+        self._left_line(ticket, None)
         self.fair.leave(ticket.tenant, 0.0)
         return True
+
+    def _left_line(self, ticket: Ticket, granted_at: float | None) -> None:
+        """Keep the line's count, and its last-served time while it still has waiters."""
+        line = ticket.line
+        left = self.lines[line] - 1
+        if left:
+            self.lines[line] = left
+            if granted_at is not None:
+                self.standing.served[line] = granted_at
+        else:
+            del self.lines[line]
+            self.standing.served.pop(line, None)
 
     def finish(self, ticket_id: str, charge: float, now: float) -> bool:
         """A running request gave its slot back, having been served ``charge`` weighted tokens."""
@@ -100,27 +117,24 @@ class SlotBook:
             return False
         self.fair.leave(running.tenant, charge)
         self.service.add(now - running.started)
+        self.standing.headroom = self.service.longest
         return True
 
     def grant(self, now: float) -> list[Ticket]:
         """Fill free slots from the line, best first; the returned tickets are now running."""
         granted: list[Ticket] = []
         while self.waiting and len(self.running) < self.capacity:
-            ticket = choose(list(self.waiting.values()), now, self.fair.counters, self.headroom)
+            ticket = choose(self.waiting.values(), now, self.standing)
             assert ticket is not None
             del self.waiting[ticket.id]
             self.depth[ticket.rule.rank] -= 1
+            self._left_line(ticket, now)
             # The tenant stays active: it moves from waiting to running without leaving.
             self.running[ticket.id] = Running(ticket.tenant, now)
             granted.append(ticket)
         return granted
 
     # --- what callers are told ----------------------------------------------------------------------------------
-
-    @property
-    def headroom(self) -> float:
-        """How early a request turns aged: the longest recent service, so the slot it needs frees in time."""
-        return self.service.longest
 
     def estimated_wait(self) -> float:
         """Seconds a request arriving now would likely wait."""
@@ -135,7 +149,7 @@ class SlotBook:
         ticket = self.waiting.get(ticket_id)
         if ticket is None:
             return 0
-        return position(ticket, list(self.waiting.values()), now, self.fair.counters, self.headroom)
+        return position(ticket, self.waiting.values(), now, self.standing)
 
     def waiting_of(self, owner: str, now: float) -> list[dict[str, Any]]:
         """The requests ``owner`` has waiting here, with their current place and estimated wait."""

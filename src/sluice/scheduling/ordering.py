@@ -1,27 +1,34 @@
 """Which waiting request goes next: priority classes, aging, and fair share by tenant. Pure logic, no I/O.
 
-The order has three layers, applied in this sequence:
+Requests wait in *lines*, one per (tenant, priority class); within a line the oldest goes first. Which line's
+head goes next is decided in three layers:
 
-1. **Levels.** Each priority class is a level; a higher ``weight`` is a higher level (rank 0 is the top). A
-   waiting request starts at its own class's level and moves up one level each time it has spent that level's
-   ``age_after`` seconds there, the way a ticket dead-letters from one class's queue into the next one up.
-2. **Aged.** Once a request has waited its class's *aging bound* (the sum of the steps from its level to the
-   top, less a headroom of one recent service time so that the slot it then needs frees before the bound runs
-   out) it is *aged*: it goes ahead of every request that is not, and aged requests go in the order their bound
-   falls due (earliest deadline first). This is the guarantee: while the upstream is serving, a request is not
-   overtaken by anything once its bound approaches.
+1. **Levels.** Each priority class is a level; a higher ``weight`` is a higher level (rank 0 is the top). A line
+   starts at its class's level and moves up one level each time it has gone that level's ``age_after`` seconds
+   unserved, the way a ticket dead-letters from one class's queue into the next one up.
+2. **Aged.** Once a line has gone its class's *aging bound* unserved (the sum of the steps from its level to
+   the top, less a headroom of one recent service time, so that the slot it then needs frees before the bound
+   runs out) its head is *aged*: it goes ahead of everything that is not, and aged heads go in the order their
+   bounds fall due (earliest deadline first).
 3. **Fair share within a level.** Tenants are ordered by a virtual token counter (VTC, Sheng et al., "Fairness
    in Serving Large Language Models", OSDI 2024): each tenant's counter grows by the tokens it was served
    (input + ``output_token_weight`` x output, as the upstream reports them), and the tenant with the least goes
    first. A tenant that becomes active again starts at no less than the smallest counter among the tenants that
    are active (waiting or running), so service it did not ask for while idle cannot be banked and spent later
-   in a burst. Within one tenant, older requests go first.
+   in a burst.
+
+A line's unserved time runs from the later of its head's arrival and the line's last grant. So a request that
+is alone in its line (the usual case for a well-behaved caller) never waits longer than its class's bound while
+the upstream is serving, whoever floods it; a tenant's own backlog, on the other hand, does not age past other
+tenants: a tenant being served its fair share is not starving, and aging its flood by the flood's length would
+hand it back the priority that fair share took away.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sluice.config import SchedulingConfig
@@ -99,6 +106,18 @@ class Policy:
         return prompt_tokens + self.output_weight * completion_tokens
 
 
+Line = tuple[str, int]  # (tenant, class rank)
+
+
+@dataclass(slots=True)
+class Standing:
+    """What the order depends on besides the tickets: counters, when each line was last served, headroom."""
+
+    counters: dict[str, float] = field(default_factory=dict)  # tenant -> virtual token counter
+    served: dict[Line, float] = field(default_factory=dict)  # line -> last grant, while the line has waiters
+    headroom: float = 0.0  # how early a line turns aged: the longest recent service, so its slot frees in time
+
+
 @dataclass(slots=True)
 class Ticket:
     """A request waiting for a slot on one deployment."""
@@ -111,29 +130,33 @@ class Ticket:
     owner: str = ""  # who is waiting (the principal), for "my waiting requests"
     note: str = ""  # free text shown to the owner (the model asked for)
 
-    def key(self, now: float, counters: dict[str, float], headroom: float) -> SortKey:
-        waited = now - self.enqueued
-        level = self.rule.level(waited, headroom)
+    @property
+    def line(self) -> Line:
+        return (self.tenant, self.rule.rank)
+
+    def key(self, now: float, standing: Standing) -> SortKey:
+        since = max(self.enqueued, standing.served.get(self.line, self.enqueued))
+        level = self.rule.level(now - since, standing.headroom)
         if level == AGED:
-            return (AGED, self.enqueued + self.rule.aged_after(headroom), self.enqueued, self.seq)
-        return (level, counters.get(self.tenant, 0.0), self.enqueued, self.seq)
+            return (AGED, since + self.rule.aged_after(standing.headroom), self.enqueued, self.seq)
+        return (level, standing.counters.get(self.tenant, 0.0), self.enqueued, self.seq)
 
 
-def choose(tickets: list[Ticket], now: float, counters: dict[str, float], headroom: float) -> Ticket | None:
+def choose(tickets: Iterable[Ticket], now: float, standing: Standing) -> Ticket | None:
     """The ticket that goes next, or None when none is waiting."""
     best: Ticket | None = None
     best_key: SortKey | None = None
     for ticket in tickets:
-        key = ticket.key(now, counters, headroom)
+        key = ticket.key(now, standing)
         if best_key is None or key < best_key:
             best, best_key = ticket, key
     return best
 
 
-def position(ticket: Ticket, tickets: list[Ticket], now: float, counters: dict[str, float], headroom: float) -> int:
+def position(ticket: Ticket, tickets: Iterable[Ticket], now: float, standing: Standing) -> int:
     """1 + the number of waiting tickets ordered ahead of ``ticket`` right now."""
-    mine = ticket.key(now, counters, headroom)
-    return 1 + sum(1 for t in tickets if t is not ticket and t.key(now, counters, headroom) < mine)
+    mine = ticket.key(now, standing)
+    return 1 + sum(1 for t in tickets if t is not ticket and t.key(now, standing) < mine)
 
 
 class FairShare:
