@@ -27,6 +27,7 @@ CLASSES = ["interactive", "standard", "batch"]
 class Quiet:
     tenant: str
     plan: list[tuple[str, float]]  # (class, think time before sending) per request, in order
+    charge: float = 100.0  # weighted tokens each of its requests is charged (the flood's are charged 10)
 
 
 @st.composite
@@ -39,6 +40,8 @@ def busy_systems(draw: st.DrawFn) -> tuple[int, float, float, str, list[Quiet]]:
         Quiet(
             f"q{i}",
             draw(st.lists(st.tuples(st.sampled_from(CLASSES), st.floats(0.01, 20.0)), min_size=1, max_size=6)),
+            # Heavy quiet tenants lose to the flood on fair share: only aging gets them through.
+            draw(st.sampled_from([1.0, 100.0, 10_000.0])),
         )
         for i in range(draw(st.integers(1, capacity - 1)))
     ]
@@ -71,6 +74,7 @@ def simulate(
             results.append((cls, now - arrived[tid], policy.rule(cls).bound))
 
     plans = {q.tenant: list(q.plan) for q in quiet}
+    charges = {q.tenant: q.charge for q in quiet}
     for _ in range(backlog):
         send("flood", flood_class, 0.0)
     for q in quiet:  # the first quiet requests come once the first services have finished (headroom learnt)
@@ -78,7 +82,7 @@ def simulate(
     while any(plans.values()):
         now, _, kind, subject = heapq.heappop(events)
         if kind == "finish":
-            book.finish(subject, 100.0, now)
+            book.finish(subject, charges.get(subject.split("-")[0], 10.0), now)
             if subject.startswith("flood"):
                 send("flood", flood_class, now)  # the flood keeps its backlog
             else:
