@@ -107,6 +107,7 @@ class DeploymentConfig(Strict):
     price: Price | None = None
     timeouts: Timeouts | None = None  # overrides the provider's
     tags: list[str] = Field(default_factory=list)  # free-form labels (region, hardware, ...)
+    enabled: bool = True  # a disabled deployment takes no traffic
 
 
 FallbackOn = Literal["context_window", "rate_limit", "upstream_error", "timeout", "overloaded", "any"]
@@ -186,6 +187,7 @@ class BreakerConfig(Strict):
 class HealthConfig(Strict):
     interval_seconds: float = Field(30.0, ge=0)  # 0 turns active health checks off
     timeout_seconds: float = Field(5.0, gt=0)
+    failures_to_unhealthy: int = Field(2, ge=1)  # consecutive failed checks that take a provider out of rotation
 
 
 class CacheConfig(Strict):

@@ -37,7 +37,9 @@ from sluice.pipeline import Gateway
 from sluice.providers.base import Provider
 from sluice.routing.breaker import STATE_VALUES
 from sluice.routing.catalog import ModelCatalog, build_catalog, build_providers, discover_models
+from sluice.routing.health import HealthChecker
 from sluice.routing.router import Router
+from sluice.routing.stored import StoredCatalog
 from sluice.scheduling.setup import build_scheduler
 from sluice.server.gc_tuning import tune_for_serving
 from sluice.store.db import Database
@@ -62,6 +64,8 @@ class Services:
     accounts: Accounts
     throttle: LoginThrottle
     invalidation: Invalidation
+    stored_models: StoredCatalog
+    health: HealthChecker
     redis: Redis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -110,6 +114,14 @@ class Services:
             authenticator.rules = await load_network_rules(db)
 
         invalidation = Invalidation(keys, users, reload_rules, redis)
+        stored_models = StoredCatalog(db, catalog, set(providers))
+        invalidation.reloaders["models"] = stored_models.reload
+        health = HealthChecker(
+            catalog,
+            gateway.router,
+            settings.health,
+            on_change=lambda d, ok: metrics.deployment_healthy.labels(d.id).set(1 if ok else 0),
+        )
         return cls(
             settings,
             db,
@@ -123,6 +135,8 @@ class Services:
             Accounts(codec),
             throttle,
             invalidation,
+            stored_models,
+            health,
             redis,
         )
 
@@ -139,12 +153,15 @@ class Services:
         await ensure_first_admin(self.db, self.settings.auth)
         for provider in self.providers.values():
             await provider.start()
+        await self.stored_models.reload()
         await discover_models(self.catalog)
         await self.gateway.scheduler.start()
         self.tasks.append(asyncio.create_task(self._refresh_stored_forever(), name="sluice-refresh"))
         self.tasks.append(asyncio.create_task(self._flush_last_used_forever(), name="sluice-key-last-used"))
         if self.redis is not None:
             self.tasks.append(asyncio.create_task(self.invalidation.listen_forever(), name="sluice-invalidation"))
+        if self.settings.health.interval_seconds > 0:
+            self.tasks.append(asyncio.create_task(self.health.run_forever(), name="sluice-health"))
         tune_for_serving()
         log.info("started", models=len(self.catalog.routes()), providers=sorted(self.providers))
 
@@ -158,6 +175,7 @@ class Services:
         await self.gateway.scheduler.close()
         await self.keys.flush_last_used()
         await self.accounting.close()
+        await self.stored_models.close()
         for provider in self.providers.values():
             await provider.close()
         if self.redis is not None:
@@ -173,6 +191,7 @@ class Services:
                 await load_policies(self.limiter, self.db)
                 await self.accounting.reload_prices()
                 await self.invalidation.reload_rules()
+                await self.stored_models.reload()
             except SQLAlchemyError as exc:
                 log.warning("could not refresh stored limits and prices", error=type(exc).__name__)
 

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from sluice.admin import routes_access, routes_auth, routes_keys, routes_usage, routes_users
+from sluice.admin import routes_access, routes_auth, routes_keys, routes_models, routes_usage, routes_users
 from sluice.admin.schemas import ErrorBody
 from sluice.errors import SluiceError
 
@@ -38,7 +38,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-ROUTERS = (routes_auth.router, routes_users.router, routes_keys.router, routes_access.router, routes_usage.router)
+ROUTERS = (
+    routes_auth.router,
+    routes_users.router,
+    routes_keys.router,
+    routes_access.router,
+    routes_usage.router,
+    routes_models.router,
+)
 
 
 def admin_router() -> APIRouter:

@@ -37,6 +37,8 @@ class Invalidation:
         self.users = users
         self.reload_rules = reload_rules
         self.redis = redis
+        # Other state replicas reload on an announcement of the same kind (e.g. "models").
+        self.reloaders: dict[str, Callable[[], Awaitable[None]]] = {}
 
     async def publish(self, kind: str, ident: str | None = None) -> None:
         """Apply here, then tell the other replicas (best effort: their cache lifetimes are the backstop)."""
@@ -56,6 +58,8 @@ class Invalidation:
             self.users.forget()
         elif kind == "rules":
             await self.reload_rules()
+        elif kind in self.reloaders:
+            await self.reloaders[kind]()
 
     async def listen_forever(self) -> None:
         assert self.redis is not None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 router = APIRouter(tags=["health"])
@@ -20,7 +22,7 @@ async def live() -> dict[str, str]:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> JSONResponse:
-    """Dependencies are reachable and at least one model is served."""
+    """The database (and Redis, when configured) answer and at least one deployment is healthy."""
     services = request.app.state.services
     checks: dict[str, Any] = {}
     ok = True
@@ -30,10 +32,23 @@ async def ready(request: Request) -> JSONResponse:
     except (SQLAlchemyError, OSError) as exc:
         ok = False
         checks["database"] = f"unavailable ({type(exc).__name__})"
-    models = len(services.catalog.routes())
-    checks["models"] = models
-    if models == 0:
+    if services.redis is not None:
+        try:
+            async with asyncio.timeout(2):
+                await services.redis.ping()
+            checks["redis"] = "ok"
+        except (RedisError, OSError, TimeoutError) as exc:
+            ok = False
+            checks["redis"] = f"unavailable ({type(exc).__name__})"
+    routes = services.catalog.routes()
+    states = services.gateway.router
+    deployments = [d for r in routes for d in r.deployments]
+    healthy = sum(1 for d in deployments if states.state(d).healthy)
+    checks["models"] = len(routes)
+    checks["deployments"] = {"total": len(deployments), "healthy": healthy}
+    if not routes or healthy == 0:
         ok = False
+        checks["deployments"]["problem"] = "no healthy deployment" if routes else "no models"
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
 

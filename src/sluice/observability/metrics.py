@@ -134,6 +134,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax" if multiprocess else "all",
         )
+        self.deployment_healthy = Gauge(
+            "sluice_deployment_healthy",
+            "1 while a deployment's provider passes its active health checks, 0 once it fails them.",
+            ["deployment"],
+            registry=r,
+            multiprocess_mode="livemin" if multiprocess else "all",
+        )
         self.cache = Counter("sluice_cache_requests", "Response cache lookups.", ["result"], registry=r)
         Info("sluice_build", "Build information.", registry=r).info({"version": version()})
         self._bound: dict[tuple[str, str, str, str, int, str], _Bound] = {}

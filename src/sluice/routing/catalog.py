@@ -59,6 +59,26 @@ class ModelCatalog:
     def __init__(self, providers: dict[str, Provider]) -> None:
         self.providers = providers
         self._routes: dict[str, ModelRoute] = {}
+        self.stored: set[str] = set()  # names (and aliases) that came from the database, not the file
+
+    def source(self, route: ModelRoute) -> str:
+        """Where a model is defined: ``file``, ``stored`` (admin API) or ``discovered``."""
+        if route.discovered:
+            return "discovered"
+        return "stored" if route.name in self.stored else "file"
+
+    def replace_stored(self, models: list[ModelConfig]) -> None:
+        """Swap the database-defined models for ``models`` (file-defined names always win)."""
+        for name in self.stored:
+            self._routes.pop(name, None)
+        self.stored = set()
+        for model in models:
+            names = (model.name, *model.aliases)
+            if any(self.has(n) for n in names) or not all(d.provider in self.providers for d in model.deployments):
+                log.warning("stored model skipped: name taken or provider unknown", model=model.name)
+                continue
+            self.add_configured(model)
+            self.stored.update(names)
 
     def get(self, name: str) -> ModelRoute | None:
         return self._routes.get(name)
@@ -77,7 +97,7 @@ class ModelCatalog:
         return name in self._routes
 
     def add_configured(self, model: ModelConfig) -> None:
-        deployments = [self._deployment(model.name, i, dep) for i, dep in enumerate(model.deployments)]
+        deployments = [self._deployment(model.name, i, dep) for i, dep in enumerate(model.deployments) if dep.enabled]
         route = ModelRoute(
             model.name,
             deployments,
