@@ -67,6 +67,8 @@ class ProviderConfig(Strict):
     model_prefix: str = ""  # prefix for discovered model names (e.g. "ollama/")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(256, ge=1)
+    # An upstream answer (whole body, or a stream in total) larger than this is cut off with an error.
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     # Used when a translated request has no max_tokens but the upstream requires one (Anthropic).
     default_max_tokens: int = Field(4096, ge=1)
     # A request feature this upstream kind cannot express (n > 1 on Anthropic, logprobs on Ollama, ...) is a 400

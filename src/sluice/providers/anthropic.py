@@ -39,7 +39,13 @@ class AnthropicProvider(Provider):
         if config.api_key is not None:
             headers["x-api-key"] = config.api_key.get_secret_value()
         headers.update(config.headers)
-        self.http = HttpUpstream(config.base_url or DEFAULT_BASE_URL, headers, config.max_connections, _error_message)
+        self.http = HttpUpstream(
+            config.base_url or DEFAULT_BASE_URL,
+            headers,
+            config.max_connections,
+            _error_message,
+            config.max_response_bytes,
+        )
 
     async def start(self) -> None:
         await self.http.start()

@@ -24,20 +24,22 @@ MAX_ERROR_BODY = 64 * 1024
 class UpstreamResponse:
     """An open upstream response: status and headers received, body not yet read."""
 
-    __slots__ = ("_resp", "_timeouts", "headers", "status")
+    __slots__ = ("_limit", "_resp", "_timeouts", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts, limit: int = MAX_UPSTREAM_BODY) -> None:
         self._resp = resp
         self._timeouts = timeouts
+        self._limit = limit
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
 
-    async def read(self, limit: int = MAX_UPSTREAM_BODY) -> bytes:
+    async def read(self, limit: int | None = None) -> bytes:
         """The whole body, within the size bound; releases the connection.
 
         Gaps are bounded by the request's socket-read timer (the first-byte deadline, see ``request``): a
         non-streamed body follows its headers at once, so no second timer is paid for on every call.
         """
+        limit = self._limit if limit is None else limit
         chunks: list[bytes] = []
         size = 0
         try:
@@ -45,7 +47,9 @@ class UpstreamResponse:
                 size += len(chunk)
                 if size > limit:
                     self.abort()
-                    raise UpstreamError(f"The upstream response exceeded {limit} bytes and was cut off.")
+                    raise UpstreamError(
+                        f"The upstream response exceeded {limit} bytes and was cut off.", code="response_too_large"
+                    )
                 chunks.append(chunk)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             self.abort()
@@ -57,9 +61,11 @@ class UpstreamResponse:
         return b"".join(chunks)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive; a gap longer than the idle deadline is an error."""
+        """Body chunks as they arrive; a gap longer than the idle deadline, or more than the size bound in total,
+        is an error (an endless stream is cut off, not relayed forever)."""
         content = self._resp.content
         idle = self._timeouts.idle
+        total = 0
         while True:
             try:
                 async with asyncio.timeout(idle):
@@ -72,6 +78,12 @@ class UpstreamResponse:
                 raise UpstreamError(f"The upstream connection broke mid-stream: {type(exc).__name__}.") from exc
             if not chunk:
                 return
+            total += len(chunk)
+            if total > self._limit:
+                self.abort()
+                raise UpstreamError(
+                    f"The upstream stream exceeded {self._limit} bytes and was cut off.", code="response_too_large"
+                )
             yield chunk
 
     def abort(self) -> None:
@@ -91,8 +103,10 @@ class HttpUpstream:
         headers: dict[str, str],
         max_connections: int,
         error_message: Callable[[Any], str | None] | None = None,
+        max_response_bytes: int = MAX_UPSTREAM_BODY,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_response_bytes = max_response_bytes
         self._headers = headers
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -154,7 +168,7 @@ class HttpUpstream:
             raise UpstreamError("Could not connect to the upstream.", code="connect_error") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"The upstream connection failed: {type(exc).__name__}.") from exc
-        upstream = UpstreamResponse(resp, timeouts)
+        upstream = UpstreamResponse(resp, timeouts, self.max_response_bytes)
         if check and resp.status >= 400:
             raise await self.error_for(upstream)
         return upstream

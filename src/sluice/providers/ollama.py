@@ -35,7 +35,13 @@ class OllamaProvider(Provider):
         headers = dict(config.headers)
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
-        self.http = HttpUpstream(config.base_url or DEFAULT_BASE_URL, headers, config.max_connections, _error_message)
+        self.http = HttpUpstream(
+            config.base_url or DEFAULT_BASE_URL,
+            headers,
+            config.max_connections,
+            _error_message,
+            config.max_response_bytes,
+        )
 
     async def start(self) -> None:
         await self.http.start()

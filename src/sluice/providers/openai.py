@@ -34,7 +34,12 @@ class OpenAIProvider(Provider):
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         headers = {**self.auth_headers(config), **config.headers}
-        self.http = HttpUpstream(config.base_url or self.default_base_url, headers, config.max_connections)
+        self.http = HttpUpstream(
+            config.base_url or self.default_base_url,
+            headers,
+            config.max_connections,
+            max_response_bytes=config.max_response_bytes,
+        )
 
     def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
         if config.api_key is None:
