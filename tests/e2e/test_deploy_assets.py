@@ -11,7 +11,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes import Fault, FakeOpenAI
+from tests.fakes import FakeOpenAI, Fault
 from tests.support.server import MASTER_KEY, SluiceServer, make_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
