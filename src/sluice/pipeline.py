@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -26,6 +26,7 @@ from sluice.identity.principal import Principal
 from sluice.limits.service import Limiter, StoreUnavailable, quota_headers
 from sluice.limits.store import Reservation
 from sluice.observability.metrics import Metrics
+from sluice.observability.tracing import Tracing
 from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
 from sluice.routing.router import Outcome, Router
 from sluice.scheduling.service import Scheduler
@@ -77,6 +78,7 @@ class Call:
     timeout: float | None = None  # the request's own (shorter) deadline, from x-sluice-timeout
     routing: Outcome = field(default_factory=Outcome)  # attempts, retries and fallbacks for this request
     generated_chars: int = 0  # answer text seen so far, for the same purpose
+    span: Any = None  # the request's trace span, when tracing is on
 
     def fail(self, error: SluiceError) -> None:
         self.error = error
@@ -123,10 +125,13 @@ class Gateway:
         self.max_body = settings.server.max_body_bytes
         self.access_log = settings.logging.access_log
         self.limit_headers = settings.limits.headers
+        self.tracing: Tracing | None = None  # set when observability.otlp_endpoint is configured
 
     # --- identify -------------------------------------------------------------------------------------------
 
     async def identify(self, ex: Exchange, call: Call) -> Principal:
+        if self.tracing is not None:
+            self.tracing.begin(call, ex)
         principal = await self.authenticator.identify(ex)
         call.principal = principal
         return principal
@@ -182,14 +187,19 @@ class Gateway:
             gauge = self.metrics.in_flight.labels(deployment.id)
             gauge.inc()
             done = self.router.started(deployment)
+            traced = self.tracing.attempt(call, deployment) if self.tracing is not None else None
             try:
                 result = await attempt(deployment)
-            except BaseException:
+            except BaseException as exc:
                 gauge.dec()
                 done()
                 slot.release()
+                if traced is not None:
+                    traced(exc)
                 raise
             call.releases += [gauge.dec, done, lambda: slot.release(call.usage)]
+            if traced is not None:
+                call.releases.append(lambda: traced(call.error))
             return result
 
         surface = call.surface
@@ -237,6 +247,8 @@ class Gateway:
             release()
         call.releases.clear()
         self.metrics.observe(call, call.finished)
+        if self.tracing is not None:
+            self.tracing.end(call)
         if self.access_log:
             self._log(call)
 

@@ -33,6 +33,7 @@ from sluice.identity.users import UserResolver
 from sluice.limits.service import Limiter
 from sluice.limits.setup import build_limiter, load_policies
 from sluice.observability.metrics import Metrics
+from sluice.observability.tracing import build_tracing
 from sluice.pipeline import Gateway
 from sluice.providers.base import Provider
 from sluice.routing.breaker import STATE_VALUES
@@ -108,6 +109,7 @@ class Services:
             cache=build_cache(settings, redis, metrics),
             scheduler=build_scheduler(settings, redis, metrics),
         )
+        gateway.tracing = build_tracing(settings.observability.otlp_endpoint, settings.observability.service_name)
         throttle = LoginThrottle(settings.auth.login_attempts, settings.auth.login_window_seconds, redis)
 
         async def reload_rules() -> None:
@@ -180,6 +182,8 @@ class Services:
             await provider.close()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.gateway.tracing is not None:
+            self.gateway.tracing.shutdown()
         await self.db.close()
         log.info("stopped")
 

@@ -16,6 +16,7 @@ import orjson
 
 from sluice.config import Timeouts
 from sluice.errors import RateLimited, SluiceError, UpstreamError, UpstreamRejected, UpstreamTimeout
+from sluice.observability.tracing import UPSTREAM_TRACEPARENT
 
 MAX_UPSTREAM_BODY = 64 * 1024 * 1024
 MAX_ERROR_BODY = 64 * 1024
@@ -152,6 +153,9 @@ class HttpUpstream:
         send_headers: dict[str, str] = {"Content-Type": "application/json"} if body is not None else {}
         if headers:
             send_headers.update(headers)
+        traceparent = UPSTREAM_TRACEPARENT.get()
+        if traceparent is not None:
+            send_headers["traceparent"] = traceparent
         client_timeout = self._timeouts.get(timeouts)
         if client_timeout is None:
             client_timeout = aiohttp.ClientTimeout(

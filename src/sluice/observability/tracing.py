@@ -1,0 +1,161 @@
+"""OpenTelemetry traces (optional extra ``sluice[otel]``): one span per request, a child span per upstream
+attempt, the pipeline stages as child spans, and the GenAI semantic-convention attributes.
+
+Off unless ``observability.otlp_endpoint`` is set; then spans are exported over OTLP/HTTP in batches off the hot
+path. An incoming ``traceparent`` is honoured (the request's span joins the caller's trace) and each upstream
+attempt carries its own ``traceparent`` to the upstream (set here in a context variable that the HTTP client reads).
+The stage spans are reconstructed from the timings the pipeline records anyway, so tracing adds no timers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from sluice.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sluice.pipeline import Call
+    from sluice.routing.catalog import Deployment
+    from sluice.server.exchange import Exchange
+
+# The traceparent for the upstream request being made in this task (read by providers/http.py).
+UPSTREAM_TRACEPARENT: ContextVar[str | None] = ContextVar("sluice_upstream_traceparent", default=None)
+
+_GEN_AI_SYSTEM = {
+    "openai": "openai",
+    "azure": "az.ai.openai",
+    "anthropic": "anthropic",
+    "ollama": "ollama",
+    "gemini": "gcp.gemini",
+    "mock": "sluice.mock",
+}
+_OPERATION = {
+    "chat": "chat",
+    "completions": "text_completion",
+    "embeddings": "embeddings",
+    "messages": "chat",
+    "generate": "text_completion",
+    "embed": "embeddings",
+}
+
+
+def _wall_ns(perf: float) -> int:
+    """A perf_counter reading as wall-clock nanoseconds."""
+    return time.time_ns() - int((time.perf_counter() - perf) * 1e9)
+
+
+class Tracing:
+    def __init__(self, endpoint: str, service_name: str, exporter: Any = None) -> None:
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        except ImportError:
+            raise ConfigError(
+                ["observability.otlp_endpoint: tracing needs the otel extra (pip install 'sluice[otel]')"]
+            ) from None
+        self._provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        self._provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=endpoint)))
+        self._tracer = self._provider.get_tracer("sluice")
+        self._propagator = TraceContextTextMapPropagator()
+        self._kind = SpanKind
+        self._status = (Status, StatusCode)
+        self._in_context = set_span_in_context
+
+    def begin(self, call: Call, ex: Exchange) -> None:
+        """Open the request's span (joining the caller's trace when it sent ``traceparent``)."""
+        carrier = {}
+        for name in (b"traceparent", b"tracestate"):
+            value = ex.header(name)
+            if value is not None:
+                carrier[name.decode()] = value.decode("latin-1")
+        context = self._propagator.extract(carrier) if carrier else None
+        call.span = self._tracer.start_span(
+            f"{call.surface} {call.endpoint}",
+            context=context,
+            kind=self._kind.SERVER,
+            start_time=_wall_ns(call.started),
+            attributes={"http.request.method": ex.method, "url.path": ex.path, "sluice.request_id": call.request_id},
+        )
+
+    def attempt(self, call: Call, deployment: Deployment) -> Callable[[BaseException | None], None]:
+        """Start an upstream attempt's span and expose its traceparent; returns what ends it."""
+        if call.span is None:
+            return lambda _error: None
+        operation = _OPERATION.get(call.endpoint, call.endpoint)
+        span = self._tracer.start_span(
+            f"{operation} {deployment.target.model}",
+            context=self._in_context(call.span),
+            kind=self._kind.CLIENT,
+            attributes={
+                "gen_ai.system": _GEN_AI_SYSTEM.get(deployment.provider.kind, deployment.provider.kind),
+                "gen_ai.operation.name": operation,
+                "gen_ai.request.model": deployment.target.model,
+                "sluice.deployment": deployment.id,
+            },
+        )
+        carrier: dict[str, str] = {}
+        self._propagator.inject(carrier, context=self._in_context(span))
+        UPSTREAM_TRACEPARENT.set(carrier.get("traceparent"))
+
+        def end(error: BaseException | None) -> None:
+            UPSTREAM_TRACEPARENT.set(None)
+            if error is not None:
+                span.set_attribute("error.type", getattr(error, "kind", type(error).__name__))
+                status, code = self._status
+                span.set_status(status(code.ERROR, getattr(error, "message", None)))
+            usage = call.usage
+            if usage is not None and error is None:
+                span.set_attribute("gen_ai.response.model", deployment.target.model)
+                span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+            span.end()
+
+        return end
+
+    def end(self, call: Call) -> None:
+        """Close the request's span with its outcome and the stage spans rebuilt from the call's timings."""
+        span = call.span
+        if span is None:
+            return
+        call.span = None
+        context = self._in_context(span)
+        if call.upstream_started is not None:
+            stage = self._tracer.start_span(
+                "sluice.identify_admit_route", context=context, start_time=_wall_ns(call.started)
+            )
+            stage.end(end_time=_wall_ns(call.upstream_started))
+        if call.queue_wait > 0 and call.upstream_started is not None:
+            queue = self._tracer.start_span("sluice.queue", context=context, start_time=_wall_ns(call.upstream_started))
+            queue.end(end_time=_wall_ns(call.upstream_started + call.queue_wait))
+        attributes: dict[str, Any] = {
+            "http.response.status_code": 499 if call.cancelled else call.status,
+            "sluice.cache_hit": call.cache_hit,
+            "sluice.attempts": call.routing.attempts,
+        }
+        if call.model:
+            attributes["gen_ai.request.model"] = call.model
+        if call.usage is not None:
+            attributes["gen_ai.usage.input_tokens"] = call.usage.prompt_tokens
+            attributes["gen_ai.usage.output_tokens"] = call.usage.completion_tokens
+        if call.principal is not None and call.principal.workspace_id:
+            attributes["sluice.workspace"] = call.principal.workspace_id
+        span.set_attributes(attributes)
+        if call.error is not None:
+            span.set_attribute("error.type", call.error.kind)
+            status, code = self._status
+            span.set_status(status(code.ERROR, call.error.message))
+        span.end(end_time=_wall_ns(call.finished or time.perf_counter()))
+
+    def shutdown(self) -> None:
+        self._provider.shutdown()
+
+
+def build_tracing(endpoint: str | None, service_name: str) -> Tracing | None:
+    return Tracing(endpoint, service_name) if endpoint else None

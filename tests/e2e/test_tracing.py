@@ -1,0 +1,118 @@
+"""OpenTelemetry traces through a real OTLP/HTTP endpoint: spans, GenAI attributes, traceparent in and out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tests.fakes import FakeOpenAI
+from tests.support.server import MASTER_KEY, SluiceServer, make_settings
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+class Collector:
+    """A minimal OTLP/HTTP trace receiver: keeps every exported span."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers["content-length"]))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for resource in request.resource_spans:
+                    for scope in resource.scope_spans:
+                        collector.spans.extend(scope.spans)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    running = Collector()
+    yield running
+    running.close()
+
+
+def attributes(span: Any) -> dict[str, Any]:
+    out = {}
+    for kv in span.attributes:
+        value = kv.value
+        out[kv.key] = value.string_value or value.int_value or value.bool_value
+    return out
+
+
+def test_request_spans_with_gen_ai_attributes_and_propagation(tmp_path: Path, collector: Collector) -> None:
+    with FakeOpenAI() as upstream:
+        config = {
+            "observability": {"otlp_endpoint": collector.url, "service_name": "sluice-test"},
+            "providers": [{"name": "up", "kind": "openai", "base_url": upstream.url + "/v1", "api_key": "k"}],
+            "models": [{"name": "m", "deployments": [{"provider": "up", "model": "gpt-4o-mini"}]}],
+        }
+        with SluiceServer(make_settings(tmp_path, config)) as server:
+            response = httpx.post(
+                f"{server.url}/v1/chat/completions",
+                headers={"authorization": f"Bearer {MASTER_KEY}", "traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"},
+                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                timeout=30,
+            )
+            assert response.status_code == 200
+        # Stopping the server shuts the tracer provider down, which flushes the batch.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(collector.spans) < 3:
+        time.sleep(0.05)
+    by_name = {span.name: span for span in collector.spans}
+    root = by_name["openai chat"]
+    assert root.trace_id.hex() == TRACE_ID and root.parent_span_id.hex() == CALLER_SPAN
+    assert attributes(root)["http.response.status_code"] == 200
+    assert attributes(root)["gen_ai.request.model"] == "m"
+    client = by_name["chat gpt-4o-mini"]
+    assert client.parent_span_id == root.span_id
+    attrs = attributes(client)
+    assert attrs["gen_ai.system"] == "openai" and attrs["gen_ai.request.model"] == "gpt-4o-mini"
+    assert attrs["gen_ai.usage.input_tokens"] > 0 and attrs["gen_ai.usage.output_tokens"] > 0
+    assert "sluice.identify_admit_route" in by_name
+    sent = next(r for r in upstream.requests if r.path.endswith("/chat/completions"))
+    assert sent.headers["traceparent"] == f"00-{TRACE_ID}-{client.span_id.hex()}-01"
+
+
+def test_no_traceparent_is_sent_when_tracing_is_off(tmp_path: Path) -> None:
+    with FakeOpenAI() as upstream:
+        config = {
+            "providers": [{"name": "up", "kind": "openai", "base_url": upstream.url + "/v1", "api_key": "k"}],
+            "models": [{"name": "m", "deployments": [{"provider": "up", "model": "gpt-4o-mini"}]}],
+        }
+        with SluiceServer(make_settings(tmp_path, config)) as server:
+            httpx.post(
+                f"{server.url}/v1/chat/completions",
+                headers={"authorization": f"Bearer {MASTER_KEY}", "traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"},
+                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                timeout=30,
+            )
+        sent = next(r for r in upstream.requests if r.path.endswith("/chat/completions"))
+        assert "traceparent" not in sent.headers
