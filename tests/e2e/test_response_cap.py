@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes import Fault, FakeOpenAI
+from tests.fakes import FakeOpenAI, Fault
 from tests.support.server import MASTER_KEY, SluiceServer, make_settings
 
 CAP = 64 * 1024

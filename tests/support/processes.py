@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.server import MASTER_KEY, free_port
+from tests.support.server import JWT_SECRET, MASTER_KEY, free_port
 
 START_TIMEOUT = 30.0
 
@@ -48,6 +48,7 @@ class SluiceProcess:
         self.config_path = directory / f"{name}.yaml"
         self.log_path = directory / f"{name}.log"
         tree = {"master_key": MASTER_KEY, "logging": {"level": "warning", "access_log": False}, **config}
+        tree["auth"] = {"jwt_secret": JWT_SECRET, **tree.get("auth", {})}
         directory.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(tree), encoding="utf-8")
         self.proc: subprocess.Popen[bytes] | None = None

@@ -17,6 +17,7 @@ from sluice.app import SluiceApp, create_app
 from sluice.config import Settings, load_settings
 
 MASTER_KEY = "sk-sl-test-master-key-0123456789abcdef"
+JWT_SECRET = "sluice-test-jwt-secret-0123456789abcdef0123456789"  # real deployments outside dev mode need one
 START_TIMEOUT = 15.0
 
 
@@ -34,6 +35,7 @@ def make_settings(data_dir: Path, config: dict[str, Any] | None = None, **overri
         "logging": {"level": "warning", "access_log": False},
         **(config or {}),
     }
+    tree["auth"] = {"jwt_secret": JWT_SECRET, **tree.get("auth", {})}
     path = data_dir / "sluice.yaml"
     data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(tree), encoding="utf-8")

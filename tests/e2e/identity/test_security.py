@@ -129,7 +129,7 @@ def test_rs256_confusion_with_a_public_key_is_refused(server: SluiceServer, api:
 
 @pytest.mark.parametrize("secret", [None, "changeme", "short-secret"])
 def test_start_up_refused_with_missing_or_default_secret_outside_dev_mode(tmp_path: Path, secret: str | None) -> None:
-    auth = {"jwt_secret": secret} if secret else {}
+    auth = {"jwt_secret": secret}  # None: no secret at all
     settings = make_settings(tmp_path, {"database_url": "postgresql://127.0.0.1/none", "auth": auth})
     with pytest.raises(ConfigError, match="jwt_secret"):
         create_app(settings)
