@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,8 +78,8 @@ MESSAGES = [
 class Surface:
     name: str
     path: str
-    body: dict[str, object]
-    reply: dict[str, object]
+    body: Mapping[str, object]
+    reply: Mapping[str, object]
     auth: str  # header line for wrk's Lua script
 
 

@@ -45,8 +45,55 @@ class Variant:
     baseline: str | None = None
 
 
+def _three_deployments(up: Upstreams) -> dict[str, Any]:
+    """The chat model served by three deployments of the same upstream, routed least-busy."""
+    providers = [
+        {"name": f"{CHAT_PROVIDER}-{i}", "kind": "openai", "base_url": up.chat, "api_key": "sk-bench-upstream"}
+        for i in range(3)
+    ]
+    return {
+        "providers": [
+            *providers,
+            {"name": STREAM_PROVIDER, "kind": "openai", "base_url": up.stream, "api_key": "sk-bench-upstream"},
+        ],
+        "models": [
+            {
+                "name": payloads.MODEL,
+                "routing": {"strategy": "least_busy"},
+                "deployments": [{"provider": p["name"]} for p in providers],
+            },
+            {"name": payloads.STREAM_MODEL, "deployments": [{"provider": STREAM_PROVIDER}]},
+        ],
+    }
+
+
+_QUIET = {"observability": {"metrics": False, "response_headers": False}, "logging": {"access_log": False}}
+_OBSERVED = {
+    "observability": {"metrics": True, "response_headers": True},
+    "logging": {"access_log": True, "level": "info"},
+}
+
+
 VARIANTS: list[Variant] = [
     Variant("sluice", "master key, defaults otherwise"),
+    Variant(
+        "sluice-3dep",
+        "the model on 3 deployments, least-busy routing (router cost vs one deployment)",
+        config=_three_deployments,
+        baseline="sluice",
+    ),
+    Variant(
+        "sluice-cache",
+        "response cache on for every model: after the first request every answer is a cache hit",
+        config=lambda _up: {"cache": {"default": True}},
+    ),
+    Variant("sluice-quiet", "metrics, timing headers and the access log off", config=lambda _up: _QUIET),
+    Variant(
+        "sluice-observed",
+        "metrics, timing headers and the access log on (vs sluice-quiet)",
+        config=lambda _up: _OBSERVED,
+        baseline="sluice-quiet",
+    ),
     Variant(
         "sluice-vkey",
         "virtual key from `sluice keys create` (hash → in-process key cache)",
