@@ -16,7 +16,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from sluice.admin import routes_access, routes_auth, routes_keys, routes_models, routes_usage, routes_users
+from sluice.admin import (
+    routes_access,
+    routes_auth,
+    routes_keys,
+    routes_models,
+    routes_queues,
+    routes_usage,
+    routes_users,
+)
 from sluice.admin.schemas import ErrorBody
 from sluice.errors import SluiceError
 
@@ -45,6 +53,7 @@ ROUTERS = (
     routes_access.router,
     routes_usage.router,
     routes_models.router,
+    routes_queues.router,
 )
 
 

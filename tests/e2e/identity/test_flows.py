@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -133,3 +135,25 @@ def test_login_failures_are_throttled_and_alike(server: SluiceServer, api: Api) 
     throttled = api.post("/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
     time.sleep(0)  # the window is minutes long: the right password does not bypass it either
+
+
+def test_queue_snapshot_by_role(tmp_path: Path) -> None:
+    from tests.e2e.identity.conftest import identity_settings, make_user
+
+    capped = {"models": [{"name": "capped", "deployments": [{"provider": "mock", "capacity": 2}]}]}
+    with SluiceServer(identity_settings(tmp_path, **capped)) as server:
+        api = Api(server.url)
+        admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+        headers = {"authorization": f"Bearer {admin}"}
+        body = {"model": "capped", "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{server.url}/v1/chat/completions", headers=headers, json=body).status_code == 200
+        snapshot = api.get("/queues", admin)
+        assert snapshot.status_code == 200
+        state = snapshot.json()
+        assert {c["name"] for c in state["classes"]} >= {"interactive", "standard", "batch"}
+        assert "capped" in json.dumps(state["deployments"])
+        owner = make_user(api, admin, "queue-owner@example.com", role="owner")
+        assert api.get("/queues", owner).status_code == 200
+        member = make_user(api, admin, "queue-member@example.com", role="member")
+        assert api.get("/queues", member).status_code == 403
+        api.close()
