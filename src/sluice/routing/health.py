@@ -1,7 +1,9 @@
 """Active health checks: a cheap periodic probe per provider that takes its deployments out of rotation and back.
 
 Each provider kind probes the way it is cheapest: OpenAI-compatible and Anthropic upstreams list their models,
-Ollama answers ``/api/version``, the mock always passes. After ``health.failures_to_unhealthy`` consecutive failed
+Ollama answers ``/api/version``, the mock always passes. A probe fails on no connection, a timeout, a 5xx or a
+refusal of the gateway's credentials (401/403); an upstream that answers but has no model list (404) is reachable,
+so it passes. After ``health.failures_to_unhealthy`` consecutive failed
 probes every deployment of that provider is marked unhealthy (the router skips it, the readiness check and the
 ``sluice_deployment_healthy`` gauge show it); the first passing probe puts them back. Passive failures are the
 circuit breaker's business; the two are independent.
@@ -15,7 +17,7 @@ from collections.abc import Callable
 import structlog
 
 from sluice.config import HealthConfig
-from sluice.errors import SluiceError
+from sluice.errors import SluiceError, UpstreamRejected
 from sluice.providers.base import Provider
 from sluice.routing.catalog import Deployment, ModelCatalog
 from sluice.routing.router import Router
@@ -58,6 +60,8 @@ class HealthChecker:
                 await provider.health()
         except TimeoutError:
             return f"no answer within {self.config.timeout_seconds:g} s"
+        except UpstreamRejected:
+            return None  # it answered, just not this endpoint (a server without a model list): reachable
         except SluiceError as exc:
             return exc.message
         except OSError as exc:
