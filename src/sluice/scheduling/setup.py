@@ -6,12 +6,24 @@ from redis.asyncio import Redis
 
 from sluice.config import Settings
 from sluice.observability.metrics import Metrics
+from sluice.scheduling.backend import SchedulerBackend
+from sluice.scheduling.local import LocalBackend
+from sluice.scheduling.ordering import Policy
+from sluice.scheduling.redis import RedisBackend
 from sluice.scheduling.service import Scheduler
 
 
 def build_scheduler(settings: Settings, redis: Redis | None, metrics: Metrics | None = None) -> Scheduler:
     config = settings.scheduling
-    scheduler = Scheduler.local(config, metrics)
+    policy = Policy.from_config(config)
+    backend: SchedulerBackend
+    if config.backend == "redis":
+        if redis is None:
+            raise ValueError("scheduling.backend is 'redis' but redis_url is not set")
+        backend = RedisBackend(redis, policy, prefix=config.prefix, lease=config.lease_seconds)
+    else:
+        backend = LocalBackend(policy)
+    scheduler = Scheduler(config, backend, metrics)
     if metrics is not None:
         metrics.on_scrape(scheduler.update_depth_gauges)
     return scheduler
