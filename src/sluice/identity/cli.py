@@ -40,7 +40,7 @@ def _fail(exc: SluiceError | ValueError) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _notify(settings: Settings, kind: str, ident: str | None = None) -> None:
+def notify(settings: Settings, kind: str, ident: str | None = None) -> None:
     url = settings.redis_url.get_secret_value() if settings.redis_url else None
     if asyncio.run(notify_replicas(url, kind, ident)):
         out.print("Running gateways were notified.")
@@ -130,7 +130,7 @@ def keys_revoke(
     except SluiceError as exc:
         raise _fail(exc) from None
     out.print(f"Revoked key {key.id} ({key.prefix}…).")
-    _notify(settings, "key", key.key_hash)
+    notify(settings, "key", key.key_hash)
 
 
 # --- admin: users, workspaces, settings -------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def _set_user_status(ident: str, status: str, action: str, config: ConfigOpt, da
     except SluiceError as exc:
         raise _fail(exc) from None
     out.print(f"User {user.email} is now {status}.", markup=False)
-    _notify(settings, "user", user.id)
+    notify(settings, "user", user.id)
 
 
 @admin_cli.command("approve")

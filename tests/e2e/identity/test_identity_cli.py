@@ -50,9 +50,20 @@ def test_identity_commands_then_http(tmp_path: Path) -> None:
         assert {e["actor"] for e in api.get("/audit", root).json() if e["action"] == "key.create"} == {"cli"}
         api.close()
 
+    assert run(["admin", "workspace-create", "lab", *base]).returncode == 0
+    rule = run(["admin", "ip-rule-add", "10.9.0.0/16", "--note", "vpn", *base])
+    assert rule.returncode == 0, rule.stderr
+    assert "10.9.0.0/16" in run(["admin", "ip-rules", *base]).stdout
+    assert run(["admin", "ip-rule-add", "not-a-network", *base]).returncode == 2
+    rule_id = re.search(r"Added IP rule (\S+)", rule.stdout)
+    assert rule_id is not None
+    assert run(["admin", "ip-rule-remove", rule_id.group(1), *base]).returncode == 0
+    assert run(["admin", "member-set", "default", "dana@example.com", "owner", *base]).returncode == 0
+    assert run(["admin", "member-set", "nowhere", "dana@example.com", "owner", *base]).returncode == 1
     assert run(["admin", "disable", "dana@example.com", *base]).returncode == 0
     users = run(["admin", "users", "--status", "disabled", *base])
     assert "dana@example.com" in users.stdout
+    assert run(["admin", "member-remove", "default", "dana@example.com", *base]).returncode == 0
     revoked = run(["keys", "revoke", secret.group(0)[:12], *base])
     assert revoked.returncode == 0, revoked.stderr
     with SluiceServer(settings) as server:
