@@ -72,9 +72,9 @@ class SlotBook:
 
     # --- waiting ------------------------------------------------------------------------------------------------
 
-    def admit(self, ticket: Ticket, now: float) -> Admission:
-        """Run the request now if it can, else put it in line unless its class's line is full."""
-        if self.has_room():
+    def admit(self, ticket: Ticket, now: float, start: bool = True) -> Admission:
+        """Run the request now if it can (and ``start``), else put it in line unless its class's line is full."""
+        if start and self.has_room():
             self.start(ticket.id, ticket.tenant, now)
             return Admission(Outcome.GRANTED)
         rule = ticket.rule

@@ -9,6 +9,7 @@ from sluice.observability.metrics import Metrics
 from sluice.scheduling.backend import SchedulerBackend
 from sluice.scheduling.local import LocalBackend
 from sluice.scheduling.ordering import Policy
+from sluice.scheduling.rabbitmq import RabbitBackend
 from sluice.scheduling.redis import RedisBackend
 from sluice.scheduling.service import Scheduler
 
@@ -21,6 +22,11 @@ def build_scheduler(settings: Settings, redis: Redis | None, metrics: Metrics | 
         if redis is None:
             raise ValueError("scheduling.backend is 'redis' but redis_url is not set")
         backend = RedisBackend(redis, policy, prefix=config.prefix, lease=config.lease_seconds)
+    elif config.backend == "rabbitmq":
+        if config.rabbitmq_url is None:
+            raise ValueError("scheduling.backend is 'rabbitmq' but scheduling.rabbitmq_url is not set")
+        url = config.rabbitmq_url.get_secret_value()
+        backend = RabbitBackend(url, policy, prefix=config.prefix.replace(":", "."), lease=config.lease_seconds)
     else:
         backend = LocalBackend(policy)
     scheduler = Scheduler(config, backend, metrics)

@@ -23,10 +23,11 @@ from sluice.scheduling.backend import Request, SchedulerBackend, Slot
 from sluice.scheduling.book import SlotBook
 from sluice.scheduling.local import LocalBackend
 from sluice.scheduling.ordering import Policy, Ticket
+from sluice.scheduling.rabbitmq import RabbitBackend
 from sluice.scheduling.redis import RedisBackend
-from tests.support.services import REDIS_URL, require_redis
+from tests.support.services import RABBITMQ_URL, REDIS_URL, require_rabbitmq, require_redis
 
-BACKENDS = ["local", "redis"]
+BACKENDS = ["local", "redis", "rabbitmq"]
 LEASE = 4.0
 DEFAULT = Policy.from_config(SchedulingConfig())
 
@@ -46,10 +47,12 @@ class Cluster:
             if self.replicas:
                 return self.replicas[0]
             backend = LocalBackend(policy)
-        else:
+        elif self.kind == "redis":
             client = Redis.from_url(REDIS_URL)
             self.clients.append(client)
             backend = RedisBackend(client, policy, prefix=self.prefix, lease=LEASE)
+        else:
+            backend = RabbitBackend(RABBITMQ_URL, policy, prefix=self.prefix, lease=LEASE)
         await backend.start()
         self.replicas.append(backend)
         return backend
@@ -66,13 +69,19 @@ class Cluster:
 
 @pytest.fixture(params=BACKENDS)
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
-    if request.param == "redis":
-        require_redis()
+    require_service(request.param)
     found = Cluster(request.param)
     try:
         yield found
     finally:
         await found.close()
+
+
+def require_service(kind: str) -> None:
+    if kind == "redis":
+        require_redis()
+    elif kind == "rabbitmq":
+        require_rabbitmq()
 
 
 def req(tenant: str = "t", cls: str = "standard", capacity: int = 1, policy: Policy = DEFAULT, **kw: Any) -> Request:
@@ -359,6 +368,5 @@ async def backend_order(kind: str, waiters: list[tuple[str, str, int]]) -> list[
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(waiters=WAITERS)
 def test_the_grant_order_is_the_in_process_books(kind: str, waiters: list[tuple[str, str, int]]) -> None:
-    if kind == "redis":
-        require_redis()
+    require_service(kind)
     assert asyncio.run(backend_order(kind, waiters)) == book_order(waiters)
