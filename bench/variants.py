@@ -67,6 +67,8 @@ def _three_deployments(up: Upstreams) -> dict[str, Any]:
     }
 
 
+_LIMITS = {"defaults": {"key": {"rpm": 100_000_000, "tpm": 1_000_000_000_000, "budget": 1_000_000_000.0}}}
+
 _QUIET = {"observability": {"metrics": False, "response_headers": False}, "logging": {"access_log": False}}
 _OBSERVED = {
     "observability": {"metrics": True, "response_headers": True},
@@ -86,6 +88,20 @@ VARIANTS: list[Variant] = [
         "sluice-cache",
         "response cache on for every model: after the first request every answer is a cache hit",
         config=lambda _up: {"cache": {"default": True}},
+    ),
+    Variant(
+        "sluice-limits",
+        "virtual key with rpm, tpm and a budget (in-process limits), usage records on",
+        key="virtual",
+        config=lambda _up: {"limits": _LIMITS},
+        baseline="sluice-vkey",
+    ),
+    Variant(
+        "sluice-limits-redis",
+        "the same limits kept in Redis (127.0.0.1:6379), shared by all replicas",
+        key="virtual",
+        config=lambda _up: {"redis_url": "redis://127.0.0.1:6379/0", "limits": {**_LIMITS, "backend": "redis"}},
+        baseline="sluice-vkey",
     ),
     Variant("sluice-quiet", "metrics, timing headers and the access log off", config=lambda _up: _QUIET),
     Variant(
