@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ from sluice.identity.key_service import NewKey, create_key
 from sluice.limits.policy import Limits
 from sluice.limits.repository import LimitRepository
 from sluice.limits.setup import load_policies
-from tests.fakes import FakeOpenAI, Fault
+from tests.fakes import FakeOpenAI, Fault, Reply
 from tests.support.server import SluiceServer, make_settings
 
 METRICS_TOKEN = "metrics-token-for-tests"
@@ -127,3 +128,42 @@ def test_health_endpoints(gateway: SluiceServer) -> None:
     assert httpx.get(f"{gateway.url}/health/live").json() == {"status": "ok"}
     ready = httpx.get(f"{gateway.url}/health/ready")
     assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+
+
+def test_cache_hits_and_queued_requests_are_counted(tmp_path: Path) -> None:
+    with FakeOpenAI(reply=Reply(delay=0.3)) as upstream:
+        config = {
+            "providers": [{"name": "up", "kind": "openai", "base_url": upstream.base_url}],
+            "models": [
+                {"name": "cached", "cache": True, "deployments": [{"provider": "up"}]},
+                {"name": "narrow", "deployments": [{"provider": "up", "capacity": 1}]},
+            ],
+            "observability": {"metrics_token": METRICS_TOKEN},
+        }
+        with SluiceServer(make_settings(tmp_path, config)) as server:
+            before = scrape(server)
+            with server.client(server.master_key) as http:
+                assert http.post("/v1/chat/completions", json=chat("cached")).status_code == 200
+                hit = http.post("/v1/chat/completions", json=chat("cached"))
+                assert hit.status_code == 200 and hit.headers["x-sluice-cache"] == "hit"
+
+            def one() -> int:
+                with server.client(server.master_key) as client:
+                    return client.post("/v1/chat/completions", json=chat("narrow")).status_code
+
+            with ThreadPoolExecutor(2) as pool:
+                assert list(pool.map(lambda _: one(), range(2))) == [200, 200]
+            after = scrape(server)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("sluice_cache_requests_total", result="miss") == 1
+    assert delta("sluice_cache_requests_total", result="hit") == 1
+    assert delta("sluice_requests_total", model="cached", status_class="2xx") == 2
+    assert delta("sluice_requests_total", model="cached", deployment="cache") == 1
+    assert upstream.attempts == 3  # the hit never reached the upstream
+    waits = delta("sluice_queue_wait_seconds_count")
+    assert waits == 2  # both requests to the capacity-1 deployment went through the scheduler
+    slow = delta("sluice_queue_wait_seconds_count") - delta("sluice_queue_wait_seconds_bucket", le="0.05")
+    assert slow == 1  # one of them waited for the other's slot (about 0.3 s)

@@ -162,8 +162,9 @@ class Metrics:
 
     def observe(self, call: Call, now: float) -> None:
         """Record one finished call (called once per call from Gateway.finish)."""
-        model = call.model if call.deployment is not None and call.model else "unknown"
-        deployment = call.deployment.id if call.deployment is not None else "none"
+        served = call.deployment is not None or call.cache_hit  # a model we know, not one a client made up
+        model = call.model if served and call.model else "unknown"
+        deployment = call.deployment.id if call.deployment is not None else ("cache" if call.cache_hit else "none")
         status = 499 if call.cancelled else call.status
         error = call.error.kind if call.error is not None else ("cancelled" if call.cancelled else "")
         key = (call.surface, call.endpoint, model, deployment, status, error)
