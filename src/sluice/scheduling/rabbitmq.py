@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -43,6 +44,7 @@ log = structlog.get_logger("sluice.scheduling")
 QUEUE_EXPIRES_MS = 3_600_000  # queues nobody has used for an hour go away (a deployment removed from the config)
 URGENT, ROUTINE = 2, 1  # control message priorities
 PEEK_TIMEOUT = 2.0
+MAX_NAME_PART = 160
 
 
 @dataclass
@@ -160,6 +162,8 @@ class RabbitBackend:
     # --- topology ---------------------------------------------------------------------------------------------------
 
     def _queue(self, deployment: str, part: str) -> str:
+        if len(deployment.encode()) > MAX_NAME_PART:  # queue names are at most 255 bytes
+            deployment = hashlib.sha256(deployment.encode()).hexdigest()
         return f"{self.prefix}.{deployment}.{part}"
 
     async def _link(self, deployment: str) -> Link:
@@ -372,10 +376,17 @@ class RabbitBackend:
 
     async def _tick_forever(self, link: Link) -> None:
         assert link.dispatcher is not None
+        dispatcher = link.dispatcher
         while True:
-            # Short pauses while a takeover holds grants back, so they resume as soon as it is over.
-            await asyncio.sleep(0.02 if link.dispatcher.recovering(time.time()) else min(1.0, self.lease / 4))
-            link.dispatcher.tick()
+            now = time.time()
+            pause = min(1.0, self.lease / 4)
+            expiry = dispatcher.next_expiry()
+            if expiry is not None:
+                pause = min(pause, max(0.0, expiry - now) + 0.005)  # free a dead replica's slot on the dot
+            if dispatcher.recovering(now):
+                pause = 0.02  # grants resume as soon as a takeover is over
+            await asyncio.sleep(pause)
+            dispatcher.tick()
 
     # --- what callers are told ----------------------------------------------------------------------------------------
 

@@ -223,6 +223,10 @@ class Dispatcher:
                     del notes[ticket_id]
         self.grant()
 
+    def next_expiry(self) -> float | None:
+        """When the earliest lease runs out (the next moment :meth:`tick` may free a slot)."""
+        return min(self.leases.values(), default=None)
+
     # --- bookkeeping --------------------------------------------------------------------------------------------
 
     def _reply(self, ticket_id: str, kind: str, **fields: Any) -> Reply:
