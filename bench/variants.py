@@ -103,6 +103,13 @@ VARIANTS: list[Variant] = [
         config=lambda _up: {"redis_url": "redis://127.0.0.1:6379/0", "limits": {**_LIMITS, "backend": "redis"}},
         baseline="sluice-vkey",
     ),
+    Variant("sluice-ui-off", "the web UI not mounted (SLUICE_UI=0)", env={"SLUICE_UI": "0"}),
+    Variant(
+        "sluice-with-ui",
+        "the web UI mounted, as by default (vs sluice-ui-off)",
+        env={"SLUICE_UI": "1"},
+        baseline="sluice-ui-off",
+    ),
     Variant("sluice-quiet", "metrics, timing headers and the access log off", config=lambda _up: _QUIET),
     Variant(
         "sluice-observed",

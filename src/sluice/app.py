@@ -35,6 +35,10 @@ def create_app(settings: Settings) -> SluiceApp:
     api.state.services = services
     api.include_router(health_router)
     install_admin_api(api)
+    if settings.ui:
+        from sluice.web import install_ui
+
+        install_ui(api, services)
     app = SluiceApp(
         services.gateway,
         routes={**openai_routes.ROUTES, **anthropic_routes.ROUTES, **ollama_routes.ROUTES},

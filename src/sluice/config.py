@@ -309,6 +309,7 @@ class Settings(Strict):
     redis_url: SecretStr | None = None  # shared state across replicas (limits, queue, cache, invalidation)
     dev_mode: bool = False
     builtin_mock: bool = True  # expose the mock provider as model "mock-1"
+    ui: bool = True  # the web UI at /ui (chat and admin panel)
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     key_cache: KeyCacheConfig = Field(default_factory=KeyCacheConfig)
@@ -426,6 +427,7 @@ _ENV_SHORTCUTS = {
     "SLUICE_LOG_FORMAT": ["logging", "format"],
     "SLUICE_MAX_BODY_BYTES": ["server", "max_body_bytes"],
     "SLUICE_BUILTIN_MOCK": ["builtin_mock"],
+    "SLUICE_UI": ["ui"],
     "SLUICE_JWT_SECRET": ["auth", "jwt_secret"],
     "SLUICE_REGISTRATION": ["auth", "registration"],
     "SLUICE_ADMIN_EMAIL": ["auth", "admin_email"],

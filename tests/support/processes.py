@@ -49,6 +49,7 @@ class SluiceProcess:
         self.log_path = directory / f"{name}.log"
         tree = {"master_key": MASTER_KEY, "logging": {"level": "warning", "access_log": False}, **config}
         tree["auth"] = {"jwt_secret": JWT_SECRET, **tree.get("auth", {})}
+        tree.setdefault("ui", False)
         directory.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(tree), encoding="utf-8")
         self.proc: subprocess.Popen[bytes] | None = None

@@ -36,6 +36,7 @@ def make_settings(data_dir: Path, config: dict[str, Any] | None = None, **overri
         **(config or {}),
     }
     tree["auth"] = {"jwt_secret": JWT_SECRET, **tree.get("auth", {})}
+    tree.setdefault("ui", False)  # NiceGUI is one per process: UI tests run their own `sluice serve`
     path = data_dir / "sluice.yaml"
     data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(tree), encoding="utf-8")

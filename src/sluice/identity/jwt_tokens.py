@@ -78,6 +78,7 @@ def resolve_secret(config: AuthConfig, data_dir: Path, dev_mode: bool) -> str:
 class TokenCodec:
     def __init__(self, secret: str, config: AuthConfig, clock: Any = time.time) -> None:
         self._secret = secret
+        self.secret = secret  # also keys other signatures derived from it (the UI's session cookie)
         self._config = config
         self._clock = clock
 

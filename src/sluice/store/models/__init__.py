@@ -5,6 +5,7 @@ models and the migrations agree. Import models from here, so that every table is
 """
 
 from sluice.store.models.base import NAMING, Base
+from sluice.store.models.chat import ChatMessage, Conversation
 from sluice.store.models.identity import (
     DEFAULT_WORKSPACE_ID,
     ApiKey,
@@ -26,6 +27,8 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "Base",
+    "ChatMessage",
+    "Conversation",
     "GatewaySetting",
     "IpRule",
     "LimitPolicy",

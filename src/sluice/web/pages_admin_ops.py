@@ -1,0 +1,271 @@
+"""Admin pages for operations: overview, usage (with CSV export), limits and spend, queues, models, audit log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nicegui import ui
+
+from sluice.web.client import ADMIN, GatewayClient, error_of
+from sluice.web.layout import attempt, frame, show_error
+from sluice.web.pages_admin_access import table
+from sluice.web.session import require, role_at_least
+
+
+def series_chart(rows: list[dict[str, Any]], title: str) -> None:
+    days = [r["bucket"] for r in rows]
+    errors = [round(100 * r["errors"] / r["requests"], 2) if r["requests"] else 0 for r in rows]
+    ui.echart(
+        {
+            "title": {"text": title, "textStyle": {"fontSize": 14}},
+            "tooltip": {"trigger": "axis"},
+            "legend": {"bottom": 0},
+            "xAxis": {"type": "category", "data": days},
+            "yAxis": [{"type": "value"}, {"type": "value", "name": "%"}],
+            "series": [
+                {"name": "requests", "type": "bar", "data": [r["requests"] for r in rows]},
+                {"name": "tokens", "type": "line", "data": [r["prompt_tokens"] + r["completion_tokens"] for r in rows]},
+                {"name": "cost", "type": "line", "data": [r["cost_nanos"] / 1e9 for r in rows]},
+                {"name": "error rate", "type": "line", "yAxisIndex": 1, "data": errors},
+            ],
+        }
+    ).classes("w-full h-80")
+
+
+@ui.page("/admin")
+async def overview_page() -> None:
+    client = require("owner")
+    if client is None:
+        return
+    ui.page_title("Sluice · Overview")
+    frame("Overview")
+    totals = await attempt(lambda: client.admin("GET", "/usage")) or {}
+    with ui.row().classes("gap-4"):
+        for label, value in (
+            ("requests (30 days)", totals.get("requests", 0)),
+            ("errors", totals.get("errors", 0)),
+            ("tokens", totals.get("prompt_tokens", 0) + totals.get("completion_tokens", 0)),
+            ("cost", f"{totals.get('cost', 0):.4f}"),
+        ):
+            with ui.card():
+                ui.label(str(value)).classes("text-2xl font-bold")
+                ui.label(label).classes("text-sm text-gray-500")
+    series = await attempt(lambda: client.admin("GET", "/usage/series", params={"granularity": "day"})) or []
+    series_chart(series, "Requests, tokens, cost and error rate per day")
+    with ui.row().classes("w-full gap-4"):
+        for by in ("model", "user", "key"):
+            top = await attempt(_top(client, by)) or []
+            with ui.column().classes("grow"):
+                ui.label(f"Top {by}s by cost").classes("font-semibold")
+                table(top, ["id", "requests", "prompt_tokens", "completion_tokens", "cost_nanos"])
+    ui.label("Live queues").classes("text-xl mt-4")
+    await queues_panel(client)
+
+
+def _top(client: GatewayClient, by: str) -> Any:
+    async def call() -> Any:
+        return await client.admin("GET", "/usage/top", params={"by": by})
+
+    return call
+
+
+async def queues_panel(client: GatewayClient) -> None:
+    area = ui.column().classes("w-full")
+
+    async def refresh() -> None:
+        snapshot = await attempt(lambda: client.admin("GET", "/queues"))
+        area.clear()
+        with area:
+            if not snapshot:
+                return
+            rows = []
+            for deployment in snapshot.get("deployments", []):
+                row = {k: v for k, v in deployment.items() if not isinstance(v, (dict, list))}
+                row["waiting"] = (
+                    deployment.get("waiting")
+                    if not isinstance(deployment.get("waiting"), dict)
+                    else (", ".join(f"{k}: {v}" for k, v in deployment["waiting"].items()))
+                )
+                rows.append(row)
+            if rows:
+                table(rows, list(rows[0].keys()), key="deployment" if "deployment" in rows[0] else "id")
+            else:
+                ui.label("No deployment with a capacity limit has seen traffic yet.").classes("text-gray-500")
+
+    await refresh()
+    ui.timer(2.0, refresh)
+
+
+@ui.page("/admin/queues")
+async def queues_page() -> None:
+    client = require("owner")
+    if client is None:
+        return
+    ui.page_title("Sluice · Queues")
+    frame("Queues (live, refreshed every 2 s)")
+    await queues_panel(client)
+
+
+@ui.page("/admin/usage")
+async def usage_page() -> None:
+    client = require("viewer")
+    if client is None:
+        return
+    ui.page_title("Sluice · Usage")
+    frame("Usage")
+    today = datetime.now(UTC).date()
+    with ui.row().classes("items-end gap-3"):
+        start = ui.input("From (YYYY-MM-DD)", value=str(today - timedelta(days=29)))
+        end = ui.input("To (YYYY-MM-DD)", value=str(today))
+        workspace = ui.input("Workspace id") if role_at_least("admin") else None
+        user = ui.input("User id")
+        key = ui.input("Key id")
+        model = ui.input("Model")
+        group = ui.select(["model", "key", "user", "workspace"], value="model", label="Group by").classes("w-36")
+    area = ui.column().classes("w-full")
+
+    def params() -> dict[str, str]:
+        out = {"start": f"{start.value}T00:00:00Z", "end": f"{_next_day(end.value)}T00:00:00Z"}
+        for name, element in (("workspace_id", workspace), ("user_id", user), ("key_id", key), ("model", model)):
+            if element is not None and element.value:
+                out[name] = element.value.strip()
+        return out
+
+    async def show() -> None:
+        totals = await attempt(lambda: client.admin("GET", "/usage", params=params()))
+        rows = await attempt(
+            lambda: client.admin(
+                "GET", "/usage/series", params={**params(), "granularity": "day", "group_by": group.value}
+            )
+        )
+        area.clear()
+        if totals is None or rows is None:
+            return
+        with area:
+            ui.label(
+                f"{totals['requests']} requests, {totals['errors']} errors, "
+                f"{totals['prompt_tokens'] + totals['completion_tokens']} tokens, cost {totals['cost']:.6f}"
+            ).props("id=usage-totals")
+            series_chart(rows, f"Per day by {group.value}")
+            table(
+                rows,
+                ["bucket", "group", "requests", "errors", "prompt_tokens", "completion_tokens", "cost_nanos"],
+                key="bucket",
+            )
+
+    async def export() -> None:
+        response = await client.request("GET", f"{ADMIN}/usage/export.csv", params=params())
+        if response.status_code != 200:
+            show_error(error_of(response))
+            return
+        ui.download(response.content, "usage.csv", "text/csv")
+
+    with ui.row():
+        ui.button("Show", on_click=show).props("id=usage-show")
+        ui.button("Export CSV", icon="download", on_click=export).props("flat")
+    await show()
+
+
+def _next_day(value: str | None) -> str:
+    try:
+        return str(datetime.strptime((value or "").strip(), "%Y-%m-%d").date() + timedelta(days=1))
+    except ValueError:
+        return str(datetime.now(UTC).date() + timedelta(days=1))
+
+
+@ui.page("/admin/limits")
+async def limits_page() -> None:
+    client = require("owner")
+    if client is None:
+        return
+    ui.page_title("Sluice · Limits and budgets")
+    frame("Limits and budgets")
+    with ui.row().classes("items-end gap-3"):
+        scope = ui.select(["key", "user", "workspace"], value="key", label="Scope").classes("w-36")
+        ident = ui.input("Id")
+    area = ui.column()
+
+    async def load() -> None:
+        limits = await attempt(lambda: client.admin("GET", f"/limits/{scope.value}/{ident.value}"), {"id": ident})
+        spend = await attempt(lambda: client.admin("GET", f"/limits/{scope.value}/{ident.value}/spend"))
+        area.clear()
+        if limits is None:
+            return
+        with area:
+            if spend:
+                budget = spend["budget"]
+                ui.label(
+                    f"Spent {spend['spent']:.6f} this {spend['period']}"
+                    + (f" of {budget:g} ({spend['remaining']:.6f} left)" if budget is not None else "")
+                )
+            inputs = {name: ui.number(name, value=limits.get(name)) for name in ("rpm", "tpm", "concurrent", "budget")}
+            period = ui.select(["day", "week", "month"], value=limits.get("period", "month"), label="period")
+            if role_at_least("admin"):
+
+                async def save() -> None:
+                    body: dict[str, Any] = {
+                        k: (int(v.value) if k != "budget" else float(v.value))
+                        for k, v in inputs.items()
+                        if v.value not in (None, "")
+                    }
+                    body["period"] = period.value
+                    if await attempt(
+                        lambda: client.admin("PUT", f"/limits/{scope.value}/{ident.value}", json=body), inputs
+                    ):
+                        ui.notify("Limits saved.", type="positive")
+
+                ui.button("Save limits", on_click=save)
+
+    ui.button("Load", on_click=load)
+
+
+@ui.page("/admin/models")
+async def models_page() -> None:
+    client = require("admin")
+    if client is None:
+        return
+    ui.page_title("Sluice · Models")
+    frame("Models and deployments")
+    models = await attempt(lambda: client.admin("GET", "/models")) or []
+    rows = [
+        {
+            "model": m["name"],
+            "source": m["source"],
+            "deployment": d["id"],
+            "healthy": d["healthy"],
+            "circuit": d["circuit"],
+            "in_flight": d["in_flight"],
+            "last_error": d["last_error"] or "",
+        }
+        for m in models
+        for d in m["deployments"]
+    ]
+    table(rows, ["model", "source", "deployment", "healthy", "circuit", "in_flight", "last_error"], key="deployment")
+    ui.label(
+        "Models and providers are added and edited through PUT /admin/v1/models/{name} and "
+        "/admin/v1/providers/{name} (see docs/routing.md)."
+    ).classes("text-sm text-gray-500")
+
+
+@ui.page("/admin/audit")
+async def audit_page() -> None:
+    client = require("owner")
+    if client is None:
+        return
+    ui.page_title("Sluice · Audit log")
+    frame("Audit log")
+    action = ui.input("Action (e.g. key.create)")
+    area = ui.column().classes("w-full")
+
+    async def show() -> None:
+        params = {"limit": "200"}
+        if action.value:
+            params["action"] = action.value
+        events = await attempt(lambda: client.admin("GET", "/audit", params=params)) or []
+        area.clear()
+        with area:
+            table(events, ["at", "actor", "action", "target_type", "target_id", "workspace_id"])
+
+    ui.button("Filter", on_click=show)
+    await show()

@@ -1,0 +1,252 @@
+"""The chat page: models the user may use, streamed answers, Stop, regenerate, edit and resend, a system prompt
+per conversation, conversations kept per user, the place in line while waiting, usage per answer on hover."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from nicegui import background_tasks, ui
+
+from sluice.web.client import ApiError, GatewayClient
+from sluice.web.conversations import ConversationStore, Message
+from sluice.web.layout import attempt, confirm, frame
+from sluice.web.session import context, me, require
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def queue_text(entries: list[dict[str, Any]]) -> str:
+    """'3rd in line, about 12 s' for the first waiting request, or '' when nothing waits."""
+    if not entries:
+        return ""
+    first = entries[0]
+    seconds = max(1, round(float(first.get("estimated_wait_ms") or 0) / 1000))
+    return f"{ordinal(int(first['position']))} in line, about {seconds} s"
+
+
+def usage_text(usage: dict[str, Any] | None) -> str:
+    if not usage:
+        return ""
+    return f"{usage.get('prompt_tokens', 0)} tokens in, {usage.get('completion_tokens', 0)} tokens out"
+
+
+class ChatView:
+    def __init__(self, client: GatewayClient, store: ConversationStore, conversation_id: str) -> None:
+        self.client = client
+        self.store = store
+        self.conversation_id = conversation_id
+        self.history: list[Message] = []
+        self.task: asyncio.Task[None] | None = None
+        self.model: ui.select | None = None
+        self.system: ui.textarea | None = None
+        self.column: ui.column | None = None
+        self.status: ui.label | None = None
+        self.stop_button: ui.button | None = None
+        self.prompt: ui.textarea | None = None
+
+    def bubble(self, message: Message) -> ui.markdown:
+        assert self.column is not None
+        with self.column:
+            align = "self-end bg-blue-100 dark:bg-blue-900" if message.role == "user" else "self-start"
+            with ui.card().classes(f"max-w-3xl {align}").props(f"data-role={message.role}"):
+                text = ui.markdown(message.content, extras=["fenced-code-blocks", "tables"]).classes("answer")
+                if message.role == "assistant":
+                    with ui.row().classes("gap-1"):
+                        ui.button(icon="content_copy", on_click=lambda t=text: ui.clipboard.write(t.content)).props(
+                            "flat dense size=sm aria-label='Copy answer'"
+                        )
+                        info = ui.icon("info_outline").classes("text-gray-500")
+                        info.tooltip(usage_text(message.usage) or "no usage reported")
+        return text
+
+    def render(self) -> None:
+        assert self.column is not None
+        self.column.clear()
+        for message in self.history:
+            self.bubble(message)
+
+    def streaming(self, on: bool) -> None:
+        if self.stop_button is not None:
+            self.stop_button.set_visibility(on)
+
+    async def answer(self) -> None:
+        """Stream an answer to the history as it stands."""
+        assert self.model is not None and self.status is not None and self.system is not None
+        messages = [{"role": m.role, "content": m.content} for m in self.history]
+        if self.system.value:
+            messages.insert(0, {"role": "system", "content": self.system.value})
+        body = {"model": self.model.value, "messages": messages, "stream_options": {"include_usage": True}}
+        reply = Message("assistant", "")
+        text = self.bubble(reply)
+        self.status.set_text("Waiting for the model…")
+        assert self.column is not None
+        with self.column:  # a background task has no slot of its own
+            poller = ui.timer(1.0, self.poll_queue)
+        self.streaming(True)
+        try:
+            async for event in self.client.stream_chat(body):
+                if event.text:
+                    if poller.active:
+                        poller.deactivate()
+                        self.status.set_text("")
+                    reply.content += event.text
+                    text.set_content(reply.content)
+                if event.usage is not None:
+                    reply.usage = event.usage
+        except asyncio.CancelledError:
+            reply.content += "\n\n*(stopped)*"
+            text.set_content(reply.content)
+        except ApiError as exc:
+            reply.content = f"**Could not answer:** {exc.message}"
+            text.set_content(reply.content)
+        finally:
+            poller.deactivate()
+            self.status.set_text(usage_text(reply.usage))
+            self.streaming(False)
+            self.history.append(reply)
+            await self.store.append(self.conversation_id, reply)
+            self.task = None
+
+    async def poll_queue(self) -> None:
+        assert self.status is not None
+        with contextlib.suppress(ApiError):
+            waiting = await self.client.json("GET", "/v1/queue")
+            text = queue_text(waiting.get("data") or [])
+            if text:
+                self.status.set_text(text)
+
+    def start(self) -> None:
+        self.task = background_tasks.create(self.answer(), name="sluice-ui-answer")
+
+    async def send(self) -> None:
+        assert self.prompt is not None and self.model is not None
+        content = (self.prompt.value or "").strip()
+        if not content or self.task is not None:
+            return
+        if not self.model.value:
+            ui.notify("Pick a model first.", type="warning")
+            return
+        self.prompt.set_value("")
+        message = Message("user", content)
+        self.history.append(message)
+        await self.store.append(self.conversation_id, message)
+        self.bubble(message)
+        self.start()
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def regenerate(self) -> None:
+        if self.task is not None or not self.history or self.history[-1].role != "assistant":
+            return
+        self.history.pop()
+        await self.store.truncate(self.conversation_id, len(self.history))
+        self.render()
+        self.start()
+
+    async def edit_last(self) -> None:
+        """Put the last question back in the box, dropping it and its answer, to edit and resend."""
+        assert self.prompt is not None
+        if self.task is not None:
+            return
+        last_user = max((i for i, m in enumerate(self.history) if m.role == "user"), default=None)
+        if last_user is None:
+            return
+        self.prompt.set_value(self.history[last_user].content)
+        self.history = self.history[:last_user]
+        await self.store.truncate(self.conversation_id, last_user)
+        self.render()
+
+
+@ui.page("/chat")
+async def chat_page(c: str | None = None) -> None:
+    client = require()
+    if client is None:
+        return
+    ui.page_title("Sluice · Chat")
+    user_id = me().get("user_id")
+    if not user_id:
+        ui.navigate.to("/login")
+        return
+    store = ConversationStore(context().services.db, str(user_id))
+    models = await attempt(lambda: client.json("GET", "/v1/models"))
+    names = sorted(m["id"] for m in (models or {}).get("data", []))
+    conversation = await store.get(c) if c else None
+    if conversation is None:
+        existing = await store.all()
+        conversation = existing[0] if existing else await store.create(names[0] if names else None)
+    view = ChatView(client, store, conversation.id)
+    view.history = await store.messages(conversation.id)
+    frame("Chat")
+
+    with ui.left_drawer().classes("bg-slate-50 dark:bg-slate-900"):
+
+        async def new_chat() -> None:
+            fresh = await store.create(view.model.value if view.model else None)
+            ui.navigate.to(f"/chat?c={fresh.id}")
+
+        ui.button("New chat", icon="add", on_click=new_chat).classes("w-full").props("id=new-chat")
+        for item in await store.all():
+            with ui.row().classes("w-full items-center no-wrap"):
+                link = ui.link(item.title, f"/chat?c={item.id}").classes("grow truncate")
+                if item.id == conversation.id:
+                    link.classes("font-bold")
+
+                def rename(item_id: str = item.id, title: str = item.title) -> None:
+                    with ui.dialog() as dialog, ui.card():
+                        name = ui.input("Title", value=title).props("autofocus")
+
+                        async def save() -> None:
+                            await store.update(item_id, title=(name.value or "Untitled")[:200])
+                            dialog.close()
+                            ui.navigate.to(f"/chat?c={item_id}")
+
+                        ui.button("Save", on_click=save)
+                    dialog.open()
+
+                async def remove(item_id: str = item.id) -> None:
+                    await store.delete(item_id)
+                    ui.navigate.to("/chat")
+
+                ui.button(icon="edit", on_click=rename).props("flat dense size=sm aria-label='Rename'")
+                ui.button(
+                    icon="delete", on_click=lambda r=remove: confirm("Delete this conversation?", r, "Delete")
+                ).props("flat dense size=sm aria-label='Delete'")
+
+    with ui.column().classes("w-full max-w-4xl mx-auto gap-2"):
+        with ui.row().classes("w-full items-end gap-4"):
+            view.model = (
+                ui.select(
+                    names,
+                    value=conversation.model if conversation.model in names else (names[0] if names else None),
+                    label="Model",
+                )
+                .classes("w-64")
+                .props("id=model")
+            )
+            view.model.on_value_change(lambda e: store.update(conversation.id, model=e.value))
+            view.system = (
+                ui.textarea("System prompt", value=conversation.system_prompt).classes("grow").props("autogrow rows=1")
+            )
+            view.system.on("blur", lambda: store.update(conversation.id, system_prompt=view.system.value or ""))
+        view.column = ui.column().classes("w-full gap-2").props("id=messages")
+        view.render()
+        view.status = ui.label("").classes("text-sm text-gray-500").props("id=status")
+        view.prompt = (
+            ui.textarea("Message", placeholder="Ask anything (Ctrl+Enter sends)")
+            .classes("w-full")
+            .props("autogrow id=prompt")
+        )
+        view.prompt.on("keydown.ctrl.enter", view.send)
+        with ui.row():
+            ui.button("Send", icon="send", on_click=view.send).props("id=send")
+            view.stop_button = ui.button("Stop", icon="stop", on_click=view.stop).props("color=negative id=stop")
+            view.stop_button.set_visibility(False)
+            ui.button("Regenerate", icon="refresh", on_click=view.regenerate).props("flat id=regenerate")
+            ui.button("Edit last question", icon="edit", on_click=view.edit_last).props("flat id=edit-last")

@@ -1,0 +1,97 @@
+"""The signed-in browser: its tokens and identity in NiceGUI's server-side user storage (keyed by a signed,
+HTTP-only session cookie), and the :class:`GatewayClient` that acts for it."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from nicegui import app, ui
+
+from sluice.web.client import ADMIN, GatewayClient, Tokens, error_of
+
+ROLE_RANK = {"viewer": 1, "member": 2, "owner": 3, "admin": 4}
+
+
+@dataclass
+class Context:
+    """What the pages share in this process: the loopback base URL of the gateway and its database."""
+
+    base_url: str
+    services: Any
+    http: httpx.AsyncClient | None = None
+
+    def client_http(self) -> httpx.AsyncClient:
+        if self.http is None:
+            self.http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(30.0, read=600.0))
+        return self.http
+
+
+CONTEXT: Context | None = None
+
+
+def context() -> Context:
+    if CONTEXT is None:
+        raise RuntimeError("the web UI is not installed")
+    return CONTEXT
+
+
+def _store(tokens: Tokens | None) -> None:
+    if tokens is None:
+        app.storage.user.clear()
+    else:
+        app.storage.user.update(access=tokens.access, refresh=tokens.refresh)
+
+
+def gateway() -> GatewayClient | None:
+    """The signed-in user's client, or None."""
+    stored = app.storage.user
+    if "access" not in stored:
+        return None
+    return GatewayClient(context().client_http(), Tokens(stored["access"], stored["refresh"]), _store)
+
+
+def me() -> dict[str, Any]:
+    return dict(app.storage.user.get("me") or {})
+
+
+def role_at_least(role: str) -> bool:
+    return ROLE_RANK.get(str(me().get("role")), 0) >= ROLE_RANK[role]
+
+
+async def sign_in(email: str, password: str, workspace_id: str | None) -> None:
+    """Log in through the API (its throttling and answers apply); raises ApiError with its message."""
+    http = context().client_http()
+    body: dict[str, Any] = {"email": email, "password": password}
+    if workspace_id:
+        body["workspace_id"] = workspace_id
+    response = await http.post(f"{ADMIN}/auth/login", json=body)
+    if response.status_code != 200:
+        raise error_of(response)
+    tokens = response.json()
+    _store(Tokens(tokens["access_token"], tokens["refresh_token"]))
+    client = gateway()
+    assert client is not None
+    app.storage.user["me"] = await client.admin("GET", "/me")
+
+
+async def sign_out() -> None:
+    client = gateway()
+    if client is not None:
+        with contextlib.suppress(httpx.HTTPError):
+            await client.request("POST", f"{ADMIN}/auth/logout")
+    app.storage.user.clear()
+
+
+def require(role: str = "viewer") -> GatewayClient | None:
+    """The client for a page that needs ``role``; otherwise send the browser where it belongs."""
+    client = gateway()
+    if client is None:
+        ui.navigate.to("/login")
+        return None
+    if not role_at_least(role):
+        ui.navigate.to("/chat")
+        return None
+    return client

@@ -1,0 +1,231 @@
+"""The web UI in a real headless Chromium against a real `sluice serve` with the mock provider.
+
+An admin signs in and creates an invitation; a new user signs up with it and chats with a streamed answer (the text
+grows while it streams), presses Stop mid-answer (the gateway records the call as cancelled, status 499); the admin
+creates a key (shown once), and sees the chat's usage and the audit log. A member cannot open admin pages, and
+no token or key appears in any page's HTML except the one-time key display. Screenshots of each main page are saved
+under tests/artifacts/ui/.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.processes import SluiceProcess
+from tests.support.server import MASTER_KEY
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "ui"
+ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "admin-Password-0001"
+USER_EMAIL, USER_PASSWORD = "dana@example.com", "dana-Password-0001"
+WAIT = 20.0
+
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    if os.environ.get("SLUICE_REQUIRE_SERVICES") == "1":
+        raise RuntimeError("Chromium and chromedriver are required (apt-get install -y chromium chromium-driver)")
+    pytest.skip(
+        "Chromium / chromedriver not installed (apt-get install -y chromium chromium-driver)", allow_module_level=True
+    )
+
+from selenium import webdriver  # noqa: E402 - only when a browser exists
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceProcess]:
+    config = {
+        "ui": True,
+        "logging": {"level": "warning", "access_log": False},
+        "auth": {"admin_email": ADMIN_EMAIL, "admin_password": ADMIN_PASSWORD, "registration": "invite"},
+        "providers": [
+            {"name": "slow", "kind": "mock", "mock": {"latency_ms": 50, "tokens_per_second": 25, "reply_tokens": 400}}
+        ],
+        "models": [{"name": "slow-1", "deployments": [{"provider": "slow", "capacity": 2}]}],
+        "builtin_mock": False,
+    }
+    process = SluiceProcess(tmp_path_factory.mktemp("ui"), config).start()
+    yield process
+    process.stop()
+
+
+def new_browser() -> WebDriver:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    driver = new_browser()
+    yield driver
+    driver.quit()
+
+
+def until(predicate: Callable[[], Any], what: str, seconds: float = WAIT) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:
+            value = None
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def field(driver: WebDriver, label: str) -> WebElement:
+    return until(
+        lambda: driver.find_element(By.XPATH, f"//input[@aria-label='{label}'] | //textarea[@aria-label='{label}']"),
+        f"the field '{label}'",
+    )
+
+
+def click(driver: WebDriver, text: str) -> None:
+    button = until(
+        lambda: driver.find_element(By.XPATH, f"//button[.//span[normalize-space()='{text}']]"), f"the button '{text}'"
+    )
+    button.click()
+
+
+def shot(driver: WebDriver, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def sign_in(driver: WebDriver, base: str, email: str, password: str) -> None:
+    driver.get(f"{base}/ui/login")
+    field(driver, "Email").send_keys(email)
+    field(driver, "Password").send_keys(password)
+    click(driver, "Sign in")
+    until(lambda: driver.current_url.endswith("/ui/chat"), "the chat page after signing in")
+
+
+def no_secrets(driver: WebDriver, allowed: str | None = None) -> None:
+    html = driver.page_source
+    if allowed:
+        html = html.replace(allowed, "")
+    assert MASTER_KEY not in html
+    assert "eyJhbGciOi" not in html  # no JWT (access or refresh token) in the page
+    assert re.search(r"sk-sl-[A-Za-z0-9_-]{20,}", html) is None  # key prefixes only, never a whole key
+    assert "sl-inv-" not in html  # invitation tokens only in their one-time display
+
+
+def usage_rows(gateway: SluiceProcess) -> list[dict[str, str]]:
+    response = httpx.get(f"{gateway.url}/admin/v1/usage/export.csv", headers={"authorization": f"Bearer {MASTER_KEY}"})
+    assert response.status_code == 200
+    return list(csv.DictReader(io.StringIO(response.text)))
+
+
+def test_admin_invites_user_chats_streams_stops_and_admin_sees_usage(gateway: SluiceProcess) -> None:
+    base = gateway.url
+    admin = new_browser()
+    try:
+        sign_in(admin, base, ADMIN_EMAIL, ADMIN_PASSWORD)
+        shot(admin, "chat-admin")
+        admin.get(f"{base}/ui/admin/invites")
+        click(admin, "Create invitation")
+        token = until(lambda: admin.find_element(By.ID, "invite-token").text, "the invitation token")
+        assert token.startswith("sl-inv-")
+        shot(admin, "invites")
+        admin.get(f"{base}/ui/admin/invites")
+        until(lambda: "open" in admin.page_source, "the invitation list")
+        no_secrets(admin)  # the token was shown once, and is not in the list
+
+        user = new_browser()
+        try:
+            user.get(f"{base}/ui/register")
+            field(user, "Email").send_keys(USER_EMAIL)
+            field(user, "Password (8+ characters)").send_keys(USER_PASSWORD)
+            field(user, "Invitation token (optional)").send_keys(token)
+            click(user, "Create account")
+            until(lambda: user.current_url.endswith("/ui/login"), "the sign-in page after registering")
+            sign_in(user, base, USER_EMAIL, USER_PASSWORD)
+            no_secrets(user)
+
+            field(user, "Message").send_keys("Tell me a long story")
+            click(user, "Send")
+            answers = lambda: user.find_elements(By.CSS_SELECTOR, "[data-role=assistant] .answer")  # noqa: E731
+            first = until(
+                lambda: len(answers()) and len(answers()[-1].text) > 5 and answers()[-1].text,
+                "the answer to start streaming",
+            )
+            time.sleep(1.0)
+            later = answers()[-1].text
+            assert len(later) > len(first), "the answer should grow while it streams"
+            shot(user, "chat-streaming")
+            click(user, "Stop")
+            until(lambda: "(stopped)" in answers()[-1].text, "the answer to stop")
+            shot(user, "chat-stopped")
+            cancelled = until(
+                lambda: [r for r in usage_rows(gateway) if r["model"] == "slow-1" and r["status"] == "499"],
+                "the gateway's record of the cancelled call",
+            )
+            assert int(cancelled[0]["completion_tokens"]) > 0  # billed for what was generated
+
+            user.get(f"{base}/ui/admin/users")  # a member is sent back to the chat
+            until(lambda: user.current_url.endswith("/ui/chat"), "the member to be turned away from admin pages")
+            user.get(f"{base}/ui/admin/audit")
+            until(lambda: user.current_url.endswith("/ui/chat"), "the member to be turned away from the audit log")
+        finally:
+            user.quit()
+
+        admin.get(f"{base}/ui/admin/keys")
+        field(admin, "Name").send_keys("from the ui")
+        click(admin, "Create key")
+        secret = until(lambda: admin.find_element(By.ID, "new-key").text, "the one-time key display")
+        assert secret.startswith("sk-sl-")
+        shot(admin, "keys-created")
+        assert httpx.get(f"{base}/v1/models", headers={"authorization": f"Bearer {secret}"}).status_code == 200
+        admin.get(f"{base}/ui/admin/keys")
+        until(lambda: "from the ui" in admin.page_source, "the key list")
+        assert secret not in admin.page_source  # shown once only
+        no_secrets(admin)
+
+        admin.get(f"{base}/ui/admin/usage")
+        totals = until(lambda: admin.find_element(By.ID, "usage-totals").text, "the usage totals")
+        assert not totals.startswith("0 requests")
+        shot(admin, "usage")
+        admin.get(f"{base}/ui/admin/audit")
+        until(lambda: "key.create" in admin.page_source and "invite.create" in admin.page_source, "the audit log")
+        shot(admin, "audit")
+        for page in ("admin", "admin/users", "admin/ip-rules", "admin/limits", "admin/queues", "admin/models"):
+            admin.get(f"{base}/ui/{page}")
+            until(lambda: "Sign out" in admin.page_source, f"the page {page}")
+            time.sleep(0.3)
+            shot(admin, page.replace("/", "-"))
+            no_secrets(admin)
+    finally:
+        admin.quit()
+
+
+def test_wrong_password_shows_the_gateway_message(gateway: SluiceProcess, browser: WebDriver) -> None:
+    browser.get(f"{gateway.url}/ui/login")
+    field(browser, "Email").send_keys(ADMIN_EMAIL)
+    field(browser, "Password").send_keys("not-the-password")
+    click(browser, "Sign in")
+    until(lambda: "Invalid email or password." in browser.page_source, "the error message")
+    assert browser.current_url.endswith("/ui/login")
