@@ -55,7 +55,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceProcess]
         "providers": [
             {"name": "slow", "kind": "mock", "mock": {"latency_ms": 50, "tokens_per_second": 25, "reply_tokens": 400}}
         ],
-        "models": [{"name": "slow-1", "deployments": [{"provider": "slow", "capacity": 2}]}],
+        "models": [
+            {"name": "slow-1", "deployments": [{"provider": "slow", "capacity": 2}]},
+            {"name": "one-slot", "deployments": [{"provider": "slow", "capacity": 1}]},
+        ],
         "builtin_mock": False,
     }
     process = SluiceProcess(tmp_path_factory.mktemp("ui"), config).start()
@@ -229,3 +232,63 @@ def test_wrong_password_shows_the_gateway_message(gateway: SluiceProcess, browse
     click(browser, "Sign in")
     until(lambda: "Invalid email or password." in browser.page_source, "the error message")
     assert browser.current_url.endswith("/ui/login")
+
+
+def test_pending_page_queue_place_regenerate_edit_and_conversations(gateway: SluiceProcess, browser: WebDriver) -> None:
+    base = gateway.url
+    master = {"authorization": f"Bearer {MASTER_KEY}"}
+    assert httpx.put(f"{base}/admin/v1/settings", headers=master, json={"registration": "approval"}).status_code == 200
+    browser.get(f"{base}/ui/register")
+    field(browser, "Email").send_keys("pat@example.com")
+    field(browser, "Password (8+ characters)").send_keys("pat-Password-01")
+    click(browser, "Create account")
+    until(lambda: browser.current_url.endswith("/ui/pending"), "the waiting-for-approval page")
+    shot(browser, "pending")
+    users = httpx.get(f"{base}/admin/v1/users", headers=master, params={"status": "pending"}).json()
+    pat = next(u for u in users if u["email"] == "pat@example.com")
+    assert httpx.post(f"{base}/admin/v1/users/{pat['id']}/approve", headers=master).status_code == 200
+    sign_in(browser, base, "pat@example.com", "pat-Password-01")
+
+    # Someone else holds the only slot of "one-slot": Pat's question waits and the page says where it stands.
+    def occupy() -> None:
+        body = {"model": "one-slot", "messages": [{"role": "user", "content": "x"}], "max_tokens": 150}  # ~6 s
+        httpx.post(f"{base}/v1/chat/completions", headers=master, json=body, timeout=60)
+
+    import threading
+
+    holder = threading.Thread(target=occupy)
+    holder.start()
+    time.sleep(0.5)  # the holder has the slot
+    model = until(lambda: browser.find_element(By.ID, "model"), "the model picker")
+    model.click()
+    until(
+        lambda: browser.find_element(By.XPATH, "//div[@role='option']//span[normalize-space()='one-slot']"),
+        "the model list",
+    ).click()
+    time.sleep(0.5)
+    field(browser, "Message").send_keys("First question")
+    click(browser, "Send")
+    status = until(
+        lambda: "in line" in browser.find_element(By.ID, "status").text and browser.find_element(By.ID, "status").text,
+        "the place in line",
+    )
+    assert status.startswith("1st in line, about")
+    shot(browser, "chat-queued")
+    answers = lambda: browser.find_elements(By.CSS_SELECTOR, "[data-role=assistant] .answer")  # noqa: E731
+    click(browser, "Stop")
+    until(lambda: "(stopped)" in answers()[-1].text, "the waiting request to be stopped")
+    holder.join(timeout=60)
+
+    click(browser, "Regenerate")
+    until(lambda: len(answers()) == 1 and len(answers()[-1].text) > 20, "a regenerated answer", seconds=40)
+    click(browser, "Stop")
+    until(lambda: "(stopped)" in answers()[-1].text, "the regenerated answer to stop")
+    click(browser, "Edit last question")
+    until(lambda: field(browser, "Message").get_attribute("value") == "First question", "the question back in the box")
+    assert answers() == []
+
+    browser.get(f"{base}/ui/chat")
+    until(lambda: "First question" in browser.page_source, "the conversation titled by its question")
+    click(browser, "New chat")
+    until(lambda: len(browser.find_elements(By.XPATH, "//a[normalize-space()='New chat']")) == 1, "a new chat")
+    shot(browser, "chat-conversations")
