@@ -24,8 +24,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -37,7 +36,7 @@ from aio_pika.exceptions import AMQPError, DeliveryError
 from sluice.errors import Overloaded, QueueFull
 from sluice.scheduling.backend import Request, Slot, queue_full, queue_timeout
 from sluice.scheduling.ordering import Policy
-from sluice.scheduling.rabbitmq_dispatch import Ack, Action, Census, Dispatcher, Reply
+from sluice.scheduling.rabbitmq_link import Link
 
 log = structlog.get_logger("sluice.scheduling")
 
@@ -58,16 +57,12 @@ class Waiter:
         if data["k"] == "granted" and not self.granted.done():
             self.granted.set_result(None)
 
-
-@dataclass
-class Link:
-    """One deployment as this replica sees it: its queues are declared, and it is a dispatcher candidate."""
-
-    deployment: str
-    channel: AbstractChannel
-    dispatcher: Dispatcher | None = None
-    actions: asyncio.Queue[Action] = field(default_factory=asyncio.Queue)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    def fail(self, error: Exception) -> None:
+        """End the wait with ``error`` (on whichever answer is still awaited)."""
+        if not self.admitted.done():
+            self.admitted.set_exception(error)
+        elif not self.granted.done():
+            self.granted.set_exception(error)
 
 
 class RabbitBackend:
@@ -145,17 +140,12 @@ class RabbitBackend:
             log.warning("scheduler rabbitmq connection lost; reconnecting")
             self._channel = None
             self._drop_links()
-            for waiter in self._waiters.values():  # their answers may be lost with the reply queue: start again
-                if not waiter.admitted.done():
-                    waiter.admitted.set_exception(_unavailable())
-                if not waiter.granted.done():
-                    waiter.granted.set_exception(_unavailable())
+            for waiter in self._waiters.values():  # their answers may be lost with the reply queue
+                waiter.fail(_unavailable())
             await asyncio.sleep(0.2)
 
     def _drop_links(self) -> list[asyncio.Task[None]]:
-        tasks = [task for link in self._links.values() for task in link.tasks]
-        for task in tasks:
-            task.cancel()
+        tasks = [task for link in self._links.values() for task in link.stop()]
         self._links.clear()
         return tasks
 
@@ -190,8 +180,11 @@ class RabbitBackend:
             await self._channel.declare_queue(self._queue(deployment, "wait.aged"), arguments=_EXPIRES)
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             control = await channel.declare_queue(self._queue(deployment, "control"), arguments=_CONTROL)
-            link = Link(deployment, channel)
-            await control.consume(partial(self._on_control, link), no_ack=False)
+            names = [
+                self._queue(deployment, f"wait.{part}") for part in ["aged", *(r.name for r in self.policy.classes)]
+            ]
+            link = Link(deployment, channel, names, f"{self.prefix}.census", self.policy, self.lease)
+            await control.consume(link.on_control, no_ack=False)
             self._links[deployment] = link
         await self._tell(deployment, {"k": "renew", "held": []}, ROUTINE)  # wakes the dispatcher if there is none
         return link
@@ -312,81 +305,6 @@ class RabbitBackend:
             for deployment in list(self._links):
                 with contextlib.suppress(Overloaded):
                     await self._renew(deployment)
-
-    # --- the dispatcher role ------------------------------------------------------------------------------------------
-
-    async def _on_control(self, link: Link, message: AbstractIncomingMessage) -> None:
-        if link.dispatcher is None:
-            self._become_dispatcher(link)
-        assert link.dispatcher is not None
-        for action in link.dispatcher.on_control(orjson.loads(message.body)):
-            link.actions.put_nowait(action)
-        await message.ack()
-
-    def _become_dispatcher(self, link: Link) -> None:
-        deployment = link.deployment
-        log.info("dispatching", deployment=deployment)
-
-        def send(actions: list[Action]) -> None:
-            for action in actions:
-                link.actions.put_nowait(action)
-
-        link.dispatcher = Dispatcher(deployment, self.policy, self.lease, send)
-        link.tasks += [
-            asyncio.create_task(self._consume_tickets(link), name=f"sluice-sched-tickets-{deployment}"),
-            asyncio.create_task(self._send_forever(link), name=f"sluice-sched-send-{deployment}"),
-            asyncio.create_task(self._tick_forever(link), name=f"sluice-sched-tick-{deployment}"),
-        ]
-
-    async def _consume_tickets(self, link: Link) -> None:
-        assert link.dispatcher is not None
-        queues = []
-        for part in ["wait.aged", *(f"wait.{r.name}" for r in self.policy.classes)]:
-            queues.append(await link.channel.declare_queue(self._queue(link.deployment, part), passive=True))
-        link.dispatcher.expect({q.name: q.declaration_result.message_count or 0 for q in queues})
-        for queue in queues:
-            await queue.consume(partial(self._on_ticket, link), no_ack=False)
-
-    async def _on_ticket(self, link: Link, message: AbstractIncomingMessage) -> None:
-        assert link.dispatcher is not None
-        link.dispatcher.on_ticket(message)
-
-    async def _send_forever(self, link: Link) -> None:
-        """Perform the dispatcher's acknowledgements and replies, in the order it decided them."""
-        assert link.dispatcher is not None
-        while True:
-            action = await link.actions.get()
-            try:
-                if isinstance(action, Ack):
-                    await action.message.ack()
-                    continue
-                if isinstance(action, Census):
-                    census = await link.channel.get_exchange(f"{self.prefix}.census")
-                    await census.publish(aio_pika.Message(orjson.dumps({"k": "census", "d": link.deployment})), "")
-                    continue
-                if not action.queue:
-                    continue
-                body = {**action.body, "d": link.deployment}
-                await link.channel.default_exchange.publish(aio_pika.Message(orjson.dumps(body)), action.queue)
-            except DeliveryError:
-                if isinstance(action, Reply) and action.about is not None:
-                    link.dispatcher.owner_gone(action.about)  # its replica is gone, and its request with it
-            except (AMQPError, OSError) as exc:
-                log.warning("dispatcher could not send", deployment=link.deployment, error=type(exc).__name__)
-
-    async def _tick_forever(self, link: Link) -> None:
-        assert link.dispatcher is not None
-        dispatcher = link.dispatcher
-        while True:
-            now = time.time()
-            pause = min(1.0, self.lease / 4)
-            expiry = dispatcher.next_expiry()
-            if expiry is not None:
-                pause = min(pause, max(0.0, expiry - now) + 0.005)  # free a dead replica's slot on the dot
-            if dispatcher.recovering(now):
-                pause = 0.02  # grants resume as soon as a takeover is over
-            await asyncio.sleep(pause)
-            dispatcher.tick()
 
     # --- what callers are told ----------------------------------------------------------------------------------------
 
