@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -49,6 +49,7 @@ log = structlog.get_logger("sluice.services")
 
 LAST_USED_FLUSH_SECONDS = 15.0
 STORED_REFRESH_SECONDS = 15.0
+DB_LOOP_STOP_SECONDS = 5.0
 
 
 @dataclass
@@ -69,6 +70,8 @@ class Services:
     health: HealthChecker
     redis: Redis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _db_loops: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -158,8 +161,15 @@ class Services:
         await self.stored_models.reload()
         await discover_models(self.catalog)
         await self.gateway.scheduler.start()
-        self.tasks.append(asyncio.create_task(self._refresh_stored_forever(), name="sluice-refresh"))
-        self.tasks.append(asyncio.create_task(self._flush_last_used_forever(), name="sluice-key-last-used"))
+        self._stopping = asyncio.Event()
+        # Database loops end between iterations on stop (a query cancelled mid-flight would leave its SQLite
+        # worker thread answering a loop that is gone); the other tasks are simply cancelled.
+        self._db_loops = [
+            asyncio.create_task(self._every(STORED_REFRESH_SECONDS, self._refresh_stored), name="sluice-refresh"),
+            asyncio.create_task(
+                self._every(LAST_USED_FLUSH_SECONDS, self.keys.flush_last_used), name="sluice-key-last-used"
+            ),
+        ]
         if self.redis is not None:
             self.tasks.append(asyncio.create_task(self.invalidation.listen_forever(), name="sluice-invalidation"))
         if self.settings.health.interval_seconds > 0:
@@ -168,6 +178,11 @@ class Services:
         log.info("started", models=len(self.catalog.routes()), providers=sorted(self.providers))
 
     async def stop(self) -> None:
+        self._stopping.set()
+        if self._db_loops:
+            _done, late = await asyncio.wait(self._db_loops, timeout=DB_LOOP_STOP_SECONDS)
+            self.tasks.extend(late)
+            self._db_loops = []
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -187,22 +202,24 @@ class Services:
         await self.db.close()
         log.info("stopped")
 
-    async def _refresh_stored_forever(self) -> None:
-        """Limit policies and prices changed elsewhere (admin API on another replica, CLI) apply here in time."""
+    async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` every ``seconds`` until stop() (never interrupted mid-way)."""
         while True:
-            await asyncio.sleep(STORED_REFRESH_SECONDS)
             try:
-                await load_policies(self.limiter, self.db)
-                await self.accounting.reload_prices()
-                await self.invalidation.reload_rules()
-                await self.stored_models.reload()
-            except SQLAlchemyError as exc:
-                log.warning("could not refresh stored limits and prices", error=type(exc).__name__)
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+                return
+            except TimeoutError:
+                await work()
 
-    async def _flush_last_used_forever(self) -> None:
-        while True:
-            await asyncio.sleep(LAST_USED_FLUSH_SECONDS)
-            await self.keys.flush_last_used()
+    async def _refresh_stored(self) -> None:
+        """Limits, prices, IP rules and models changed elsewhere (another replica, the CLI) apply here in time."""
+        try:
+            await load_policies(self.limiter, self.db)
+            await self.accounting.reload_prices()
+            await self.invalidation.reload_rules()
+            await self.stored_models.reload()
+        except SQLAlchemyError as exc:
+            log.warning("could not refresh stored settings", error=type(exc).__name__)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from sluice.admin.schemas import (
     Me,
     MembershipOut,
     PasswordChange,
+    PasswordResetRequest,
     RefreshRequest,
     Registered,
     RegisterRequest,
@@ -20,7 +21,7 @@ from sluice.admin.schemas import (
     UserOut,
 )
 from sluice.errors import AuthenticationFailed, InvalidRequest, RateLimited
-from sluice.identity.accounts import TokenPair, normalise_email, register
+from sluice.identity.accounts import TokenPair, normalise_email, register, use_reset
 from sluice.identity.audit import Actor
 from sluice.identity.jwt_tokens import TokenInvalid
 from sluice.identity.runtime_settings import registration_mode
@@ -108,6 +109,14 @@ def _access_claims(request: Request, services: Services):  # type: ignore[no-unt
         return services.accounts.codec.verify(token, "access")
     except TokenInvalid:
         raise AuthenticationFailed("This needs a user's access token.", code="user_token_required") from None
+
+
+@router.post("/auth/reset-password", status_code=204)
+async def reset_password(body: PasswordResetRequest, request: Request, services: Public) -> None:
+    """Set a new password with the single-use link an admin created (no sign-in needed)."""
+    async with services.db.session() as session:
+        user_id = await use_reset(session, body.token, body.new_password, Actor("self", request_id(request)))
+    await services.invalidation.publish("user", user_id)
 
 
 @router.post("/auth/logout", status_code=204)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sluice.admin.policy import Caller, check_grant, requires
-from sluice.admin.schemas import KeyCreate, KeyCreated, KeyOut
+from sluice.admin.schemas import KeyCreate, KeyCreated, KeyOut, KeyUpdate
 from sluice.errors import InvalidRequest, NotFound, PermissionDenied
 from sluice.identity.audit import audit
 from sluice.identity.keys import generate_key, hash_key, visible_prefix
@@ -166,6 +166,48 @@ async def create_key(body: KeyCreate, caller: Annotated[Caller, Depends(requires
 async def get_key(key_id: str, caller: Member) -> KeyOut:
     async with caller.services.db.session() as session:
         return key_out(await visible_key(session, caller, key_id))
+
+
+@router.patch("/keys/{key_id}", response_model=KeyOut)
+async def update_key(key_id: str, body: KeyUpdate, caller: Annotated[Caller, Depends(requires("member"))]) -> KeyOut:
+    """Rename a key or change its models, priority class or expiry, within the caller's own grants."""
+    fields = body.model_fields_set
+    check_grant(
+        caller.principal,
+        priority=body.priority if "priority" in fields else None,
+        models=body.allowed_models,
+        grants_models="allowed_models" in fields,
+    )
+    if "expires_at" in fields and body.expires_at is not None:
+        if body.expires_at.tzinfo is None:
+            raise InvalidRequest("expires_at needs a time zone (e.g. 2027-01-01T00:00:00Z).", param="expires_at")
+        if body.expires_at <= utcnow():
+            raise InvalidRequest("expires_at is in the past.", param="expires_at")
+    async with caller.services.db.session() as session:
+        key = await visible_key(session, caller, key_id)
+        if key.revoked_at is not None:
+            raise InvalidRequest("A revoked key cannot be changed.", code="key_revoked")
+        before = key_image(key)
+        if body.name is not None:
+            key.name = body.name
+        if "allowed_models" in fields:
+            key.allowed_models = body.allowed_models
+        if body.priority is not None:
+            key.priority = body.priority
+        if "expires_at" in fields:
+            key.expires_at = body.expires_at
+        audit(
+            session,
+            caller.actor,
+            "key.update",
+            "key",
+            key.id,
+            workspace_id=key.workspace_id,
+            before=before,
+            after=key_image(key),
+        )
+    await caller.services.invalidation.publish("key", key.key_hash)
+    return key_out(key)
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut)

@@ -19,6 +19,7 @@ from sluice.admin.routes_auth import user_out
 from sluice.admin.schemas import (
     MembershipOut,
     MembershipPut,
+    PasswordResetCreated,
     UserOut,
     UserUpdate,
     WorkspaceCreate,
@@ -26,7 +27,7 @@ from sluice.admin.schemas import (
     WorkspaceUpdate,
 )
 from sluice.errors import InvalidRequest, NotFound
-from sluice.identity.accounts import Conflict, user_image
+from sluice.identity.accounts import Conflict, create_reset, user_image
 from sluice.identity.audit import audit
 from sluice.store.models import DEFAULT_WORKSPACE_ID, Membership, RefreshToken, User, Workspace
 from sluice.store.types import utcnow
@@ -127,6 +128,15 @@ async def disable_user(user_id: str, caller: Admin) -> UserOut:
 @router.post("/users/{user_id}/enable", response_model=UserOut, tags=["users"])
 async def enable_user(user_id: str, caller: Admin) -> UserOut:
     return await _set_status(caller, user_id, "active", "user.enable")
+
+
+@router.post("/users/{user_id}/password-reset", status_code=201, response_model=PasswordResetCreated, tags=["users"])
+async def create_password_reset(user_id: str, caller: Admin) -> PasswordResetCreated:
+    """A single-use link (valid 24 h) the user opens to set a new password; shown once."""
+    async with caller.services.db.session() as session:
+        user = await visible_user(session, caller, user_id)
+        token, expires = await create_reset(session, user.id, caller.actor)
+    return PasswordResetCreated(token=token, ui_path=f"/ui/reset?token={token}", expires_at=expires)
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, tags=["users"])

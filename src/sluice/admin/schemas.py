@@ -86,6 +86,17 @@ class PasswordChange(Body):
     new_password: str = Field(max_length=1024)
 
 
+class PasswordResetRequest(Body):
+    token: str = Field(max_length=200)
+    new_password: str = Field(max_length=1024)
+
+
+class PasswordResetCreated(BaseModel):
+    token: str  # shown once: hand it (or the UI link) to the user
+    ui_path: str
+    expires_at: datetime
+
+
 class Tokens(BaseModel):
     access_token: str
     refresh_token: str
@@ -175,6 +186,15 @@ class KeyCreate(Body):
     user_id: str | None = Field(None, max_length=64)  # owners and admins create keys for others
     workspace_id: str | None = Field(None, max_length=64)  # admins only
     ip_allow: list[str] | None = Field(None, max_length=100)  # CIDRs this key may be used from
+
+
+class KeyUpdate(Body):
+    """Changes to an existing key; fields left out stay as they are (``null`` clears models or expiry)."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    allowed_models: ModelList = None
+    priority: Priority | None = None
+    expires_at: datetime | None = None
 
 
 class KeyOut(BaseModel):

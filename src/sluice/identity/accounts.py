@@ -20,7 +20,14 @@ from sluice.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from sluice.identity.audit import Actor, audit
 from sluice.identity.jwt_tokens import TokenClaims, TokenCodec, TokenInvalid
 from sluice.identity.passwords import hash_password, password_problem, verify_password
-from sluice.store.models import DEFAULT_WORKSPACE_ID, Membership, RefreshToken, RegistrationToken, User
+from sluice.store.models import (
+    DEFAULT_WORKSPACE_ID,
+    Membership,
+    PasswordReset,
+    RefreshToken,
+    RegistrationToken,
+    User,
+)
 from sluice.store.types import utcnow
 
 INVITE_PREFIX = "sl-inv-"
@@ -239,3 +246,49 @@ class Accounts:
 
 def invite_expiry(hours: float) -> datetime:
     return utcnow() + timedelta(hours=hours)
+
+
+RESET_PREFIX = "sl-reset-"
+RESET_TTL = timedelta(hours=24)
+
+
+async def create_reset(session: AsyncSession, user_id: str, actor: Actor) -> tuple[str, datetime]:
+    """A single-use password-reset token for ``user_id`` (valid 24 h); returns it and its expiry."""
+    token = RESET_PREFIX + secrets.token_urlsafe(24)
+    expires = utcnow() + RESET_TTL
+    session.add(
+        PasswordReset(token_hash=hash_invite(token), user_id=user_id, created_by=actor.name, expires_at=expires)
+    )
+    audit(session, actor, "user.password_reset_link", "user", user_id)
+    return token, expires
+
+
+async def use_reset(session: AsyncSession, token: str, new_password: str, actor: Actor) -> str:
+    """Set a new password with a reset token (once, before it expires); every session of the user ends."""
+    problem = password_problem(new_password)
+    if problem:
+        raise InvalidRequest(problem, param="new_password")
+    now = utcnow()
+    digest = hash_invite(token)
+    claimed = await session.execute(
+        update(PasswordReset)
+        .where(PasswordReset.token_hash == digest, PasswordReset.used_at.is_(None), PasswordReset.expires_at > now)
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        raise PermissionDenied("The reset link is invalid, expired or already used.", code="invalid_reset")
+    reset = (await session.execute(select(PasswordReset).where(PasswordReset.token_hash == digest))).scalar_one()
+    user = await session.get(User, reset.user_id)
+    if user is None:
+        raise PermissionDenied("The reset link is invalid, expired or already used.", code="invalid_reset")
+    user.password_hash = hash_password(new_password)
+    user.password_changed_at = now
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    audit(session, actor, "user.password_reset", "user", user.id)
+    return user.id

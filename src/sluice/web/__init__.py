@@ -37,9 +37,9 @@ def install_ui(api: FastAPI, services: Any) -> bool:
     os.environ.setdefault("NICEGUI_STORAGE_PATH", str(storage))
     from nicegui import ui
 
-    from sluice.web import pages_admin_access, pages_admin_ops, pages_auth, pages_chat, session
+    from sluice.web import pages_admin_access, pages_admin_models, pages_admin_ops, pages_auth, pages_chat, session
 
-    del pages_admin_access, pages_admin_ops, pages_auth, pages_chat  # imported for their @ui.page routes
+    del pages_admin_access, pages_admin_models, pages_admin_ops, pages_auth, pages_chat  # for their @ui.page routes
     session.CONTEXT = session.Context(self_url(settings.server.host, settings.server.port), services)
     # The session cookie is signed with a key derived from the JWT secret: stable across restarts and replicas.
     secret = hmac.new(services.accounts.codec.secret.encode(), b"sluice-ui-session", hashlib.sha256).hexdigest()

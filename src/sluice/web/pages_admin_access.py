@@ -55,6 +55,24 @@ async def users_page() -> None:
 
 def user_actions(client: GatewayClient, user: dict[str, Any], refresh: Any) -> None:
     uid = user["id"]
+
+    async def reset_link() -> None:
+        created = await attempt(lambda: client.admin("POST", f"/users/{uid}/password-reset"))
+        if not created:
+            return
+        path = created["ui_path"]
+        with ui.dialog() as dialog, ui.card():
+            ui.label(f"Send this link to {user['email']} (single use, valid 24 h, shown once):")
+            ui.label(path).classes("font-mono text-sm").props("id=reset-link")
+            ui.button(
+                "Copy link",
+                icon="content_copy",
+                on_click=lambda: ui.run_javascript(f"navigator.clipboard.writeText(window.location.origin + {path!r})"),
+            )
+            ui.button("Close", on_click=dialog.close).props("flat")
+        dialog.open()
+
+    ui.button("Reset password link", on_click=reset_link).props("dense flat")
     if user["status"] == "pending":
         ui.button("Approve", on_click=lambda: _then(client.admin("POST", f"/users/{uid}/approve"), refresh)).props(
             "dense color=positive"
@@ -126,6 +144,7 @@ async def keys_page() -> None:
                 ui.label(f"last used {key['last_used_at'] or 'never'}").classes("text-sm")
                 ui.label(f"expires {key['expires_at'] or 'never'}").classes("text-sm")
                 if role_at_least("member"):
+                    ui.button("Edit", on_click=lambda k=key: edit_key(client, k)).props("dense flat")
 
                     async def revoke(key_id: str = key["id"]) -> None:
                         if await attempt(lambda: client.admin("DELETE", f"/keys/{key_id}")) is not None:
@@ -137,6 +156,36 @@ async def keys_page() -> None:
                     ).props("dense flat color=negative")
     if role_at_least("member"):
         key_form(client)
+
+
+def edit_key(client: GatewayClient, key: dict[str, Any]) -> None:
+    """Rename a key or change its models, priority class or expiry (within your own grants)."""
+    with ui.dialog() as dialog, ui.card().classes("w-96"):
+        ui.label(f"Edit key {key['prefix']}…").classes("font-semibold")
+        name = ui.input("Name", value=key["name"]).classes("w-full")
+        models = ui.input(
+            "Allowed models (comma-separated, empty: all)", value=", ".join(key["allowed_models"] or [])
+        ).classes("w-full")
+        priority = ui.select(PRIORITIES, value=key["priority"], label="Priority class").classes("w-full")
+        expires = ui.input("Expires (YYYY-MM-DD, empty: never)", value=(key["expires_at"] or "")[:10]).classes("w-full")
+        fields = {"name": name, "allowed_models": models, "priority": priority, "expires_at": expires}
+
+        async def save() -> None:
+            listed = [m.strip() for m in (models.value or "").split(",") if m.strip()]
+            body: dict[str, Any] = {
+                "name": name.value,
+                "allowed_models": listed or None,
+                "priority": priority.value,
+                "expires_at": f"{expires.value.strip()}T00:00:00Z" if expires.value else None,
+            }
+            if await attempt(lambda: client.admin("PATCH", f"/keys/{key['id']}", json=body), fields):
+                dialog.close()
+                ui.navigate.to("/admin/keys")
+
+        with ui.row():
+            ui.button("Save", on_click=save)
+            ui.button("Cancel", on_click=dialog.close).props("flat")
+    dialog.open()
 
 
 def key_form(client: GatewayClient) -> None:

@@ -220,34 +220,6 @@ async def limits_page() -> None:
     ui.button("Load", on_click=load)
 
 
-@ui.page("/admin/models")
-async def models_page() -> None:
-    client = require("admin")
-    if client is None:
-        return
-    ui.page_title("Sluice · Models")
-    frame("Models and deployments")
-    models = await attempt(lambda: client.admin("GET", "/models")) or []
-    rows = [
-        {
-            "model": m["name"],
-            "source": m["source"],
-            "deployment": d["id"],
-            "healthy": d["healthy"],
-            "circuit": d["circuit"],
-            "in_flight": d["in_flight"],
-            "last_error": d["last_error"] or "",
-        }
-        for m in models
-        for d in m["deployments"]
-    ]
-    table(rows, ["model", "source", "deployment", "healthy", "circuit", "in_flight", "last_error"], key="deployment")
-    ui.label(
-        "Models and providers are added and edited through PUT /admin/v1/models/{name} and "
-        "/admin/v1/providers/{name} (see docs/routing.md)."
-    ).classes("text-sm text-gray-500")
-
-
 @ui.page("/admin/audit")
 async def audit_page() -> None:
     client = require("owner")

@@ -113,3 +113,29 @@ def account_page() -> None:
             ui.navigate.to("/login")
 
         ui.button("Change password", on_click=change)
+
+
+@ui.page("/reset")
+def reset_page(token: str = "") -> None:
+    """Set a new password with the single-use link an admin created."""
+    ui.page_title("Sluice · Reset password")
+    with ui.card().classes("absolute-center w-96"):
+        ui.label("Choose a new password").classes("text-xl font-semibold")
+        new = (
+            ui.input("New password (8+ characters)", password=True, password_toggle_button=True)
+            .props("autocomplete=new-password")
+            .classes("w-full")
+        )
+        fields = {"new_password": new}
+
+        async def submit() -> None:
+            clear_errors(fields)
+            body = {"token": token, "new_password": new.value or ""}
+            response = await context().client_http().post(f"{ADMIN}/auth/reset-password", json=body)
+            if response.status_code != 204:
+                show_error(error_of(response), fields)
+                return
+            ui.notify("Password set: sign in with it now.", type="positive")
+            ui.navigate.to("/login")
+
+        ui.button("Set password", on_click=submit).classes("w-full")

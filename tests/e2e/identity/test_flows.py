@@ -157,3 +157,41 @@ def test_queue_snapshot_by_role(tmp_path: Path) -> None:
         member = make_user(api, admin, "queue-member@example.com", role="member")
         assert api.get("/queues", member).status_code == 403
         api.close()
+
+
+def test_admin_password_reset_link_is_single_use_and_ends_sessions(server: SluiceServer, api: Api) -> None:
+    from tests.e2e.identity.conftest import make_user
+
+    admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+    session = make_user(api, admin, "forgetful@example.com")
+    user_id = api.get("/me", session).json()["user_id"]
+    assert api.post(f"/users/{user_id}/password-reset", session).status_code == 403  # admins only
+    created = api.post(f"/users/{user_id}/password-reset", admin)
+    assert created.status_code == 201
+    token = created.json()["token"]
+    assert created.json()["ui_path"] == f"/ui/reset?token={token}"
+    short = api.post("/auth/reset-password", json={"token": token, "new_password": "short"})
+    assert short.status_code == 400  # a bad password does not use the link up
+    assert api.post("/auth/reset-password", json={"token": token, "new_password": "brand-new-pass"}).status_code == 204
+    assert api.post("/auth/reset-password", json={"token": token, "new_password": "again-new-pass"}).status_code == 403
+    assert chat(server, session).status_code == 401  # the old session ended
+    assert api.login("forgetful@example.com", "brand-new-pass")["access_token"]
+    assert token not in api.get("/audit", admin).text
+
+
+def test_keys_are_edited_within_the_owners_grants(server: SluiceServer, api: Api) -> None:
+    from tests.e2e.identity.conftest import make_user
+
+    admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+    member = make_user(api, admin, "editor@example.com")
+    key = api.post("/keys", member, json={"name": "k"}).json()
+    assert chat(server, key["key"]).status_code == 200
+    renamed = api.call("PATCH", f"/keys/{key['id']}", member, json={"name": "renamed", "allowed_models": ["nope"]})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "renamed"
+    assert chat(server, key["key"]).status_code == 404  # the new model list applies at once
+    assert api.call("PATCH", f"/keys/{key['id']}", member, json={"priority": "interactive"}).status_code == 403
+    assert api.call("PATCH", f"/keys/{key['id']}", member, json={"role": "admin"}).status_code == 422
+    other = make_user(api, admin, "other-editor@example.com")
+    assert api.call("PATCH", f"/keys/{key['id']}", other, json={"name": "mine"}).status_code == 404
+    assert api.call("PATCH", f"/keys/{key['id']}", member, json={"allowed_models": None}).status_code == 200
+    assert chat(server, key["key"]).status_code == 200

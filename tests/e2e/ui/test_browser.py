@@ -184,7 +184,7 @@ def test_admin_invites_user_chats_streams_stops_and_admin_sees_usage(gateway: Sl
             until(lambda: "(stopped)" in answers()[-1].text, "the answer to stop")
             shot(user, "chat-stopped")
             cancelled = until(
-                lambda: [r for r in usage_rows(gateway) if r["model"] == "slow-1" and r["status"] == "499"],
+                lambda: [r for r in usage_rows(gateway) if r["endpoint"] == "chat" and r["status"] == "499"],
                 "the gateway's record of the cancelled call",
             )
             assert int(cancelled[0]["completion_tokens"]) > 0  # billed for what was generated
@@ -292,3 +292,84 @@ def test_pending_page_queue_place_regenerate_edit_and_conversations(gateway: Slu
     click(browser, "New chat")
     until(lambda: len(browser.find_elements(By.XPATH, "//a[normalize-space()='New chat']")) == 1, "a new chat")
     shot(browser, "chat-conversations")
+
+
+def test_admin_manages_models_edits_keys_and_resets_a_password(gateway: SluiceProcess, browser: WebDriver) -> None:
+    base = gateway.url
+    sign_in(browser, base, ADMIN_EMAIL, ADMIN_PASSWORD)
+    browser.get(f"{base}/ui/admin/models")
+    field(browser, "Provider name").send_keys("extra")
+    kind = until(lambda: browser.find_element(By.XPATH, "//label[.//div[normalize-space()='Kind']]"), "kind picker")
+    kind.click()
+    until(
+        lambda: browser.find_element(By.XPATH, "//div[@role='option']//span[normalize-space()='mock']"), "the kinds"
+    ).click()
+    field(browser, "API key (write-only; empty keeps the stored one)").send_keys("sk-upstream-never-shown")
+    click(browser, "Save provider")
+    until(lambda: "extra" in browser.page_source and "key set" in browser.page_source, "the new provider")
+    assert "sk-upstream-never-shown" not in browser.page_source
+    field(browser, "Public model name").send_keys("extra-1")
+    picker = until(lambda: browser.find_element(By.XPATH, "//label[.//div[normalize-space()='Provider']]"), "picker")
+    picker.click()
+    until(
+        lambda: browser.find_element(By.XPATH, "//div[@role='option']//span[normalize-space()='extra']"),
+        "the providers",
+    ).click()
+    click(browser, "Save model")
+    until(lambda: "extra-1 (stored)" in browser.page_source, "the stored model")
+    shot(browser, "admin-models-managed")
+    body = {"model": "extra-1", "messages": [{"role": "user", "content": "hi"}]}
+    master = {"authorization": f"Bearer {MASTER_KEY}"}
+    assert httpx.post(f"{base}/v1/chat/completions", headers=master, json=body, timeout=30).status_code == 200
+    click(browser, "disable extra/")
+    until(lambda: "enable extra/" in browser.page_source, "the deployment disabled")
+    assert httpx.post(f"{base}/v1/chat/completions", headers=master, json=body, timeout=30).status_code == 404
+
+    browser.get(f"{base}/ui/admin/keys")
+    field(browser, "Name").send_keys("to edit")
+    click(browser, "Create key")
+    until(lambda: browser.find_element(By.ID, "new-key").text, "the new key")
+    browser.get(f"{base}/ui/admin/keys")
+    row = "//div[contains(@class,'row')][.//div[normalize-space()='to edit']]"
+    edit = until(
+        lambda: browser.find_element(By.XPATH, f"{row}//button[.//span[normalize-space()='Edit']]"),
+        "the edit button",
+    )
+    edit.click()
+    name = until(
+        lambda: next(
+            e
+            for e in browser.find_elements(By.XPATH, "//input[@aria-label='Name']")
+            if e.get_attribute("value") == "to edit"
+        ),
+        "the edit dialog",
+    )
+    name.clear()
+    name.send_keys("edited in the ui")
+    click(browser, "Save")
+    until(lambda: "edited in the ui" in browser.page_source, "the renamed key")
+
+    invite = httpx.post(f"{base}/admin/v1/invites", headers=master, json={"role": "member"}).json()["token"]
+    forgetful = {"email": "sam@example.com", "password": "sam-Password-01", "invite_token": invite}
+    assert httpx.post(f"{base}/admin/v1/auth/register", json=forgetful).status_code == 201
+    browser.get(f"{base}/ui/admin/users")
+    reset = until(
+        lambda: browser.find_element(
+            By.XPATH,
+            "//div[contains(@class,'row')][.//div[normalize-space()='sam@example.com']]"
+            "//button[.//span[normalize-space()='Reset password link']]",
+        ),
+        "the reset button",
+    )
+    reset.click()
+    path = until(lambda: browser.find_element(By.ID, "reset-link").text, "the reset link")
+    assert path.startswith("/ui/reset?token=sl-reset-")
+    other = new_browser()
+    try:
+        other.get(base + path)
+        field(other, "New password (8+ characters)").send_keys("sam-New-Password-1")
+        click(other, "Set password")
+        until(lambda: other.current_url.endswith("/ui/login"), "the sign-in page after the reset")
+        sign_in(other, base, "sam@example.com", "sam-New-Password-1")
+    finally:
+        other.quit()
