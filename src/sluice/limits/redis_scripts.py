@@ -5,6 +5,10 @@ Per scope the keys are: ``rq`` and ``tk`` (hashes: second → requests / tokens,
 of one budget period), ``br`` (sorted set: reservation id → lease expiry) and ``ba`` (hash: reservation id →
 reserved nanos). Leases make a crashed replica's reservations expire: every admission first drops expired slots
 and returns expired budget reservations before it checks anything.
+
+Counts reach ``HINCRBY`` as the integer strings they arrived as (or built as strings), never as Lua numbers:
+Redis formats those with ``%.17g``, so a negated zero would become ``-0`` and a large value ``1e+18``, both of
+which ``HINCRBY`` refuses.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ local function reclaim(b, br, ba, now)
   local expired = redis.call('ZRANGEBYSCORE', br, '-inf', now)
   for _, id in ipairs(expired) do
     local amount = redis.call('HGET', ba, id)
-    if amount then redis.call('HINCRBY', b, 'reserved', -tonumber(amount)) end
+    if amount and amount ~= '0' then redis.call('HINCRBY', b, 'reserved', '-' .. amount) end
     redis.call('HDEL', ba, id)
     redis.call('ZREM', br, id)
   end
@@ -120,9 +124,9 @@ for i = 0, n - 1 do
     redis.call('EXPIRE', KEYS[k + 3], math.ceil(expiry - now) + 60)
   end
   if budget >= 0 then
-    redis.call('HINCRBY', KEYS[k + 4], 'reserved', cost)
+    redis.call('HINCRBY', KEYS[k + 4], 'reserved', ARGV[4])
     redis.call('ZADD', KEYS[k + 5], expiry, id)
-    redis.call('HSET', KEYS[k + 6], id, cost)
+    redis.call('HSET', KEYS[k + 6], id, ARGV[4])
     for j = 4, 6 do redis.call('EXPIRE', KEYS[k + j], ttl + 86400) end
   end
 end
@@ -141,20 +145,20 @@ for i = 0, n - 1 do
   local k = 1 + i * 6
   local a = 7 + i * 3
   if tonumber(ARGV[a]) > 0 and redis.call('HEXISTS', KEYS[k + 1], ARGV[2]) == 1 then
-    redis.call('HINCRBY', KEYS[k + 1], ARGV[2], tonumber(ARGV[3]))
+    redis.call('HINCRBY', KEYS[k + 1], ARGV[2], ARGV[3])
   end
   if tonumber(ARGV[a + 1]) > 0 then redis.call('ZREM', KEYS[k + 2], id) end
   if tonumber(ARGV[a + 2]) >= 0 then
     local amount = redis.call('HGET', KEYS[k + 5], id)
     if amount then
-      redis.call('HINCRBY', KEYS[k + 3], 'reserved', -tonumber(amount))
+      if amount ~= '0' then redis.call('HINCRBY', KEYS[k + 3], 'reserved', '-' .. amount) end
       redis.call('HDEL', KEYS[k + 5], id)
       redis.call('ZREM', KEYS[k + 4], id)
     end
     -- Spend counts only where this period's counter was loaded from the records; an unloaded period will
     -- include this call when it is loaded (its record was written before this settlement).
     if redis.call('HEXISTS', KEYS[k + 6], 'spent') == 1 then
-      redis.call('HINCRBY', KEYS[k + 6], 'spent', tonumber(ARGV[4]))
+      redis.call('HINCRBY', KEYS[k + 6], 'spent', ARGV[4])
     end
   end
 end

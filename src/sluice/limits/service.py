@@ -83,10 +83,10 @@ class Limiter:
     async def _reserve(self, reservation: Reservation, now: float) -> Admitted | Denial:
         try:
             return await self.store.reserve(reservation, now)
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             self._store_error()
             if self.fallback is None:
-                log.warning("limit store unavailable; refusing (limits.on_redis_error=fail_closed)")
+                log.warning("limit store unavailable; refusing (limits.on_redis_error=fail_closed)", error=str(exc))
                 raise Overloaded(
                     "Limits cannot be checked right now; try again shortly.",
                     code="limits_unavailable",
@@ -105,9 +105,9 @@ class Limiter:
         store = self.fallback if reservation.fallback and self.fallback is not None else self.store
         try:
             await store.settle(reservation, tokens, cost_nanos, self.clock())
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             self._store_error()
-            log.warning("limit settlement deferred: store unavailable", usage_id=reservation.id)
+            log.warning("limit settlement deferred: store unavailable", usage_id=reservation.id, error=str(exc))
             raise
 
     def _store_error(self) -> None:

@@ -173,3 +173,16 @@ async def test_abandoned_reservations_expire_with_their_lease(store: StoreFactor
     if isinstance(s, MemoryLimitStore):
         return  # in-process reservations die with their process; only shared stores need leases
     assert isinstance(await s.reserve(res(key, cost=1, at=NOW + 31), NOW + 31), Admitted)
+
+
+async def test_free_calls_and_huge_budgets_settle(store: StoreFactory) -> None:
+    """A zero-cost reservation (a model without a price) and amounts beyond 2**53 settle like any other."""
+    s = store()
+    key = Scope("key", "k1", Limits(budget_nanos=10**18, tpm=10**12))
+    for cost in (0, 0, 3 * 10**17):
+        reservation = res(key, tokens=100, cost=cost)
+        assert isinstance(await s.reserve(reservation, NOW), Admitted)
+        await s.settle(reservation, tokens=40, cost_nanos=cost, now=NOW)
+        assert reservation.settled
+    assert await s.spent(key, NOW) in (0, 3 * 10**17)  # an unloaded period counts from the records instead
+    assert isinstance(await s.reserve(res(key, cost=7 * 10**17), NOW), Admitted)
