@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from sluice.limits.periods import period_bounds, period_key
+from sluice.limits.periods import period_bounds, period_key_at
 from sluice.limits.policy import Scope
 from sluice.limits.store import Admitted, Denial, Quota, Reservation, Window
 
@@ -47,8 +47,7 @@ class MemoryLimitStore:
 
     async def _current_period(self, scope: Scope, now: float) -> None:
         """Make the scope's budget state describe the period containing ``now`` (loading its spend once)."""
-        moment = datetime.fromtimestamp(now, UTC)
-        key = period_key(scope.limits.period, moment, self.tz)
+        key = period_key_at(scope.limits.period, now, self.tz)
         state = self._state(scope)
         if state.period == key:
             return
@@ -57,7 +56,7 @@ class MemoryLimitStore:
             pending = asyncio.get_running_loop().create_future()
             self._loading[(scope.name, key)] = pending
             try:
-                start, end = period_bounds(scope.limits.period, moment, self.tz)
+                start, end = period_bounds(scope.limits.period, datetime.fromtimestamp(now, UTC), self.tz)
                 pending.set_result(await self._load_spent(scope, start, end) if self._load_spent else 0)
             except BaseException as exc:
                 pending.set_exception(exc)
@@ -136,8 +135,7 @@ class MemoryLimitStore:
             if limits.budget_nanos is not None:
                 if state.period == reservation.period_keys.get(scope.name):
                     state.reserved -= reservation.cost_nanos
-                moment = datetime.fromtimestamp(now, UTC)
-                if state.period == period_key(limits.period, moment, self.tz):
+                if state.period == period_key_at(limits.period, now, self.tz):
                     state.spent += cost_nanos
                 # Otherwise the period rolled over while the call ran; its cost is in the usage record, which
                 # the next period's load does not count (it started in the old period), as budgets intend.

@@ -36,7 +36,24 @@ def _to_utc(naive_local: datetime, tz: ZoneInfo) -> datetime:
     return naive_local.replace(tzinfo=tz).astimezone(UTC)
 
 
+# The current period per (kind, zone): [start, end) in epoch seconds and its key. Admission asks for the key on every
+# call; it changes once a day at most, and computing it through the zone costs more than the rest of admission.
+_CURRENT: dict[tuple[str, str], tuple[float, float, str]] = {}
+
+
+def period_key_at(period: Period, now: float, tz: ZoneInfo) -> str:
+    """The key of the period containing the epoch time ``now`` (cached until that period ends)."""
+    cached = _CURRENT.get((period, str(tz)))
+    if cached is not None and cached[0] <= now < cached[1]:
+        return cached[2]
+    start, end = period_bounds(period, datetime.fromtimestamp(now, UTC), tz)
+    key = f"{period}:{start.strftime('%Y%m%dT%H%M')}"
+    _CURRENT[(period, str(tz))] = (start.timestamp(), end.timestamp(), key)
+    return key
+
+
 def period_key(period: Period, now: datetime, tz: ZoneInfo) -> str:
     """A stable name for the period containing ``now`` (its UTC start), used in counter keys."""
-    start, _ = period_bounds(period, now, tz)
-    return f"{period}:{start.strftime('%Y%m%dT%H%M')}"
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return period_key_at(period, now.timestamp(), tz)
