@@ -15,6 +15,9 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Several replicas (or an init container per pod) may migrate one PostgreSQL database at once: the first takes this
+# transaction-scoped advisory lock and upgrades, the others wait for it and then find the schema already current.
+MIGRATION_LOCK = 0x51_75_1C_E0
 
 
 def alembic_config() -> Config:
@@ -46,6 +49,8 @@ class Database:
     async def migrate(self) -> None:
         """Bring the schema to the newest revision."""
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             await conn.run_sync(_upgrade)
 
     async def current_revision(self) -> str | None:

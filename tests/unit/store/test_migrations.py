@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,20 @@ async def test_models_match_migrations_on_sqlite(tmp_path: Path) -> None:
 async def test_models_match_migrations_on_postgresql() -> None:
     async with fresh_postgres_database() as url:
         await _check(url)
+
+
+@pytest.mark.services
+async def test_concurrent_migrations_of_one_postgresql_database_both_succeed() -> None:
+    """Replicas starting together (an init container per pod) may all run `sluice migrate`: one upgrades, the
+    others wait on the advisory lock and find the schema current, instead of failing on tables that now exist."""
+    async with fresh_postgres_database() as url:
+        dbs = [Database(url) for _ in range(3)]
+        try:
+            await asyncio.gather(*(db.migrate() for db in dbs))
+            assert all([await db.is_current() for db in dbs])
+            async with dbs[0].session() as session:
+                default = (await session.execute(select(Workspace))).scalars().all()
+            assert [w.id for w in default] == [DEFAULT_WORKSPACE_ID]
+        finally:
+            for db in dbs:
+                await db.close()
