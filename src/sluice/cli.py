@@ -21,6 +21,7 @@ from sluice.identity.cli import admin_cli, invites_cli, keys_cli
 from sluice.identity.master import load_or_create_master_key
 from sluice.limits.cli import limits_cli
 from sluice.observability.logging import configure_logging
+from sluice.server.serving import uvicorn_options
 from sluice.store.db import Database
 
 cli = typer.Typer(
@@ -55,22 +56,9 @@ def serve(
     configure_logging(settings.logging)
     assert settings.master_key is not None
     _banner(settings, settings.master_key.get_secret_value(), created)
-    options = {
-        "host": settings.server.host,
-        "port": settings.server.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "lifespan": "on",
-        "access_log": False,
-        "log_level": settings.logging.level,
-        "timeout_graceful_shutdown": 30,
-        "server_header": False,
-        # X-Forwarded-For is Sluice's to judge (server.trusted_proxies), never uvicorn's: by default uvicorn
-        # would believe it from any local peer.
-        "proxy_headers": False,
-    }
+    options = uvicorn_options(settings)
     if workers == 1:
-        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings), **options)
         return
     _serve_workers(settings, config, overrides, workers, options)
 

@@ -254,6 +254,9 @@ class ServerConfig(Strict):
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     trusted_proxies: list[str] = Field(default_factory=list)
     request_id_header: str = "x-request-id"
+    header_timeout_seconds: float = Field(10.0, gt=0)  # a connection must send its request headers within this
+    keep_alive_seconds: float = Field(5.0, gt=0)  # an idle kept-alive connection is closed after this
+    max_connections: int = Field(4096, ge=1)  # open client connections per process; more are closed at once
 
 
 class LoggingConfig(Strict):

@@ -15,6 +15,7 @@ import yaml
 
 from sluice.app import SluiceApp, create_app
 from sluice.config import Settings, load_settings
+from sluice.server.serving import uvicorn_options
 
 MASTER_KEY = "sk-sl-test-master-key-0123456789abcdef"
 JWT_SECRET = "sluice-test-jwt-secret-0123456789abcdef0123456789"  # real deployments outside dev mode need one
@@ -61,17 +62,16 @@ class SluiceServer:
         return self.app.services
 
     def start(self) -> SluiceServer:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            loop="asyncio",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-            log_level="warning",
-            proxy_headers=False,  # as `sluice serve` runs it: forwarded headers are judged by Sluice itself
-        )
+        # The options `sluice serve` uses (the guarded connection protocol included), on the test's loop.
+        options = {
+            **uvicorn_options(self.settings),
+            "host": "127.0.0.1",
+            "port": self.port,
+            "loop": "asyncio",
+            "log_level": "warning",
+            "timeout_graceful_shutdown": 10,  # inside stop()'s 15 s
+        }
+        config = uvicorn.Config(self.app, **options)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name=f"sluice-{self.port}", daemon=True)
         self._thread.start()
