@@ -62,6 +62,19 @@ from sluice.surfaces.translate import (
 OLLAMA_API_VERSION = "0.12.0"
 
 
+# /api/show's capabilities for models Sluice describes itself: what it can carry to the upstream kind, in Ollama's
+# words. They say what the format can take, not what one model can do (an OpenAI-compatible text-only model still
+# lists "vision"); Ollama-backed models are described by their own server.
+_OPENAI_COMPATIBLE = ["completion", "tools", "insert", "vision", "thinking"]
+CAPABILITIES = {
+    "openai": _OPENAI_COMPATIBLE,
+    "azure": _OPENAI_COMPATIBLE,
+    "gemini": _OPENAI_COMPATIBLE,
+    "anthropic": ["completion", "tools", "vision", "thinking"],
+    "mock": ["completion", "tools", "thinking"],
+}
+
+
 def _same_format(route: ModelRoute) -> bool:
     return all(d.provider.wire_format == "ollama" for d in route.deployments)
 
@@ -247,7 +260,7 @@ async def show(gw: Gateway, ex: Exchange) -> None:
                 "template": "",
                 "details": _details(route),
                 "model_info": {},
-                "capabilities": ["completion", "tools"],
+                "capabilities": CAPABILITIES.get(provider.kind, ["completion"]),
             }
         answer["modified_at"] = _modified(route)
         await ex.respond(200, orjson.dumps(answer))
