@@ -22,6 +22,7 @@ QUICK = {"connect": 2, "first_byte": 1, "idle": 1, "total": 10}
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SluiceServer, FakeOpenAI, FakeAnthropic]]:
     with FakeOpenAI() as fo, FakeAnthropic() as fa:
         config = {
+            "health": {"interval_seconds": 0},
             "server": {"max_body_bytes": 4096},
             "providers": [
                 {"name": "oa", "kind": "openai", "base_url": fo.base_url, "discover_models": True, "timeouts": QUICK},

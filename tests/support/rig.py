@@ -87,6 +87,7 @@ def every_kind(
     """The rig; ``models`` are added to the ``up-``/``drop-`` ones, ``extra`` are further top-level settings."""
     with FakeOpenAI() as fo, FakeAnthropic() as fa, FakeOllama() as fl:
         config: dict[str, Any] = {
+            "health": {"interval_seconds": 0},  # no background checks among the requests tests read back
             "providers": _providers(fo, fa, fl, drop),
             "models": _models(drop) + (models or []),
             **(extra or {}),
