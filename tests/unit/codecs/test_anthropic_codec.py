@@ -29,7 +29,7 @@ from sluice.canonical import (
     UsageUpdate,
 )
 from sluice.codecs.anthropic.errors import error_body, error_status
-from sluice.codecs.anthropic.request import decode_messages_request, encode_messages_request
+from sluice.codecs.anthropic.request import THINKING_BUDGETS, decode_messages_request, encode_messages_request
 from sluice.codecs.anthropic.response import decode_message_response, encode_message_response
 from sluice.codecs.anthropic.stream import MessageEventDecoder, MessageEventEncoder
 from sluice.codecs.framing import SSEParser
@@ -70,8 +70,9 @@ requests = st.builds(
     top_k=st.none() | st.integers(1, 100),
     stop=st.lists(text, max_size=3),
     tools=st.lists(st.builds(Tool, name=ident, description=st.none() | text), max_size=2),
-    tool_choice=st.none() | st.sampled_from([ToolChoice("auto"), ToolChoice("required")]),
+    tool_choice=st.none() | st.sampled_from([ToolChoice("auto"), ToolChoice("required"), ToolChoice("none")]),
     user=st.none() | ident,
+    think=st.none() | st.sampled_from(["low", "medium", "high"]),
 )
 
 
@@ -98,8 +99,11 @@ def test_request_round_trip_keeps_shared_fields(req: ChatRequest) -> None:
     assert back.system_text() == system
     # Anthropic carries tool arguments as objects, so their JSON text may be re-serialised: compare it parsed.
     assert normalised(back.messages) == normalised(req.messages)
-    for name in ("model", "max_tokens", "temperature", "top_p", "top_k", "stop", "user"):
+    for name in ("model", "temperature", "top_p", "top_k", "stop", "user", "think"):
         assert getattr(back, name) == getattr(req, name), name
+    # Thinking needs room for its budget: max_tokens grows to exceed it, and is kept otherwise.
+    budget = THINKING_BUDGETS[req.think] if isinstance(req.think, str) else 0
+    assert back.max_tokens == max(req.max_tokens or 0, budget + 1 if budget else 0)
     assert [(t.name, t.description, t.parameters) for t in back.tools] == [
         (t.name, t.description, t.parameters) for t in req.tools
     ]

@@ -81,7 +81,18 @@ def requests(draw: st.DrawFn) -> ChatRequest:
         seed=draw(st.none() | st.integers(0, 2**31)),
         stop=draw(st.lists(text, max_size=3)),
         tools=draw(st.lists(st.builds(Tool, name=ident, description=text), max_size=2)),
-        response_format=draw(st.none() | st.sampled_from([ResponseFormat("json_object")])),
+        presence_penalty=draw(st.none() | st.floats(-2, 2)),
+        frequency_penalty=draw(st.none() | st.floats(-2, 2)),
+        response_format=draw(
+            st.none()
+            | st.sampled_from([ResponseFormat("json_object")])
+            | st.builds(
+                ResponseFormat,
+                type=st.just("json_schema"),
+                schema=st.fixed_dictionaries({"type": st.just("object")}),
+                name=st.just("response"),
+            )
+        ),
         think=draw(st.none() | st.sampled_from([True, "low", "high"])),
     )
 
@@ -96,7 +107,8 @@ def test_request_round_trip_keeps_shared_fields(req: ChatRequest, stream: bool) 
     for message in back.messages:
         if message.role == "tool":
             assert ids[message.tool_call_id or ""].name == message.name
-    for name in ("model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "response_format", "think"):
+    shared = ("model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "response_format", "think")
+    for name in (*shared, "presence_penalty", "frequency_penalty"):
         assert getattr(back, name) == getattr(req, name), name
     assert back.stream == stream
     assert [(t.name, t.description, t.parameters) for t in back.tools] == [

@@ -256,13 +256,13 @@ def encode_messages_request(
         value = getattr(req, key)
         if value is not None:
             body[key] = min(value, 1.0) if key == "temperature" else value
-    if req.tools and not (req.tool_choice is not None and req.tool_choice.mode == "none"):
+    if req.tools:
         body["tools"] = [
             {"name": t.name, **({"description": t.description} if t.description else {}), "input_schema": t.parameters}
             for t in req.tools
         ]
         if req.tool_choice is not None:
-            body["tool_choice"] = _encode_tool_choice(req.tool_choice)
+            body["tool_choice"] = _encode_tool_choice(req.tool_choice)  # "none" included: Anthropic has it too
     if req.user:
         body["metadata"] = {"user_id": req.user}
     if req.think and req.think != "none":

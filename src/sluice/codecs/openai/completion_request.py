@@ -102,6 +102,8 @@ def encode_completion_request(req: ChatRequest, upstream_model: str, stream: boo
         value = getattr(req, key)
         if value is not None:
             body[key] = value
+    if req.top_k is not None:
+        body["top_k"] = req.top_k  # not OpenAI's, but vLLM, llama.cpp and others accept it
     if req.stop:
         body["stop"] = req.stop
     if req.n != 1:
