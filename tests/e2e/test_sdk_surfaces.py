@@ -24,12 +24,14 @@ CALL = Reply(
     prompt_tokens=40,
     completion_tokens=9,
 )
+GONE = {"name": "gone", "kind": "anthropic", "base_url": "http://127.0.0.1:9", "timeouts": {"connect": 1}}
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    with every_kind(Path(tmp_path_factory.mktemp("gw"))) as rig:
+    down = {"name": "down-anthropic", "deployments": [{"provider": "gone", "model": "claude-fake"}]}
+    with every_kind(Path(tmp_path_factory.mktemp("gw")), models=[down], providers=[GONE]) as rig:
         yield rig
 
 
@@ -71,6 +73,22 @@ def test_count_tokens_is_exact_from_anthropic_and_a_marked_estimate_otherwise(ri
         assert body["estimated"] is True and raw.headers["x-sluice-estimated"] == "true"
         assert counts(fa) == []
     assert all(fake.attempts == 0 for fake in rig.fakes.values()), "counting generated nothing"
+
+
+def test_count_tokens_refused_by_the_anthropic_upstream_reaches_the_caller(rig: Rig) -> None:
+    """Not papered over with an estimate: the caller's request is wrong, and Anthropic said why."""
+    with rig.anthropic() as client, pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.count_tokens(model="up-anthropic", messages=[{"role": "user"}])  # type: ignore[typeddict-item]
+    assert "messages.0.content" in str(caught.value)
+    assert len(counts(rig.fakes["anthropic"])) == 1
+
+
+def test_count_tokens_from_an_unreachable_anthropic_upstream_is_a_marked_estimate(rig: Rig) -> None:
+    with rig.anthropic() as client:
+        raw = client.messages.with_raw_response.count_tokens(
+            model="down-anthropic", messages=[{"role": "user", "content": "hi there"}]
+        )
+    assert raw.parse().input_tokens > 0 and raw.headers["x-sluice-estimated"] == "true"
 
 
 def test_count_tokens_bad_input_is_an_anthropic_error(rig: Rig) -> None:

@@ -82,13 +82,14 @@ def every_kind(
     *,
     drop: bool = False,
     models: list[dict[str, Any]] | None = None,
+    providers: list[dict[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Iterator[Rig]:
-    """The rig; ``models`` are added to the ``up-``/``drop-`` ones, ``extra`` are further top-level settings."""
+    """The rig; ``models`` and ``providers`` are added to its own, ``extra`` are further top-level settings."""
     with FakeOpenAI() as fo, FakeAnthropic() as fa, FakeOllama() as fl:
         config: dict[str, Any] = {
             "health": {"interval_seconds": 0},  # no background checks among the requests tests read back
-            "providers": _providers(fo, fa, fl, drop),
+            "providers": _providers(fo, fa, fl, drop) + (providers or []),
             "models": _models(drop) + (models or []),
             **(extra or {}),
         }
