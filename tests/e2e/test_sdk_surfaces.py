@@ -84,11 +84,14 @@ def test_count_tokens_refused_by_the_anthropic_upstream_reaches_the_caller(rig: 
 
 
 def test_count_tokens_from_an_unreachable_anthropic_upstream_is_a_marked_estimate(rig: Rig) -> None:
+    document: Any = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x" * 400}}
     with rig.anthropic() as client:
         raw = client.messages.with_raw_response.count_tokens(
-            model="down-anthropic", messages=[{"role": "user", "content": "hi there"}]
+            model="down-anthropic", messages=[{"role": "user", "content": [document]}]
         )
-    assert raw.parse().input_tokens > 0 and raw.headers["x-sluice-estimated"] == "true"
+    # A document block, which Sluice does not translate, is estimated from the raw body rather than refused.
+    assert raw.status_code == 200 and raw.headers["x-sluice-estimated"] == "true"
+    assert raw.parse().input_tokens > 0
 
 
 def test_count_tokens_bad_input_is_an_anthropic_error(rig: Rig) -> None:

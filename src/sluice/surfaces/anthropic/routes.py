@@ -153,10 +153,15 @@ async def _count_tokens(gw: Gateway, ex: Exchange, call: Call) -> None:
     route = gw.resolve(call, _check({"max_tokens": 1, **data}))  # count_tokens takes no max_tokens
     deployment = min(route.deployments, key=lambda d: d.order)
     count: int | None = None
-    if deployment.provider.wire_format == "anthropic":
+    anthropic = deployment.provider.wire_format == "anthropic"
+    if anthropic:
         count = await _upstream_count(ex, deployment, renamed(data, raw, deployment.target.model))
     if count is None:
-        count = estimate_prompt_tokens(decode_messages_request({"max_tokens": 1, **data}))
+        # What Anthropic takes may be more than Sluice translates (documents, server tools): estimate it raw then.
+        if anthropic:
+            count = estimate_raw_prompt_tokens(data)
+        else:
+            count = estimate_prompt_tokens(decode_messages_request({"max_tokens": 1, **data}))
         body: dict[str, Any] = {"input_tokens": count, "estimated": True}
         headers = [(b"x-sluice-estimated", b"true")]
     else:
