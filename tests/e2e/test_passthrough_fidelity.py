@@ -204,3 +204,40 @@ def test_think_reaches_the_upstream_in_its_terms_and_the_thinking_comes_back(
         assert sent["max_tokens"] > budget
     else:
         assert sent["reasoning_effort"] == "medium"
+
+
+# --- the answer's model ---------------------------------------------------------------------------------------
+
+
+def models_in(surface: str, resp: httpx.Response, stream: bool) -> set[str]:
+    """Every ``model`` an answer names (each stream chunk, Anthropic's message_start, each Ollama line)."""
+    if not stream:
+        return {resp.json()["model"]}
+    if surface == "ollama":
+        return {json.loads(line)["model"] for line in resp.text.splitlines() if line.strip()}
+    payloads = [json.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: {")]
+    if surface == "anthropic":
+        return {p["message"]["model"] for p in payloads if p["type"] == "message_start"}
+    return {p["model"] for p in payloads}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "ollama", "mock"])
+@pytest.mark.parametrize("surface", ["openai", "anthropic", "ollama"])
+def test_every_answer_names_the_model_as_the_upstream_reported_it(
+    rig: Rig, surface: str, kind: str, stream: bool
+) -> None:
+    """One rule, translated or passed through: the upstream's own name (a dated snapshot here), or the deployment's
+    model name when the upstream reports none (the mock)."""
+    if kind != "mock":
+        rig.fakes[kind].reply = Reply(model="snapshot-2025-01-01")
+    messages = [{"role": "user", "content": "hi"}]
+    path, body = {
+        "openai": ("/v1/chat/completions", {"messages": messages, "stream": stream}),
+        "anthropic": ("/v1/messages", {"messages": messages, "max_tokens": 20, "stream": stream}),
+        "ollama": ("/api/chat", {"messages": messages, "stream": stream}),
+    }[surface]
+    with anthropic_http(rig, **{"anthropic-version": "2023-06-01"}) as http:
+        resp = http.post(path, json={"model": f"up-{kind}", **body})
+    assert resp.status_code == 200, resp.text
+    assert models_in(surface, resp, stream) == {"mock-1" if kind == "mock" else "snapshot-2025-01-01"}
