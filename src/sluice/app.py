@@ -46,6 +46,8 @@ def create_app(settings: Settings) -> SluiceApp:
         surface_prefixes={"/v1/": OPENAI, "/v1/messages": ANTHROPIC, "/api/": OLLAMA},
         fallback=api,
         request_id_header=settings.server.request_id_header,
+        max_header_count=settings.server.max_header_count,
+        max_header_bytes=settings.server.max_header_bytes,
     )
     app.services = services
     return app

@@ -106,9 +106,10 @@ class ChatRequest:
     user: str | None = None
     metadata: dict[str, Any] | None = None
     think: bool | str | None = None  # ask for reasoning: True, or an effort level ("low"/"medium"/"high")
-    # Fields only one wire format has (Ollama ``options``/``keep_alive``, Anthropic ``metadata``...), keyed by
-    # format name; a provider of that format applies them, others ignore them (documented per codec).
+    # Fields only one wire format has (Ollama ``options``/``keep_alive``, Anthropic ``service_tier``...), keyed by
+    # format name; a provider of that format applies them, others refuse them (codecs/expressible.py).
     native: dict[str, dict[str, Any]] = field(default_factory=dict)
+    client_format: str = "openai"  # the format the caller spoke, so a refusal names the field in its terms
 
     def system_text(self) -> str:
         return "\n\n".join(m.text() for m in self.messages if m.role == "system")

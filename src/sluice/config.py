@@ -252,6 +252,9 @@ class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=0, le=65535)
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    # Request headers beyond these get 431 (uvicorn's httptools parser sets no bound of its own).
+    max_header_count: int = Field(100, ge=16)
+    max_header_bytes: int = Field(32 * 1024, ge=1024)  # names and values of all request headers together
     trusted_proxies: list[str] = Field(default_factory=list)
     request_id_header: str = "x-request-id"
     header_timeout_seconds: float = Field(10.0, gt=0)  # a connection must send its request headers within this

@@ -74,6 +74,13 @@ class PayloadTooLarge(SluiceError):
     kind = "payload_too_large"
 
 
+class HeadersTooLarge(SluiceError):
+    """Too many request headers, or too many bytes of them (431)."""
+
+    status = 431
+    kind = "headers_too_large"
+
+
 class RateLimited(SluiceError):
     """A rate limit, quota or the queue refused the request for now (429)."""
 

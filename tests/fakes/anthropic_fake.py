@@ -193,6 +193,10 @@ class FakeAnthropic(FakeUpstream):
         return await self.generate(request, render)
 
     async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        messages = self.body_of(request).get("messages")
+        for i, message in enumerate(messages if isinstance(messages, list) else [None]):
+            if not isinstance(message, dict) or "content" not in message:
+                return self.error_response(400, f"messages.{i}.content: Field required")
         return self.json_response({"input_tokens": self.reply.prompt_tokens})
 
     def _model(self, model_id: str) -> JsonObject:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from aiohttp import web
 
@@ -97,11 +97,46 @@ def _chat_message(reply: Reply) -> JsonObject:
     return message
 
 
+_LOGPROB = -0.25  # every token's log probability in a fake answer
+
+
+def chat_logprobs(reply: Reply, body: JsonObject) -> JsonObject | None:
+    """Chat logprobs (``{"content": [...]}``, one entry per text piece) when the request asked for them."""
+    if body.get("logprobs") is not True:
+        return None
+    top = body.get("top_logprobs") if isinstance(body.get("top_logprobs"), int) else 0
+    entries = [
+        {
+            "token": piece,
+            "logprob": _LOGPROB,
+            "bytes": list(piece.encode()),
+            "top_logprobs": [{"token": piece, "logprob": _LOGPROB, "bytes": list(piece.encode())}][:top],
+        }
+        for piece in reply.pieces()
+    ]
+    return {"content": entries, "refusal": None}
+
+
+def text_logprobs(reply: Reply, body: JsonObject) -> JsonObject | None:
+    """Legacy completion logprobs (tokens, token_logprobs, top_logprobs, text_offset) when asked for."""
+    if not isinstance(body.get("logprobs"), int) or isinstance(body.get("logprobs"), bool):
+        return None
+    pieces = reply.pieces()
+    offsets = [sum(len(p) for p in pieces[:i]) for i in range(len(pieces))]
+    return {
+        "tokens": pieces,
+        "token_logprobs": [_LOGPROB] * len(pieces),
+        "top_logprobs": [{piece: _LOGPROB} for piece in pieces],
+        "text_offset": offsets,
+    }
+
+
 def chat_completion(reply: Reply, body: JsonObject) -> JsonObject:
     """A non-streamed ``chat.completion`` object."""
     envelope = _Envelope("chat.completion", "chatcmpl-", reply, body)
+    logprobs = chat_logprobs(reply, body)
     choices = [
-        {"index": i, "message": _chat_message(reply), "logprobs": None, "finish_reason": reply.effective_finish}
+        {"index": i, "message": _chat_message(reply), "logprobs": logprobs, "finish_reason": reply.effective_finish}
         for i in range(_choice_count(body))
     ]
     completion: JsonObject = {**envelope.wrap(choices), "service_tier": "default"}
@@ -159,9 +194,10 @@ def text_completion(reply: Reply, body: JsonObject) -> JsonObject:
     """A non-streamed legacy ``text_completion`` object."""
     env = _Envelope("text_completion", "cmpl-", reply, body)
     finish = _legacy_finish(reply)
+    logprobs = text_logprobs(reply, body)
     completion = env.wrap(
         [
-            {"text": reply.text, "index": i, "logprobs": None, "finish_reason": finish}
+            {"text": reply.text, "index": i, "logprobs": logprobs, "finish_reason": finish}
             for i in range(_choice_count(body))
         ]
     )
@@ -239,34 +275,61 @@ def _either(
     return lambda reply: JsonAnswer(complete(reply, body))
 
 
+_GENERATION_ENDPOINTS = ("/chat/completions", "/completions", "/embeddings")
+
+
 class FakeOpenAI(FakeUpstream):
-    """A fake OpenAI API under ``/v1``. Point SDKs at `base_url`."""
+    """A fake OpenAI API under ``/v1``. Point SDKs at `base_url`.
+
+    The same API can live under another `prefix`, as OpenAI-compatible services put it (Azure's
+    ``/openai/deployments/<name>`` or ``/openai/v1``, Gemini's ``/v1beta/openai``), and take its key the Azure way
+    (``auth="api-key"``: an ``api-key`` header instead of a Bearer token).
+    """
 
     default_models: ClassVar[tuple[str, ...]] = ("gpt-fake", "gpt-fake-mini")
-    generation_paths: ClassVar[frozenset[str]] = frozenset(
-        {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
-    )
+    generation_paths: ClassVar[frozenset[str]] = frozenset(f"/v1{e}" for e in _GENERATION_ENDPOINTS)
+
+    def __init__(
+        self,
+        *,
+        reply: Reply | None = None,
+        api_key: str | None = None,
+        models: list[str] | None = None,
+        prefix: str = "/v1",
+        auth: Literal["bearer", "api-key"] = "bearer",
+    ) -> None:
+        super().__init__(reply=reply, api_key=api_key, models=models)
+        self.prefix = prefix.rstrip("/")
+        self.auth = auth
 
     @property
     def base_url(self) -> str:
-        """The URL the OpenAI SDK expects, with the ``/v1`` prefix."""
-        return self.url + "/v1"
+        """The URL the OpenAI SDK expects, with the prefix (``/v1``)."""
+        return self.url + self.prefix
 
     def _routes(self) -> list[web.RouteDef]:
+        p = self.prefix
         return [
-            web.post("/v1/chat/completions", self._chat),
-            web.post("/v1/completions", self._completions),
-            web.post("/v1/embeddings", self._embeddings),
-            web.get("/v1/models", self._list_models),
-            web.get("/v1/models/{model:.+}", self._get_model),
+            web.post(f"{p}/chat/completions", self._chat),
+            web.post(f"{p}/completions", self._completions),
+            web.post(f"{p}/embeddings", self._embeddings),
+            web.get(f"{p}/models", self._list_models),
+            web.get(f"{p}/models/{{model:.+}}", self._get_model),
         ]
+
+    def _is_generation(self, path: str) -> bool:
+        return path in {self.prefix + e for e in _GENERATION_ENDPOINTS}
 
     def _error_body(self, status: int, message: str) -> JsonObject:
         kind, code = _error_kind(status)
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
     def _refuse(self, request: web.Request) -> web.StreamResponse | None:
-        if self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}":
+        if self.api_key is None:
+            return None
+        if self.auth == "api-key" and request.headers.get("api-key") == self.api_key:
+            return None
+        if self.auth == "bearer" and request.headers.get("Authorization") == f"Bearer {self.api_key}":
             return None
         return self.error_response(401, "Incorrect API key provided. You can find your API key in your dashboard.")
 

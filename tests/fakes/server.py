@@ -103,6 +103,10 @@ class FakeUpstream(abc.ABC):
         """Headers the vendor puts on every answer (request ids and the like)."""
         return {}
 
+    def _is_generation(self, path: str) -> bool:
+        """Whether a request to `path` counts as an attempt (and in flight)."""
+        return path in self.generation_paths
+
     # ----- lifecycle ----------------------------------------------------------------------------------------
 
     def start(self) -> Self:
@@ -213,7 +217,7 @@ class FakeUpstream(abc.ABC):
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         record = await self._record(request)
         request[_RECORD] = record
-        counted = request.path in self.generation_paths
+        counted = self._is_generation(request.path)
         if counted:
             with self._lock:
                 ledger = self._ledger

@@ -11,6 +11,7 @@ from sluice.canonical import ChatRequest, ChatResponse, StreamEvent
 from sluice.codecs.anthropic.request import encode_messages_request
 from sluice.codecs.anthropic.response import decode_message_response
 from sluice.codecs.anthropic.stream import MessageEventDecoder
+from sluice.codecs.expressible import ANTHROPIC, Capabilities
 from sluice.codecs.framing import FramingError, SSEParser
 from sluice.config import ProviderConfig
 from sluice.errors import UpstreamError
@@ -32,6 +33,7 @@ def _error_message(body: Any) -> str | None:
 class AnthropicProvider(Provider):
     kind: ClassVar[str] = "anthropic"
     wire_format: ClassVar[str | None] = "anthropic"
+    capabilities: ClassVar[Capabilities] = ANTHROPIC
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -54,9 +56,7 @@ class AnthropicProvider(Provider):
         await self.http.close()
 
     def _body(self, req: ChatRequest, target: Target, stream: bool) -> dict[str, Any]:
-        return encode_messages_request(
-            req, target.model, stream, self.config.default_max_tokens, self.config.drop_unsupported
-        )
+        return encode_messages_request(req, target.model, stream, self.config.default_max_tokens)
 
     async def forward(
         self, path: str, body: bytes, target: Target, stream: bool, headers: dict[str, str] | None = None
@@ -64,10 +64,12 @@ class AnthropicProvider(Provider):
         return await self.http.request("POST", path, target.timeouts, body, headers)
 
     async def chat(self, req: ChatRequest, target: Target) -> ChatResponse:
+        self.accept(req)
         body = await self.http.post_json("/v1/messages", self._body(req, target, False), target.timeouts)
         return decode_message_response(body)
 
     async def stream(self, req: ChatRequest, target: Target) -> AsyncIterator[StreamEvent]:
+        self.accept(req)
         payload = orjson.dumps(self._body(req, target, True))
         upstream = await self.http.request("POST", "/v1/messages", target.timeouts, payload)
         try:
@@ -75,15 +77,6 @@ class AnthropicProvider(Provider):
                 yield event
         finally:
             upstream.abort()
-
-    async def count_tokens(self, req: ChatRequest, target: Target) -> int:
-        body = self._body(req, target, False)
-        for key in ("max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences", "metadata"):
-            body.pop(key, None)
-        answer = await self.http.post_json("/v1/messages/count_tokens", body, target.timeouts)
-        if not isinstance(answer, dict) or not isinstance(answer.get("input_tokens"), int):
-            raise UpstreamError("The upstream's token count has no 'input_tokens'.")
-        return int(answer["input_tokens"])
 
     async def list_models(self) -> list[str]:
         names: list[str] = []

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sluice.canonical import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
+from sluice.codecs.expressible import Capabilities, check_expressible
 from sluice.config import ProviderConfig, Timeouts
 from sluice.errors import Unsupported
 from sluice.providers.http import UpstreamResponse
@@ -33,10 +34,16 @@ class Provider(abc.ABC):
     # The client-facing format this provider's upstream speaks natively, if any: requests from a surface of the
     # same format are forwarded through :meth:`forward` without translation.
     wire_format: ClassVar[str | None] = None
+    # What a translated request may ask of this upstream; chat() and stream() check it before anything is sent.
+    capabilities: ClassVar[Capabilities]
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.name = config.name
+
+    def accept(self, req: ChatRequest) -> None:
+        """Refuse (400) what this upstream cannot express, unless the provider is set to drop it."""
+        check_expressible(req, self.capabilities, self.config.drop_unsupported)
 
     async def start(self) -> None:
         """Open pooled connections; called once at start-up."""
@@ -55,10 +62,6 @@ class Provider(abc.ABC):
 
     async def embed(self, req: EmbedRequest, target: Target) -> EmbedResponse:
         raise Unsupported(f"Provider kind {self.kind!r} does not offer embeddings.", param="model")
-
-    async def count_tokens(self, req: ChatRequest, target: Target) -> int:
-        """The upstream's exact prompt token count; providers without such an endpoint raise Unsupported."""
-        raise Unsupported(f"Provider kind {self.kind!r} cannot count tokens.")
 
     @abc.abstractmethod
     async def list_models(self) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import orjson
 
 from sluice.canonical import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
+from sluice.codecs.expressible import OLLAMA, Capabilities
 from sluice.codecs.framing import FramingError, NDJSONParser
 from sluice.codecs.ollama.request import encode_chat_request, encode_embed_request, encode_generate_request
 from sluice.codecs.ollama.response import decode_chat_response, decode_embed_response, decode_generate_response
@@ -29,6 +30,7 @@ def _error_message(body: Any) -> str | None:
 class OllamaProvider(Provider):
     kind: ClassVar[str] = "ollama"
     wire_format: ClassVar[str | None] = "ollama"
+    capabilities: ClassVar[Capabilities] = OLLAMA
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -50,10 +52,10 @@ class OllamaProvider(Provider):
         await self.http.close()
 
     def _request(self, req: ChatRequest, target: Target, stream: bool) -> tuple[str, dict[str, Any]]:
-        drop = self.config.drop_unsupported
+        self.accept(req)
         if req.prompt is not None:
-            return "/api/generate", encode_generate_request(req, target.model, stream, drop)
-        return "/api/chat", encode_chat_request(req, target.model, stream, drop)
+            return "/api/generate", encode_generate_request(req, target.model, stream)
+        return "/api/chat", encode_chat_request(req, target.model, stream)
 
     async def forward(
         self, path: str, body: bytes, target: Target, stream: bool, headers: dict[str, str] | None = None

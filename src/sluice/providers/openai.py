@@ -8,6 +8,7 @@ from typing import ClassVar
 import orjson
 
 from sluice.canonical import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
+from sluice.codecs.expressible import OPENAI, Capabilities
 from sluice.codecs.framing import FramingError, SSEParser
 from sluice.codecs.openai.chat_request import encode_chat_request
 from sluice.codecs.openai.completion_request import encode_completion_request, encode_embedding_request
@@ -28,6 +29,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 class OpenAIProvider(Provider):
     kind: ClassVar[str] = "openai"
     wire_format: ClassVar[str | None] = "openai"
+    capabilities: ClassVar[Capabilities] = OPENAI
 
     default_base_url: ClassVar[str] = DEFAULT_BASE_URL
 
@@ -62,6 +64,7 @@ class OpenAIProvider(Provider):
         return await self.http.request("POST", self.path(path, target.model), target.timeouts, body, headers)
 
     async def chat(self, req: ChatRequest, target: Target) -> ChatResponse:
+        self.accept(req)
         if req.prompt is not None:
             body = encode_completion_request(req, target.model, stream=False)
             return decode_completion_response(
@@ -72,6 +75,7 @@ class OpenAIProvider(Provider):
         return decode_chat_response(await self.http.post_json(path, body, target.timeouts))
 
     async def stream(self, req: ChatRequest, target: Target) -> AsyncIterator[StreamEvent]:
+        self.accept(req)
         if req.prompt is not None:
             path, body = "/completions", encode_completion_request(req, target.model, stream=True)
         else:

@@ -2,7 +2,9 @@
 
 Proxy requests never enter FastAPI's routing, middleware or dependency machinery, which would cost most of the
 per-request budget (measured in docs/architecture.md); the admin API, health, docs and UI live in FastAPI.
-Unknown paths under a proxy surface's prefix answer in that surface's own error shape.
+Unknown paths under a proxy surface's prefix answer in that surface's own error shape. Requests with more headers,
+or more header bytes, than ``server.max_header_count`` / ``max_header_bytes`` are refused here with 431 before
+anything else looks at them, proxy routes and the FastAPI app alike (SECURITY.md case 21).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+import orjson
 from starlette.types import ASGIApp
 
-from sluice.errors import NotFound, SluiceError
+from sluice.errors import HeadersTooLarge, NotFound, SluiceError
 from sluice.pipeline import Gateway
 from sluice.server.exchange import Exchange, Receive, Scope, Send
 from sluice.surfaces.common import Format
@@ -48,6 +51,8 @@ class ProxyDispatcher:
         surface_prefixes: Mapping[str, Format],
         fallback: ASGIApp,
         request_id_header: str = "x-request-id",
+        max_header_count: int = 100,
+        max_header_bytes: int = 32 * 1024,
     ) -> None:
         self.gateway = gateway
         self.routes = dict(routes)
@@ -56,10 +61,22 @@ class ProxyDispatcher:
         self.surface_prefixes = sorted(surface_prefixes.items(), key=lambda kv: -len(kv[0]))
         self.fallback = fallback
         self.request_id_header = request_id_header.lower().encode()
+        self.max_header_count = max_header_count
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.fallback(scope, receive, send)
+            return
+        headers = scope["headers"]
+        if len(headers) > self.max_header_count:
+            await self._refuse_headers(scope, receive, send, f"more than {self.max_header_count} headers")
+            return
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value)
+        if size > self.max_header_bytes:
+            await self._refuse_headers(scope, receive, send, f"more than {self.max_header_bytes} bytes of headers")
             return
         method, path = scope["method"], scope["path"]
         handler = self.routes.get((method, path))
@@ -81,6 +98,18 @@ class ProxyDispatcher:
             error = NotFound(f"Unknown endpoint {method} {path}.", code="unknown_endpoint")
         status, body = fmt.error_response(error)
         await ex.respond(status, body)
+
+    async def _refuse_headers(self, scope: Scope, receive: Receive, send: Send, what: str) -> None:
+        """431 in the shape of the API the path belongs to (the admin API's shape elsewhere)."""
+        ex = Exchange(scope, receive, send, request_id_from(scope, self.request_id_header), time.perf_counter())
+        error = HeadersTooLarge(f"The request has {what}; send fewer or smaller headers.")
+        fmt = self._surface_for(ex.path)
+        if fmt is not None:
+            status, body = fmt.error_response(error)
+        else:
+            status = error.status
+            body = orjson.dumps({"error": {"type": error.kind, "message": error.message, "code": None, "param": None}})
+        await ex.respond(status, body, headers=[(b"connection", b"close")])
 
     def _match_prefix(self, method: str, path: str) -> RouteHandler | None:
         for (route_method, prefix), handler in self.prefix_routes:

@@ -237,12 +237,16 @@ async def forward_same_format(
     frames: Callable[[], Frames],
     inspector: Callable[[], FrameInspector],
     fmt: Format,
+    headers: dict[str, str] | None = None,
 ) -> None:
-    """Pass-through: send the client's own body to an upstream of the same format and relay what comes back."""
+    """Pass-through: send the client's own body to an upstream of the same format and relay what comes back.
+
+    ``headers`` are client headers the format lets through (Anthropic's ``anthropic-beta``, for one).
+    """
     call.passthrough = True
 
     async def attempt(dep: Deployment) -> UpstreamResponse:
-        return await dep.provider.forward(path, body_for(dep), dep.target, call.stream)
+        return await dep.provider.forward(path, body_for(dep), dep.target, call.stream, headers)
 
     upstream = await gw.open(call, route, attempt)
     if not call.stream:

@@ -12,6 +12,7 @@ from sluice.canonical import (
     ChatResponse,
     ReasoningDelta,
     StreamEvent,
+    StreamStart,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -67,6 +68,22 @@ async def tally(call: Call, req: ChatRequest, opened: OpenedStream) -> AsyncIter
             yield event
         if call.usage is None or call.usage.estimated:
             call.usage = Usage(estimate_prompt_tokens(req), (call.generated_chars + 3) // 4, estimated=True)
+
+
+def answer_model(call: Call, reported: str) -> str:
+    """The ``model`` a translated answer carries: the upstream's own name for it, as pass-through leaves it.
+
+    When the upstream reports none, the deployment's name for the model stands in.
+    """
+    if reported:
+        return reported
+    return call.deployment.target.model if call.deployment is not None else call.model or ""
+
+
+def stream_model(call: Call, opened: OpenedStream) -> str:
+    """:func:`answer_model` for a stream, from its first event (each upstream's stream names its model first)."""
+    first = opened[1]
+    return answer_model(call, first.model if isinstance(first, StreamStart) else "")
 
 
 def response_usage(req: ChatRequest, resp: ChatResponse) -> Usage:

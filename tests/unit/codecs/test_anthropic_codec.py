@@ -29,11 +29,11 @@ from sluice.canonical import (
     UsageUpdate,
 )
 from sluice.codecs.anthropic.errors import error_body, error_status
-from sluice.codecs.anthropic.request import decode_messages_request, encode_messages_request
+from sluice.codecs.anthropic.request import THINKING_BUDGETS, decode_messages_request, encode_messages_request
 from sluice.codecs.anthropic.response import decode_message_response, encode_message_response
 from sluice.codecs.anthropic.stream import MessageEventDecoder, MessageEventEncoder
 from sluice.codecs.framing import SSEParser
-from sluice.errors import InvalidRequest, Overloaded, RateLimited, Unsupported
+from sluice.errors import InvalidRequest, Overloaded, RateLimited
 
 text = st.text(min_size=1, max_size=30)
 ident = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True)
@@ -70,8 +70,9 @@ requests = st.builds(
     top_k=st.none() | st.integers(1, 100),
     stop=st.lists(text, max_size=3),
     tools=st.lists(st.builds(Tool, name=ident, description=st.none() | text), max_size=2),
-    tool_choice=st.none() | st.sampled_from([ToolChoice("auto"), ToolChoice("required")]),
+    tool_choice=st.none() | st.sampled_from([ToolChoice("auto"), ToolChoice("required"), ToolChoice("none")]),
     user=st.none() | ident,
+    think=st.none() | st.sampled_from(["low", "medium", "high"]),
 )
 
 
@@ -92,14 +93,17 @@ def normalised(messages: list[Message]) -> list[Any]:
 
 @given(requests)
 def test_request_round_trip_keeps_shared_fields(req: ChatRequest) -> None:
-    wire = orjson.loads(orjson.dumps(encode_messages_request(req, req.model, False, 4096, False)))
+    wire = orjson.loads(orjson.dumps(encode_messages_request(req, req.model, False, 4096)))
     back = decode_messages_request(wire)
     system = "\n\n".join(m.text() for m in req.messages if m.role == "system")
     assert back.system_text() == system
     # Anthropic carries tool arguments as objects, so their JSON text may be re-serialised: compare it parsed.
     assert normalised(back.messages) == normalised(req.messages)
-    for name in ("model", "max_tokens", "temperature", "top_p", "top_k", "stop", "user"):
+    for name in ("model", "temperature", "top_p", "top_k", "stop", "user", "think"):
         assert getattr(back, name) == getattr(req, name), name
+    # Thinking needs room for its budget: max_tokens grows to exceed it, and is kept otherwise.
+    budget = THINKING_BUDGETS[req.think] if isinstance(req.think, str) else 0
+    assert back.max_tokens == max(req.max_tokens or 0, budget + 1 if budget else 0)
     assert [(t.name, t.description, t.parameters) for t in back.tools] == [
         (t.name, t.description, t.parameters) for t in req.tools
     ]
@@ -259,7 +263,7 @@ def test_encoding_merges_tool_results_into_one_user_turn() -> None:
             Message("user", [TextPart("thanks")]),
         ],
     )
-    body = encode_messages_request(req, "claude", False, 1000, False)
+    body = encode_messages_request(req, "claude", False, 1000)
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
     assert [b["type"] for b in body["messages"][2]["content"]] == ["tool_result", "tool_result", "text"]
 
@@ -274,25 +278,6 @@ def test_system_blocks_and_thinking_budget() -> None:
     assert req.system_text() == "AB" and req.think == "medium"
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("n", 2),
-        ("logprobs", True),
-        ("response_format", ResponseFormat("json_object")),
-        ("seed", 3),
-        ("presence_penalty", 0.5),
-    ],
-)
-def test_features_anthropic_lacks_are_refused_unless_dropped(field: str, value: Any) -> None:
-    req = ChatRequest(model="m", messages=[Message("user", [TextPart("hi")])], **{field: value})
-    with pytest.raises(Unsupported) as caught:
-        encode_messages_request(req, "claude", False, 1000, drop_unsupported=False)
-    assert caught.value.param == field
-    body = encode_messages_request(req, "claude", False, 1000, drop_unsupported=True)
-    assert field not in body
-
-
 def test_zero_penalties_and_text_format_are_no_ops() -> None:
     req = ChatRequest(
         model="m",
@@ -300,7 +285,7 @@ def test_zero_penalties_and_text_format_are_no_ops() -> None:
         presence_penalty=0.0,
         response_format=ResponseFormat("text"),
     )
-    assert "presence_penalty" not in encode_messages_request(req, "claude", False, 1000, False)
+    assert "presence_penalty" not in encode_messages_request(req, "claude", False, 1000)
 
 
 @pytest.mark.parametrize(

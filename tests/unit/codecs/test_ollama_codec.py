@@ -24,7 +24,6 @@ from sluice.canonical import (
     Tool,
     ToolCall,
     ToolCallDelta,
-    ToolChoice,
     Usage,
     UsageUpdate,
 )
@@ -35,11 +34,10 @@ from sluice.codecs.ollama.request import (
     decode_generate_request,
     encode_chat_request,
     encode_generate_request,
-    unsupported_sampling_options,
 )
 from sluice.codecs.ollama.response import Timings, decode_chat_response, encode_chat_response
 from sluice.codecs.ollama.stream import LineEncoder, NDJSONDecoder
-from sluice.errors import InvalidRequest, Unsupported, UpstreamError
+from sluice.errors import InvalidRequest, UpstreamError
 
 text = st.text(min_size=1, max_size=30)
 ident = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True)
@@ -83,14 +81,25 @@ def requests(draw: st.DrawFn) -> ChatRequest:
         seed=draw(st.none() | st.integers(0, 2**31)),
         stop=draw(st.lists(text, max_size=3)),
         tools=draw(st.lists(st.builds(Tool, name=ident, description=text), max_size=2)),
-        response_format=draw(st.none() | st.sampled_from([ResponseFormat("json_object")])),
+        presence_penalty=draw(st.none() | st.floats(-2, 2)),
+        frequency_penalty=draw(st.none() | st.floats(-2, 2)),
+        response_format=draw(
+            st.none()
+            | st.sampled_from([ResponseFormat("json_object")])
+            | st.builds(
+                ResponseFormat,
+                type=st.just("json_schema"),
+                schema=st.fixed_dictionaries({"type": st.just("object")}),
+                name=st.just("response"),
+            )
+        ),
         think=draw(st.none() | st.sampled_from([True, "low", "high"])),
     )
 
 
 @given(requests(), st.booleans())
 def test_request_round_trip_keeps_shared_fields(req: ChatRequest, stream: bool) -> None:
-    wire = orjson.loads(orjson.dumps(encode_chat_request(req, req.model, stream, False)))
+    wire = orjson.loads(orjson.dumps(encode_chat_request(req, req.model, stream)))
     back = decode_chat_request(wire)
     assert parsed(back.messages) == parsed(req.messages)
     # Tool results find their call again by name, though Ollama carries no ids.
@@ -98,7 +107,8 @@ def test_request_round_trip_keeps_shared_fields(req: ChatRequest, stream: bool) 
     for message in back.messages:
         if message.role == "tool":
             assert ids[message.tool_call_id or ""].name == message.name
-    for name in ("model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "response_format", "think"):
+    shared = ("model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "response_format", "think")
+    for name in (*shared, "presence_penalty", "frequency_penalty"):
         assert getattr(back, name) == getattr(req, name), name
     assert back.stream == stream
     assert [(t.name, t.description, t.parameters) for t in back.tools] == [
@@ -174,8 +184,7 @@ def test_options_map_and_the_rest_stay_native() -> None:
     )
     assert (req.max_tokens, req.temperature) == (64, 0.2)
     assert req.native == {"ollama": {"keep_alive": "5m", "options": {"num_ctx": 8192, "mirostat": 2}}}
-    assert unsupported_sampling_options(req) == ["mirostat"]
-    body = encode_chat_request(req, "llama", True, False)
+    body = encode_chat_request(req, "llama", True)
     assert body["keep_alive"] == "5m"
     assert body["options"] == {"temperature": 0.2, "num_predict": 64, "num_ctx": 8192, "mirostat": 2}
 
@@ -186,13 +195,13 @@ def test_format_json_and_schema() -> None:
     )
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
     req = decode_chat_request({"model": "m", "messages": [], "format": schema})
-    assert encode_chat_request(req, "m", False, False)["format"] == schema
+    assert encode_chat_request(req, "m", False)["format"] == schema
 
 
 def test_generate_keeps_the_prompt_and_system() -> None:
     req = decode_generate_request({"model": "m", "prompt": "Once", "system": "be poetic", "raw": True})
     assert req.prompt == "Once" and req.system_text() == "be poetic" and req.stream is True
-    body = encode_generate_request(req, "m", False, False)
+    body = encode_generate_request(req, "m", False)
     assert (body["prompt"], body["system"], body["raw"]) == ("Once", "be poetic", True)
 
 
@@ -201,25 +210,6 @@ def test_embed_input_forms() -> None:
     assert decode_embed_request({"model": "m", "prompt": "a"}, legacy=True).inputs == ["a"]
     with pytest.raises(InvalidRequest):
         decode_embed_request({"model": "m", "input": []}, legacy=False)
-
-
-@pytest.mark.parametrize(
-    ("change", "param"),
-    [
-        ({"n": 2}, "n"),
-        ({"logprobs": True}, "logprobs"),
-        ({"tool_choice": ToolChoice("required")}, "tool_choice"),
-        ({"messages": [Message("user", [ImagePart(url="https://example.com/a.png")])]}, "messages"),
-    ],
-)
-def test_features_ollama_lacks_are_refused_unless_dropped(change: dict[str, Any], param: str) -> None:
-    req = ChatRequest(model="m", messages=[Message("user", [TextPart("hi")])])
-    for key, value in change.items():
-        setattr(req, key, value)
-    with pytest.raises(Unsupported) as caught:
-        encode_chat_request(req, "llama", False, drop_unsupported=False)
-    assert caught.value.param == param
-    encode_chat_request(req, "llama", False, drop_unsupported=True)
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,20 @@ requests = st.builds(
     seed=st.none() | st.integers(0, 2**31),
     tools=st.lists(st.builds(Tool, name=ident, description=st.none() | text), max_size=2),
     tool_choice=st.none() | st.sampled_from([ToolChoice("auto"), ToolChoice("required"), ToolChoice("none")]),
-    response_format=st.none() | st.sampled_from([ResponseFormat("json_object"), ResponseFormat("text")]),
+    response_format=st.none()
+    | st.sampled_from([ResponseFormat("json_object"), ResponseFormat("text")])
+    | st.builds(
+        ResponseFormat,
+        type=st.just("json_schema"),
+        schema=st.dictionaries(ident, st.just("string"), max_size=2),
+        name=ident,
+        strict=st.none() | st.booleans(),
+    ),
+    logprobs=st.none() | st.booleans(),
+    top_logprobs=st.none() | st.integers(0, 20),
+    presence_penalty=st.none() | st.floats(-2, 2),
+    frequency_penalty=st.none() | st.floats(-2, 2),
+    think=st.none() | st.sampled_from(["low", "medium", "high"]),
     user=st.none() | ident,
 )
 
@@ -85,7 +98,8 @@ def test_request_round_trip_keeps_shared_fields(req: ChatRequest) -> None:
     wire = orjson.loads(orjson.dumps(encode_chat_request(req, req.model, stream=False)))
     back = decode_chat_request(wire)
     assert back.messages == req.messages
-    for name in ("model", "max_tokens", "temperature", "top_p", "stop", "n", "seed", "response_format", "user"):
+    shared = ("model", "max_tokens", "temperature", "top_p", "stop", "n", "seed", "response_format", "user")
+    for name in (*shared, "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "think"):
         assert getattr(back, name) == getattr(req, name), name
     assert back.tools == [Tool(t.name, t.description, t.parameters, t.strict) for t in req.tools]
     if req.tool_choice is not None and (req.tools or req.tool_choice.mode == "none"):

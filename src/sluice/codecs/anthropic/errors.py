@@ -18,6 +18,7 @@ _TYPES = {
     "budget_exceeded": "permission_error",
     "not_found": "not_found_error",
     "payload_too_large": "request_too_large",
+    "headers_too_large": "invalid_request_error",
     "rate_limit": "rate_limit_error",
     "overloaded": "overloaded_error",
 }

@@ -18,7 +18,7 @@ from sluice.codecs.openai.chat_request import refuse_upstream_fields
 from sluice.errors import InvalidRequest, Unsupported
 
 # thinking: True or an effort level → a token budget (Anthropic asks for a budget, not a level)
-THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+THINKING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 DEFAULT_THINKING_BUDGET = 4096
 
 _KNOWN = frozenset(
@@ -76,6 +76,7 @@ def decode_messages_request(data: dict[str, Any]) -> ChatRequest:
         metadata=metadata,
         think=_decode_thinking(f.opt_obj(data, "thinking")),
         native={"anthropic": native} if native else {},
+        client_format="anthropic",
     )
 
 
@@ -226,7 +227,8 @@ def _decode_thinking(value: dict[str, Any] | None) -> bool | str | None:
     if value is None or value.get("type") == "disabled":
         return None
     budget = f.opt_int(value, "budget_tokens", 1, f.MAX_TOKENS_CEILING, "thinking.budget_tokens")
-    for level, tokens in THINKING_BUDGETS.items():
+    for level in ("low", "medium", "high"):
+        tokens = THINKING_BUDGETS[level]
         if budget is not None and budget <= tokens:
             return level
     return "high" if budget is not None else True
@@ -236,9 +238,9 @@ def _decode_thinking(value: dict[str, Any] | None) -> bool | str | None:
 
 
 def encode_messages_request(
-    req: ChatRequest, upstream_model: str, stream: bool, default_max_tokens: int, drop_unsupported: bool
+    req: ChatRequest, upstream_model: str, stream: bool, default_max_tokens: int
 ) -> dict[str, Any]:
-    _check_expressible(req, drop_unsupported)
+    """The body for an Anthropic upstream; what Anthropic cannot say was refused before (codecs/expressible.py)."""
     system = [m for m in req.messages if m.role == "system"]
     body: dict[str, Any] = {
         "model": upstream_model,
@@ -254,46 +256,24 @@ def encode_messages_request(
         value = getattr(req, key)
         if value is not None:
             body[key] = min(value, 1.0) if key == "temperature" else value
-    if req.tools and not (req.tool_choice is not None and req.tool_choice.mode == "none"):
+    if req.tools:
         body["tools"] = [
             {"name": t.name, **({"description": t.description} if t.description else {}), "input_schema": t.parameters}
             for t in req.tools
         ]
         if req.tool_choice is not None:
-            body["tool_choice"] = _encode_tool_choice(req.tool_choice)
+            body["tool_choice"] = _encode_tool_choice(req.tool_choice)  # "none" included: Anthropic has it too
     if req.user:
         body["metadata"] = {"user_id": req.user}
-    if req.think:
-        budget = (
-            THINKING_BUDGETS.get(req.think, DEFAULT_THINKING_BUDGET)
-            if isinstance(req.think, str)
-            else (DEFAULT_THINKING_BUDGET)
-        )
+    if req.think and req.think != "none":
+        level = req.think if isinstance(req.think, str) else ""
+        budget = THINKING_BUDGETS.get(level, DEFAULT_THINKING_BUDGET)
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         body["max_tokens"] = max(body["max_tokens"], budget + 1)
     if stream:
         body["stream"] = True
     body.update(req.native.get("anthropic", {}))
     return body
-
-
-def _check_expressible(req: ChatRequest, drop: bool) -> None:
-    problems: list[tuple[str, str]] = []
-    if req.n != 1:
-        problems.append(("n", "several choices (n > 1)"))
-    if req.logprobs or req.top_logprobs:
-        problems.append(("logprobs", "log probabilities"))
-    if req.response_format is not None and req.response_format.type != "text":
-        problems.append(("response_format", "a JSON response format"))
-    if req.presence_penalty or req.frequency_penalty:
-        problems.append(("presence_penalty" if req.presence_penalty else "frequency_penalty", "penalties"))
-    if req.seed is not None:
-        problems.append(("seed", "a seed"))
-    if problems and not drop:
-        param, feature = problems[0]
-        raise Unsupported(
-            f"This model's upstream (Anthropic) cannot do {feature}; remove '{param}' from the request.", param=param
-        )
 
 
 def _encode_tool_choice(choice: ToolChoice) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Ollama tool calls carry no ids; decoding gives them stable ids (``call_<message>_<n>``) and matches each
 ``tool`` message to the most recent unanswered call of its ``tool_name``. ``options`` that have a canonical
 field become it; the rest (runtime options such as ``num_ctx``, sampling options other formats lack) and
-``keep_alive`` stay in ``native["ollama"]`` for Ollama upstreams. Ollama streams unless ``stream`` is false.
+``keep_alive`` stay in ``native["ollama"]`` for Ollama upstreams (codecs/expressible.py decides what other
+upstreams make of them). Ollama streams unless ``stream`` is false.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from sluice.canonical import (
 from sluice.codecs import fields as f
 from sluice.codecs.images import sniff_media_type
 from sluice.codecs.openai.chat_request import refuse_upstream_fields
-from sluice.errors import InvalidRequest, Unsupported
+from sluice.errors import InvalidRequest
 
-# Options that tune how Ollama loads and runs a model; meaningless to other upstreams, so dropped there.
+# Options that tune how Ollama loads and runs a model; meaningless to other upstreams, so left out there.
 RUNTIME_OPTIONS = frozenset(
     {
         "num_ctx",
@@ -44,20 +45,6 @@ RUNTIME_OPTIONS = frozenset(
         "num_keep",
     }
 )
-# Sampling options no other format has: refused for other upstreams unless the provider drops unsupported ones.
-SAMPLING_ONLY_OPTIONS = frozenset(
-    {
-        "mirostat",
-        "mirostat_eta",
-        "mirostat_tau",
-        "repeat_penalty",
-        "repeat_last_n",
-        "tfs_z",
-        "typical_p",
-        "min_p",
-        "penalize_newline",
-    }
-)
 _MAPPED_OPTIONS = {
     "temperature",
     "top_p",
@@ -69,6 +56,8 @@ _MAPPED_OPTIONS = {
     "frequency_penalty",
 }
 _ROLES = ("system", "user", "assistant", "tool")
+# OpenAI's reasoning_effort levels Ollama has no word for.
+_THINK_OUT: dict[str, bool | str] = {"none": False, "minimal": "low"}
 
 
 def _options(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -180,6 +169,7 @@ def decode_chat_request(data: dict[str, Any]) -> ChatRequest:
         logprobs=f.opt_bool(data, "logprobs"),
         top_logprobs=f.opt_int(data, "top_logprobs", 0, 20),
         native=_native(data, options),
+        client_format="ollama",
         **mapped,
     )
 
@@ -251,7 +241,10 @@ def decode_generate_request(data: dict[str, Any]) -> ChatRequest:
         stream=True if stream is None else stream,
         include_usage=True,
         think=_think(data.get("think")),
+        logprobs=f.opt_bool(data, "logprobs"),
+        top_logprobs=f.opt_int(data, "top_logprobs", 0, 20),
         native=_native(data, options, "raw", "template", "context", "system"),
+        client_format="ollama",
         **mapped,
     )
 
@@ -284,30 +277,6 @@ def decode_embed_request(data: dict[str, Any], legacy: bool) -> EmbedRequest:
 # --- canonical → Ollama upstream ---------------------------------------------------------------------------
 
 
-def unsupported_sampling_options(req: ChatRequest) -> list[str]:
-    """Ollama-only sampling options in a request, which other upstream kinds cannot apply."""
-    options = req.native.get("ollama", {}).get("options", {})
-    return sorted(k for k in options if k in SAMPLING_ONLY_OPTIONS)
-
-
-def _check_expressible(req: ChatRequest, drop: bool) -> None:
-    problems: list[tuple[str, str]] = []
-    if req.n != 1:
-        problems.append(("n", "several choices (n > 1)"))
-    if req.logprobs or req.top_logprobs:
-        problems.append(("logprobs", "log probabilities"))
-    if req.tool_choice is not None and req.tool_choice.mode in ("required", "tool"):
-        problems.append(("tool_choice", "forcing a tool call"))
-    for message in req.messages:
-        for part in message.content:
-            if isinstance(part, ImagePart) and part.url is not None:
-                # Sluice never fetches URLs a caller names; Ollama takes inline images only.
-                problems.append(("messages", "images given by URL (send them inline as base64)"))
-    if problems and not drop:
-        param, feature = problems[0]
-        raise Unsupported(f"This model's upstream (Ollama) cannot do {feature}.", param=param)
-
-
 def _options_out(req: ChatRequest) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key in ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty"):
@@ -331,7 +300,7 @@ def _common(req: ChatRequest, upstream_model: str, stream: bool) -> dict[str, An
     if fmt is not None and fmt.type != "text":
         body["format"] = "json" if fmt.type == "json_object" else (fmt.schema or {})
     if req.think:
-        body["think"] = req.think
+        body["think"] = _THINK_OUT.get(req.think, req.think) if isinstance(req.think, str) else True
     native = req.native.get("ollama", {})
     for key, value in native.items():
         if key != "options":
@@ -339,8 +308,8 @@ def _common(req: ChatRequest, upstream_model: str, stream: bool) -> dict[str, An
     return body
 
 
-def encode_chat_request(req: ChatRequest, upstream_model: str, stream: bool, drop_unsupported: bool) -> dict[str, Any]:
-    _check_expressible(req, drop_unsupported)
+def encode_chat_request(req: ChatRequest, upstream_model: str, stream: bool) -> dict[str, Any]:
+    """The /api/chat body; what Ollama cannot say was refused before (codecs/expressible.py)."""
     body = _common(req, upstream_model, stream)
     body["messages"] = _encode_messages(req.messages)
     if req.tools and not (req.tool_choice is not None and req.tool_choice.mode == "none"):
@@ -354,10 +323,7 @@ def encode_chat_request(req: ChatRequest, upstream_model: str, stream: bool, dro
     return body
 
 
-def encode_generate_request(
-    req: ChatRequest, upstream_model: str, stream: bool, drop_unsupported: bool
-) -> dict[str, Any]:
-    _check_expressible(req, drop_unsupported)
+def encode_generate_request(req: ChatRequest, upstream_model: str, stream: bool) -> dict[str, Any]:
     body = _common(req, upstream_model, stream)
     body["prompt"] = req.prompt or ""
     if req.suffix is not None:

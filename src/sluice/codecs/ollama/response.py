@@ -135,14 +135,19 @@ def arguments_object(text: str) -> Any:
         return {"_raw": text}
 
 
+def logprobs_entries(value: Any) -> list[Any] | None:
+    """OpenAI's logprobs object (``{"content": [...]}``) as Ollama's list of per-token entries."""
+    content = value.get("content") if isinstance(value, dict) else None
+    return content if isinstance(content, list) and content else None
+
+
 def encode_chat_response(resp: ChatResponse, model: str, timings: Timings) -> dict[str, Any]:
     choice = resp.choices[0] if resp.choices else Choice(0, Message("assistant"))
-    return {
-        "model": model,
-        "created_at": created_at(),
-        "message": message_of(choice.message),
-        **done_fields(resp.usage, choice.finish_reason, timings),
-    }
+    body: dict[str, Any] = {"model": model, "created_at": created_at(), "message": message_of(choice.message)}
+    entries = logprobs_entries(choice.logprobs)
+    if entries is not None:
+        body["logprobs"] = entries
+    return {**body, **done_fields(resp.usage, choice.finish_reason, timings)}
 
 
 def encode_generate_response(resp: ChatResponse, model: str, timings: Timings) -> dict[str, Any]:
@@ -150,6 +155,9 @@ def encode_generate_response(resp: ChatResponse, model: str, timings: Timings) -
     body: dict[str, Any] = {"model": model, "created_at": created_at(), "response": choice.message.text()}
     if choice.message.reasoning:
         body["thinking"] = choice.message.reasoning
+    entries = logprobs_entries(choice.logprobs)
+    if entries is not None:
+        body["logprobs"] = entries
     return {**body, **done_fields(resp.usage, choice.finish_reason, timings)}
 
 

@@ -31,6 +31,7 @@ from sluice.codecs.ollama.response import (
     created_at,
     done_fields,
     finish_reason,
+    logprobs_entries,
     usage_from,
 )
 from sluice.errors import SluiceError, UpstreamError
@@ -97,7 +98,14 @@ class LineEncoder:
     def _line(self, fields: dict[str, Any]) -> bytes:
         return orjson.dumps({"model": self.model, "created_at": created_at(), **fields}) + b"\n"
 
-    def _piece(self, text: str = "", thinking: str | None = None, calls: list[ToolCall] | None = None) -> bytes:
+    def _piece(
+        self,
+        text: str = "",
+        thinking: str | None = None,
+        calls: list[ToolCall] | None = None,
+        logprobs: list[Any] | None = None,
+    ) -> bytes:
+        extra: dict[str, Any] = {"logprobs": logprobs} if logprobs is not None else {}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if thinking is not None:
@@ -106,8 +114,8 @@ class LineEncoder:
                 message["tool_calls"] = [
                     {"function": {"name": c.name, "arguments": arguments_object(c.arguments)}} for c in calls
                 ]
-            return self._line({"message": message, "done": False})
-        fields: dict[str, Any] = {"response": text, "done": False}
+            return self._line({"message": message, **extra, "done": False})
+        fields: dict[str, Any] = {"response": text, **extra, "done": False}
         if thinking is not None:
             fields["thinking"] = thinking
         return self._line(fields)
@@ -116,7 +124,7 @@ class LineEncoder:
         if getattr(event, "choice", 0):
             return b""  # one answer per Ollama response
         if isinstance(event, TextDelta):
-            return self._piece(event.text)
+            return self._piece(event.text, logprobs=logprobs_entries(event.logprobs))
         if isinstance(event, ReasoningDelta):
             return self._piece(thinking=event.text)
         if isinstance(event, ToolCallDelta):

@@ -326,8 +326,8 @@ def encode_chat_request(req: ChatRequest, upstream_model: str, stream: bool) -> 
         body.update(_encode_tool_choice(req))
     if req.response_format is not None:
         body["response_format"] = encode_response_format(req.response_format)
-    if isinstance(req.think, str):
-        body["reasoning_effort"] = req.think
+    if req.think:
+        body["reasoning_effort"] = req.think if isinstance(req.think, str) else "medium"  # think: true
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

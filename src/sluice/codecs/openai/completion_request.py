@@ -28,6 +28,7 @@ _COMPLETION_KNOWN = frozenset(
         "stream",
         "stream_options",
         "user",
+        "logprobs",
     }
 )
 
@@ -50,6 +51,8 @@ def decode_completion_request(data: dict[str, Any]) -> ChatRequest:
         raise f.bad("prompt", "a string or an array of strings")
     stream_options = f.opt_obj(data, "stream_options") or {}
     native = {k: v for k, v in data.items() if k not in _COMPLETION_KNOWN}
+    # Legacy logprobs is one number, the alternatives per token (0: the chosen token's only).
+    logprobs = f.opt_int(data, "logprobs", 0, 5)
     return ChatRequest(
         model=model,
         prompt=prompt,
@@ -63,6 +66,8 @@ def decode_completion_request(data: dict[str, Any]) -> ChatRequest:
         seed=f.opt_int(data, "seed"),
         presence_penalty=f.opt_num(data, "presence_penalty", -2, 2),
         frequency_penalty=f.opt_num(data, "frequency_penalty", -2, 2),
+        logprobs=True if logprobs is not None else None,
+        top_logprobs=logprobs,
         stream=bool(f.opt_bool(data, "stream")),
         include_usage=bool(f.opt_bool(stream_options, "include_usage", "stream_options.include_usage")),
         user=f.opt_str(data, "user"),
@@ -97,10 +102,14 @@ def encode_completion_request(req: ChatRequest, upstream_model: str, stream: boo
         value = getattr(req, key)
         if value is not None:
             body[key] = value
+    if req.top_k is not None:
+        body["top_k"] = req.top_k  # not OpenAI's, but vLLM, llama.cpp and others accept it
     if req.stop:
         body["stop"] = req.stop
     if req.n != 1:
         body["n"] = req.n
+    if req.logprobs:
+        body["logprobs"] = req.top_logprobs or 0
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

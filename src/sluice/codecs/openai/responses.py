@@ -151,7 +151,7 @@ def encode_completion_response(resp: ChatResponse) -> dict[str, Any]:
             {
                 "index": c.index,
                 "text": c.message.text(),
-                "logprobs": None,
+                "logprobs": c.logprobs,
                 "finish_reason": c.finish_reason if c.finish_reason in ("stop", "length", "content_filter") else "stop",
             }
             for c in resp.choices
@@ -172,6 +172,7 @@ def decode_completion_response(body: Any) -> ChatResponse:
             index=int(raw.get("index", i)),
             message=Message(role="assistant", content=[TextPart(str(raw.get("text") or ""))]),
             finish_reason=finish_reason(raw.get("finish_reason")),
+            logprobs=raw.get("logprobs"),
         )
         for i, raw in enumerate(body["choices"])
         if isinstance(raw, dict)

@@ -52,7 +52,7 @@ class ChatChunkEncoder:
             item = {
                 "index": choice,
                 "text": delta.get("content", ""),
-                "logprobs": None,
+                "logprobs": logprobs,
                 "finish_reason": finish,
             }
             return self._chunk([item])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -17,9 +16,9 @@ from sluice.codecs.anthropic.response import encode_message_response
 from sluice.codecs.anthropic.stream import MessageEventEncoder
 from sluice.codecs.framing import SSEParser
 from sluice.codecs.openai.chat_request import refuse_upstream_fields
-from sluice.errors import SluiceError
+from sluice.errors import SluiceError, UpstreamRejected
 from sluice.pipeline import Call, Gateway
-from sluice.routing.catalog import ModelRoute
+from sluice.routing.catalog import Deployment, ModelRoute
 from sluice.server.exchange import JSON, SSE, Exchange
 from sluice.surfaces.anthropic.format import ANTHROPIC
 from sluice.surfaces.anthropic.passthrough import EventInspector, read_usage
@@ -33,7 +32,27 @@ from sluice.surfaces.common import (
     take_cache_control,
     with_cache,
 )
-from sluice.surfaces.translate import OpenedStream, response_usage, stream_opener, tally
+from sluice.surfaces.translate import (
+    OpenedStream,
+    answer_model,
+    response_usage,
+    stream_model,
+    stream_opener,
+    tally,
+)
+
+# Client headers an Anthropic upstream gets as they are: the betas a caller opts into, and the API version it
+# speaks (otherwise the provider's configured one). Nothing else of the caller's reaches the upstream.
+FORWARDED_HEADERS = (b"anthropic-beta", b"anthropic-version")
+
+
+def client_headers(ex: Exchange) -> dict[str, str] | None:
+    headers = {}
+    for name in FORWARDED_HEADERS:
+        value = ex.header(name)
+        if value:
+            headers[name.decode()] = value.decode("latin-1")
+    return headers or None
 
 
 def _same_format(route: ModelRoute) -> bool:
@@ -83,6 +102,7 @@ async def _messages(gw: Gateway, ex: Exchange, call: Call) -> None:
             frames=lambda: sse_frames(SSEParser()),
             inspector=lambda: EventInspector(call),
             fmt=ANTHROPIC,
+            headers=client_headers(ex),
         )
     else:
         req = decode_messages_request(data)
@@ -97,14 +117,13 @@ async def _translated(gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, 
         resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
         call.usage = response_usage(req, resp)
         resp.usage = call.usage
-        body = encode_message_response(resp, message_id, resp.model or req.model)
+        body = encode_message_response(resp, message_id, answer_model(call, resp.model))
         await gw.complete(call)
         call.mark_first_byte()
         await ex.respond(200, orjson.dumps(body))
         return
     opened: OpenedStream = await gw.open(call, route, stream_opener(req))  # type: ignore[arg-type]
-    model = call.deployment.target.model if call.deployment else req.model
-    encoder = MessageEventEncoder(message_id, model, input_tokens=estimate_prompt_tokens(req))
+    encoder = MessageEventEncoder(message_id, stream_model(call, opened), input_tokens=estimate_prompt_tokens(req))
     await ex.start_stream(200, SSE)
     await relay_events(ex, call, _encode(gw, encoder, tally(call, req, opened), call), ANTHROPIC)
 
@@ -128,27 +147,45 @@ async def count_tokens(gw: Gateway, ex: Exchange) -> None:
 
 
 async def _count_tokens(gw: Gateway, ex: Exchange, call: Call) -> None:
-    """Exact from an Anthropic upstream; Sluice's own estimate, marked as such, for any other model."""
+    """Exact from an Anthropic upstream (the body passes through); Sluice's own estimate, marked, for others."""
     await gw.identify(ex, call)
-    data, _raw = await read_json(gw, ex)
-    data.setdefault("max_tokens", 1)  # count_tokens takes no max_tokens; the decoder requires one
-    req = decode_messages_request(data)
-    route = gw.resolve(call, req.model)
+    data, raw = await read_json(gw, ex)
+    route = gw.resolve(call, _check({"max_tokens": 1, **data}))  # count_tokens takes no max_tokens
     deployment = min(route.deployments, key=lambda d: d.order)
-    estimated = True
-    count = estimate_prompt_tokens(req)
-    if deployment.provider.kind == "anthropic":
-        # If the upstream cannot count right now, the estimate stands, marked as one.
-        with contextlib.suppress(SluiceError):
-            count = await deployment.provider.count_tokens(req, deployment.target)
-            estimated = False
-    body: dict[str, Any] = {"input_tokens": count}
-    headers: list[tuple[bytes, bytes]] = []
-    if estimated:
-        body["estimated"] = True
-        headers.append((b"x-sluice-estimated", b"true"))
+    count: int | None = None
+    anthropic = deployment.provider.wire_format == "anthropic"
+    if anthropic:
+        count = await _upstream_count(ex, deployment, renamed(data, raw, deployment.target.model))
+    if count is None:
+        # What Anthropic takes may be more than Sluice translates (documents, server tools): estimate it raw then.
+        if anthropic:
+            count = estimate_raw_prompt_tokens(data)
+        else:
+            count = estimate_prompt_tokens(decode_messages_request({"max_tokens": 1, **data}))
+        body: dict[str, Any] = {"input_tokens": count, "estimated": True}
+        headers = [(b"x-sluice-estimated", b"true")]
+    else:
+        body, headers = {"input_tokens": count}, []
     call.mark_first_byte()
     await ex.respond(200, orjson.dumps(body), headers=headers)
+
+
+async def _upstream_count(ex: Exchange, deployment: Deployment, body: bytes) -> int | None:
+    """The Anthropic upstream's own count; None when it cannot count right now (the estimate stands).
+
+    A refusal of the request itself (the upstream's 4xx) is the caller's to see, not papered over by an estimate.
+    """
+    try:
+        upstream = await deployment.provider.forward(
+            "/v1/messages/count_tokens", body, deployment.target, False, client_headers(ex)
+        )
+        answer = orjson.loads(await upstream.read())
+    except UpstreamRejected:
+        raise
+    except (SluiceError, orjson.JSONDecodeError):
+        return None
+    tokens = answer.get("input_tokens") if isinstance(answer, dict) else None
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None
 
 
 ROUTES = {

@@ -49,10 +49,30 @@ from sluice.surfaces.common import (
 )
 from sluice.surfaces.ollama.format import OLLAMA
 from sluice.surfaces.ollama.passthrough import LineInspector, read_usage
-from sluice.surfaces.translate import OpenedStream, response_usage, stream_opener, tally
+from sluice.surfaces.translate import (
+    OpenedStream,
+    answer_model,
+    response_usage,
+    stream_model,
+    stream_opener,
+    tally,
+)
 
 # The Ollama release whose API this surface follows; clients read it to decide what they may use.
 OLLAMA_API_VERSION = "0.12.0"
+
+
+# /api/show's capabilities for models Sluice describes itself: what it can carry to the upstream kind, in Ollama's
+# words. They say what the format can take, not what one model can do (an OpenAI-compatible text-only model still
+# lists "vision"); Ollama-backed models are described by their own server.
+_OPENAI_COMPATIBLE = ["completion", "tools", "insert", "vision", "thinking"]
+CAPABILITIES = {
+    "openai": _OPENAI_COMPATIBLE,
+    "azure": _OPENAI_COMPATIBLE,
+    "gemini": _OPENAI_COMPATIBLE,
+    "anthropic": ["completion", "tools", "vision", "thinking"],
+    "mock": ["completion", "tools", "thinking"],
+}
 
 
 def _same_format(route: ModelRoute) -> bool:
@@ -123,10 +143,10 @@ async def _translated(gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, 
         encode = encode_chat_response if mode == "chat" else encode_generate_response
         await gw.complete(call)
         call.mark_first_byte()
-        await ex.respond(200, orjson.dumps(encode(resp, req.model, _timings(call))))
+        await ex.respond(200, orjson.dumps(encode(resp, answer_model(call, resp.model), _timings(call))))
         return
     opened: OpenedStream = await gw.open(call, route, stream_opener(req))  # type: ignore[arg-type]
-    encoder = LineEncoder(req.model, mode)
+    encoder = LineEncoder(stream_model(call, opened), mode)
     await ex.start_stream(200, NDJSON)
     await relay_events(ex, call, _encode(gw, encoder, tally(call, req, opened), call), OLLAMA)
 
@@ -179,7 +199,8 @@ async def _embed(gw: Gateway, ex: Exchange, call: Call, legacy: bool) -> None:
     call.usage = resp.usage
     await gw.complete(call)
     call.mark_first_byte()
-    body = encode_legacy_embedding_response(resp) if legacy else encode_embed_response(resp, req.model, _timings(call))
+    model = answer_model(call, resp.model)
+    body = encode_legacy_embedding_response(resp) if legacy else encode_embed_response(resp, model, _timings(call))
     await ex.respond(200, orjson.dumps(body))
 
 
@@ -239,7 +260,7 @@ async def show(gw: Gateway, ex: Exchange) -> None:
                 "template": "",
                 "details": _details(route),
                 "model_info": {},
-                "capabilities": ["completion", "tools"],
+                "capabilities": CAPABILITIES.get(provider.kind, ["completion"]),
             }
         answer["modified_at"] = _modified(route)
         await ex.respond(200, orjson.dumps(answer))

@@ -29,7 +29,9 @@ from sluice.errors import NotFound
 from sluice.pipeline import Call, Gateway
 from sluice.routing.catalog import ModelRoute
 from sluice.server.exchange import JSON, SSE, Exchange
+from sluice.surfaces.anthropic.format import ANTHROPIC
 from sluice.surfaces.common import (
+    Format,
     forward_same_format,
     read_json,
     relay_events,
@@ -41,7 +43,14 @@ from sluice.surfaces.common import (
 from sluice.surfaces.openai.format import OPENAI
 from sluice.surfaces.openai.passthrough import SSEInspector, client_wants_usage, read_usage, upstream_body
 from sluice.surfaces.openai.queue import queue_status
-from sluice.surfaces.translate import OpenedStream, response_usage, stream_opener, tally
+from sluice.surfaces.translate import (
+    OpenedStream,
+    answer_model,
+    response_usage,
+    stream_model,
+    stream_opener,
+    tally,
+)
 
 
 def _same_format(route: ModelRoute) -> bool:
@@ -130,15 +139,14 @@ async def _translated(
     if not req.stream:
         resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
         call.usage = response_usage(req, resp)
-        resp.id, resp.usage = response_id, call.usage
+        resp.id, resp.usage, resp.model = response_id, call.usage, answer_model(call, resp.model)
         body = encode_completion_response(resp) if text_mode else encode_chat_response(resp)
         await gw.complete(call)
         call.mark_first_byte()
         await ex.respond(200, orjson.dumps(body))
         return
     opened: OpenedStream = await gw.open(call, route, stream_opener(req))  # type: ignore[arg-type]
-    model = call.deployment.target.model if call.deployment else req.model
-    encoder = ChatChunkEncoder(response_id, model, int(time.time()), req.include_usage, text_mode)
+    encoder = ChatChunkEncoder(response_id, stream_model(call, opened), int(time.time()), req.include_usage, text_mode)
     await ex.start_stream(200, SSE)
     await relay_events(ex, call, _encode(gw, encoder, tally(call, req, opened), call), OPENAI)
 
@@ -176,6 +184,7 @@ async def _embeddings(gw: Gateway, ex: Exchange, call: Call) -> None:
     await gw.admit(ex, call, route, lambda: (sum(estimate_text_tokens(t) for t in inputs), 0))
     resp = await gw.open(call, route, lambda dep: dep.provider.embed(req, dep.target))
     call.usage = resp.usage
+    resp.model = answer_model(call, resp.model)
     await gw.complete(call)
     call.mark_first_byte()
     await ex.respond(200, orjson.dumps(encode_embedding_response(resp, req.encoding_format)))
@@ -203,6 +212,11 @@ def _wants_anthropic(ex: Exchange) -> bool:
     return ex.header(b"anthropic-version") is not None
 
 
+def _models_format(ex: Exchange) -> Format:
+    """Errors on the shared model routes in the shape of the SDK that asked (its 404 included)."""
+    return ANTHROPIC if _wants_anthropic(ex) else OPENAI
+
+
 async def list_models(gw: Gateway, ex: Exchange) -> None:
     async def handler(gw: Gateway, ex: Exchange, call: Call) -> None:
         principal = await gw.identify(ex, call)
@@ -219,7 +233,7 @@ async def list_models(gw: Gateway, ex: Exchange) -> None:
             body = {"object": "list", "data": [_model_object(r) for r in routes]}
         await ex.respond(200, orjson.dumps(body))
 
-    await run(gw, ex, OPENAI, "models", handler)
+    await run(gw, ex, _models_format(ex), "models", handler)
 
 
 async def get_model(gw: Gateway, ex: Exchange) -> None:
@@ -232,7 +246,7 @@ async def get_model(gw: Gateway, ex: Exchange) -> None:
         body = _anthropic_model(route) if _wants_anthropic(ex) else _model_object(route)
         await ex.respond(200, orjson.dumps(body))
 
-    await run(gw, ex, OPENAI, "models", handler)
+    await run(gw, ex, _models_format(ex), "models", handler)
 
 
 ROUTES = {
