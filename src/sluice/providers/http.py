@@ -195,7 +195,9 @@ class HttpUpstream:
         try:
             resp = await self.session.request(method, url, data=body, headers=send_headers, timeout=client_timeout)
         except aiohttp.ConnectionTimeoutError as exc:
-            raise UpstreamTimeout("Timed out connecting to the upstream.", code="connect_timeout") from exc
+            raise UpstreamTimeout(
+                f"Timed out connecting to the upstream after {timeouts.connect:g} s.", code="connect_timeout"
+            ) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamTimeout(f"The upstream did not answer within {timeouts.first_byte:g} s.") from None
         except aiohttp.ClientConnectorError as exc:

@@ -29,8 +29,6 @@ from sluice.server.exchange import JSON, ClientGone, Exchange
 
 log = structlog.get_logger("sluice.surface")
 
-TIMEOUT_HEADER = b"x-sluice-timeout"
-
 
 class Format(Protocol):
     """How one client-facing API renders errors."""
@@ -47,14 +45,11 @@ Handler = Callable[[Gateway, Exchange, Call], Awaitable[None]]
 
 async def run(gw: Gateway, ex: Exchange, fmt: Format, endpoint: str, handler: Handler) -> None:
     call = Call(ex.request_id, fmt.name, endpoint, ex.started)
-    requested = ex.header(TIMEOUT_HEADER)
-    if requested is not None:
-        call.timeout = _timeout(requested)
     if gw.timing_headers:
         ex.header_hook = lambda: gw.response_headers(call)
     try:
         try:
-            # The deadline starts unset; Gateway.open sets it from the chosen deployment's total timeout.
+            # The deadline starts unset; Gateway.open moves it to each tried deployment's total timeout.
             async with asyncio.timeout(None) as deadline:
                 call.deadline = deadline
                 await handler(gw, ex, call)
@@ -80,15 +75,6 @@ async def run(gw: Gateway, ex: Exchange, fmt: Format, endpoint: str, handler: Ha
     finally:
         ex.stop_watching()
         await gw.finish(call)
-
-
-def _timeout(value: bytes) -> float | None:
-    """``x-sluice-timeout: <seconds>`` shortens the request's deadline (a bad value is ignored, not an error)."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds > 0 else None
 
 
 async def _send_error(ex: Exchange, fmt: Format, err: SluiceError) -> None:
