@@ -203,6 +203,19 @@ async def relay_events(ex: Exchange, call: Call, chunks: AsyncIterator[bytes], f
     await ex.end_stream()
 
 
+def whole_answer(body: bytes) -> dict[str, Any]:
+    """A non-streamed upstream answer as a JSON object; anything else (cut off, garbled) is the upstream's failure."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("The upstream answered with invalid JSON.", code="invalid_upstream_body") from None
+    if not isinstance(parsed, dict):
+        raise UpstreamError(
+            "The upstream answered with something other than a JSON object.", code="invalid_upstream_body"
+        )
+    return parsed
+
+
 def renamed(data: dict[str, Any], raw: bytes, upstream_model: str) -> bytes:
     """The client's body for a same-format upstream: only the model name changes (often not even that)."""
     if data.get("model") == upstream_model:
@@ -224,24 +237,30 @@ async def forward_same_format(
     inspector: Callable[[], FrameInspector],
     fmt: Format,
 ) -> None:
-    """Pass-through: send the client's own body to an upstream of the same format and relay what comes back."""
+    """Pass-through: send the client's own body to an upstream of the same format and relay what comes back.
+
+    ``read_usage`` raises :class:`UpstreamError` for a body that is not a complete answer (not JSON, or an
+    in-band error object).
+    """
     call.passthrough = True
 
     async def attempt(dep: Deployment) -> UpstreamResponse:
         return await dep.provider.forward(path, body_for(dep), dep.target, call.stream)
 
-    upstream = await gw.open(call, route, attempt)
-    if not call.stream:
-        waited = time.perf_counter()
-        try:
-            body = await upstream.read()
-        finally:
-            call.upstream_wait += time.perf_counter() - waited
+    async def whole(dep: Deployment) -> bytes:
+        # A non-streamed answer is read and checked inside the attempt: until all of it has arrived nothing has
+        # reached the client, so a reset, stall, cut-off or in-band error is retried like any other failure.
+        body = await (await attempt(dep)).read()
         read_usage(call, body)
+        return body
+
+    if not call.stream:
+        answer = await gw.open(call, route, whole)
         await gw.complete(call)
         call.mark_first_byte()
-        await ex.respond(200, body, content_type)
+        await ex.respond(200, answer, content_type)
         return
+    upstream = await gw.open(call, route, attempt)
     await ex.start_stream(200, content_type)
     await relay_frames(gw, ex, call, upstream, frames(), inspector(), fmt)
 
