@@ -736,6 +736,35 @@ def test_stream_faults_on_a_single_body_mean_the_nearest_thing(fake_openai: Fake
     assert time.monotonic() - started >= 0.2
 
 
+def test_open_connections_count_what_clients_hold_and_keep_alive_off_closes_after_each_answer(
+    fake_openai: FakeOpenAI,
+) -> None:
+    body = {"model": "g", "messages": CHAT}
+    with httpx.Client(trust_env=False, timeout=5.0) as client:
+        assert client.post(fake_openai.base_url + "/chat/completions", json=body).status_code == 200
+        assert fake_openai.open_connections == 1  # the client keeps its idle connection
+        fake_openai.keep_alive = False
+        answer = client.post(fake_openai.base_url + "/chat/completions", json=body)
+        assert answer.status_code == 200 and answer.headers["connection"] == "close"
+        assert fake_openai.wait_for(lambda: fake_openai.open_connections == 0, timeout=2.0)
+
+
+def test_endless_single_body_sends_whitespace_until_the_client_leaves(fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(Fault("endless", interval=0.005))
+    body = {"model": "g", "messages": CHAT}
+    with (
+        httpx.Client(trust_env=False, timeout=5.0) as client,
+        client.stream("POST", fake_openai.base_url + "/chat/completions", json=body) as response,
+    ):
+        received = b""
+        for chunk in response.iter_bytes():
+            received += chunk
+            if len(received) >= 4096:
+                break
+    assert received.strip() == b""
+    assert fake_openai.wait_for(lambda: len(fake_openai.disconnects) == 1, timeout=2.0)
+
+
 def test_queued_behaviours_are_consumed_in_order_before_the_default(
     fake_openai: FakeOpenAI, oai: openai.OpenAI
 ) -> None:

@@ -30,12 +30,12 @@ class Strict(BaseModel):
 
 
 class Timeouts(Strict):
-    """Upstream deadlines in seconds; ``None`` disables one."""
+    """Upstream deadlines in seconds, each required and positive; each bounds its own wait (they never combine)."""
 
     connect: float = Field(10.0, gt=0)
-    first_byte: float = Field(120.0, gt=0)  # from sending the request to the response headers / first chunk
-    idle: float = Field(60.0, gt=0)  # between stream chunks
-    total: float = Field(600.0, gt=0)
+    first_byte: float = Field(120.0, gt=0)  # request sent → response headers, and a stream's first chunk
+    idle: float = Field(60.0, gt=0)  # between a stream's chunks, once the first has arrived
+    total: float = Field(600.0, gt=0)  # a request this deployment serves, from its arrival to its last byte
 
 
 class MockOptions(Strict):
@@ -120,7 +120,7 @@ class ModelFallback(Strict):
 
 class RoutingConfig(Strict):
     strategy: Literal["ordered", "weighted", "least_busy", "lowest_latency"] = "ordered"
-    max_attempts: int = Field(3, ge=1, le=10)  # upstream attempts per request, fallbacks included
+    max_attempts: int = Field(3, ge=1, le=10)  # upstream attempts per request, fallback models included
     backoff_base: float = Field(0.1, ge=0)  # seconds; doubled per retry, with full jitter
     backoff_max: float = Field(2.0, ge=0)
     respect_retry_after_up_to: float = Field(5.0, ge=0)  # wait at most this long for an upstream's Retry-After

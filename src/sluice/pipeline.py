@@ -28,6 +28,7 @@ from sluice.limits.store import Reservation
 from sluice.observability.metrics import Metrics
 from sluice.observability.tracing import Tracing
 from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
+from sluice.routing.deadlines import Deadline, RequestTimeouts, request_timeouts
 from sluice.routing.router import Outcome, Router
 from sluice.scheduling.service import Scheduler
 from sluice.server.exchange import Exchange
@@ -75,7 +76,7 @@ class Call:
     recorded: bool = False
     prompt_estimate: int = 0  # Sluice's own estimate, used when an answer ends before the upstream's usage
     prompt_estimator: Callable[[], tuple[int, int | None]] | None = None
-    timeout: float | None = None  # the request's own (shorter) deadline, from x-sluice-timeout
+    timeouts: RequestTimeouts | None = None  # the request's own (shorter) deadlines, from x-sluice-timeout*
     routing: Outcome = field(default_factory=Outcome)  # attempts, retries and fallbacks for this request
     generated_chars: int = 0  # answer text seen so far, for the same purpose
     span: Any = None  # the request's trace span, when tracing is on
@@ -134,6 +135,7 @@ class Gateway:
             self.tracing.begin(call, ex)
         principal = await self.authenticator.identify(ex)
         call.principal = principal
+        call.timeouts = request_timeouts(ex.header)  # checked once the caller is known: a bad value is a 400
         return principal
 
     # --- route ----------------------------------------------------------------------------------------------
@@ -169,13 +171,11 @@ class Gateway:
         Nothing has reached the client while this runs, so a failure here is still the caller's clean error;
         only the attempt that answered stays on the call (and is billed).
         """
-        loop = asyncio.get_running_loop()
-        if call.deadline is not None and call.deadline.when() is None:
-            total = max(d.target.timeouts.total for d in route.deployments)
-            if call.timeout is not None:
-                total = min(total, call.timeout)  # a request may shorten its deadline, never lengthen it
-            call.deadline.reschedule(loop.time() + total - (time.perf_counter() - call.started))
-        deadline = call.deadline.when() if call.deadline is not None else None
+        timeouts = call.timeouts
+        deadline = None
+        if call.deadline is not None:
+            arrived = asyncio.get_running_loop().time() - (time.perf_counter() - call.started)
+            deadline = Deadline(call.deadline, arrived, timeouts.total if timeouts is not None else None)
         call.upstream_started = time.perf_counter()
 
         async def on(deployment: Deployment) -> T:
@@ -189,7 +189,8 @@ class Gateway:
             done = self.router.started(deployment)
             traced = self.tracing.attempt(call, deployment) if self.tracing is not None else None
             try:
-                result = await attempt(deployment)
+                # A request's shorter deadlines reach the provider on the deployment the attempt is given.
+                result = await attempt(deployment if timeouts is None else timeouts.applied_to(deployment))
             except BaseException as exc:
                 gauge.dec()
                 done()

@@ -110,6 +110,20 @@ def test_no_store_and_ttl(gateway: SluiceServer, fake: FakeOpenAI) -> None:
         assert ask(http, {"x-sluice-cache": "on"}, question="short lived").headers["x-sluice-cache"] == "miss"
 
 
+@pytest.mark.parametrize(
+    ("headers", "extra", "param"),
+    [({"x-sluice-cache": "yes please"}, {}, "x-sluice-cache"), ({}, {"cache": {"ttl": "long"}}, "cache.ttl")],
+)
+def test_a_bad_cache_control_is_a_400_naming_it(
+    gateway: SluiceServer, fake: FakeOpenAI, headers: dict[str, str], extra: dict[str, Any], param: str
+) -> None:
+    attempts = fake.attempts
+    with gateway.client() as http:
+        refused = ask(http, headers, question="badly controlled", **extra)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == param
+    assert fake.attempts == attempts
+
+
 def test_body_cache_field_is_understood_and_never_sent_upstream(gateway: SluiceServer, fake: FakeOpenAI) -> None:
     with gateway.client() as http:
         ask(http, cache={"ttl": 60}, question="body field")
@@ -175,3 +189,55 @@ def test_redis_cache_is_shared_by_replicas(fake: FakeOpenAI, tmp_path: Path) -> 
         with two.client() as http:
             hit = ask(http, {"x-sluice-cache": "on"}, question="shared across replicas")
     assert hit.headers["x-sluice-cache"] == "hit"
+
+
+# --- the key's own cache setting: request > key > model > gateway default ----------------------------------------
+
+
+def _admin_key(gateway: SluiceServer, name: str, cache: bool | None) -> tuple[str, str]:
+    """A key created through the admin API with its cache setting: (id, secret)."""
+    with gateway.client() as http:
+        created = http.post("/admin/v1/keys", json={"name": name, "workspace_id": "default", "cache": cache})
+    assert created.status_code == 201, created.text
+    assert created.json()["cache"] is cache
+    return created.json()["id"], created.json()["key"]
+
+
+def test_a_key_with_cache_on_caches_a_model_that_does_not(gateway: SluiceServer, fake: FakeOpenAI) -> None:
+    _, secret = _admin_key(gateway, "cache-on", True)
+    with gateway.client(secret) as http:
+        first = ask(http, question="key opts in")
+        attempts = fake.attempts
+        second = ask(http, question="key opts in")
+        skipped = ask(http, {"x-sluice-cache": "off"}, question="key opts in")  # the request still decides
+    assert first.headers["x-sluice-cache"] == "miss" and second.headers["x-sluice-cache"] == "hit"
+    assert "x-sluice-cache" not in skipped.headers and fake.attempts == attempts + 1
+
+
+def test_a_key_with_cache_off_is_not_cached_on_a_cached_model(gateway: SluiceServer, fake: FakeOpenAI) -> None:
+    _, secret = _admin_key(gateway, "cache-off", False)
+    with gateway.client(secret) as http:
+        ask(http, model="gpt-cached", question="key opts out")
+        attempts = fake.attempts
+        again = ask(http, model="gpt-cached", question="key opts out")
+        asked = [ask(http, {"x-sluice-cache": "on"}, model="gpt-cached", question="request opts in") for _ in "12"]
+    assert "x-sluice-cache" not in again.headers and fake.attempts == attempts + 2
+    assert [r.headers["x-sluice-cache"] for r in asked] == ["miss", "hit"]
+
+
+def test_the_keys_cache_setting_is_changed_and_cleared_with_patch(gateway: SluiceServer, fake: FakeOpenAI) -> None:
+    key_id, secret = _admin_key(gateway, "cache-edit", None)
+    with gateway.client() as admin, gateway.client(secret) as http:
+        assert "x-sluice-cache" not in ask(http, question="edited key").headers  # model and default say no
+        changed = admin.patch(f"/admin/v1/keys/{key_id}", json={"cache": True})
+        assert changed.status_code == 200 and changed.json()["cache"] is True
+        assert ask(http, question="edited key").headers["x-sluice-cache"] == "miss"
+        assert ask(http, question="edited key").headers["x-sluice-cache"] == "hit"
+        cleared = admin.patch(f"/admin/v1/keys/{key_id}", json={"cache": None})
+        assert cleared.status_code == 200 and cleared.json()["cache"] is None
+        assert admin.get(f"/admin/v1/keys/{key_id}").json()["cache"] is None
+        attempts = fake.attempts
+        assert "x-sluice-cache" not in ask(http, question="edited key").headers
+        assert fake.attempts == attempts + 1
+        refused = admin.patch(f"/admin/v1/keys/{key_id}", json={"cache": "sometimes"})
+        assert refused.status_code == 422

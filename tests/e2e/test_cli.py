@@ -14,8 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from sluice.store.db import Database
+from sluice.store.models import ApiKey
 from tests.fakes import FakeAnthropic, FakeOllama, FakeOpenAI
 from tests.support.server import free_port
 from tests.support.services import create_postgres_database, drop_postgres_database
@@ -153,6 +155,23 @@ def test_serve_with_no_arguments_starts_on_embedded_defaults(
     assert "stopped" in stderr
     master = key_file.read_text().strip()
     assert master in stderr and f"curl {url}/v1/chat/completions" in stderr  # the ready-to-paste line
+
+
+def test_keys_create_sets_the_keys_cache_setting(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for name, flag in (("cached", "--cache"), ("uncached", "--no-cache")):
+        created = run(["keys", "create", "--name", name, flag, "--data-dir", str(data)])
+        assert created.returncode == 0, created.stderr
+
+    async def settings() -> dict[str, bool | None]:
+        db = Database(f"sqlite+aiosqlite:///{data / 'sluice.db'}")
+        try:
+            async with db.session() as session:
+                return {key.name: key.cache for key in (await session.execute(select(ApiKey))).scalars()}
+        finally:
+            await db.close()
+
+    assert asyncio.run(settings()) == {"cached": True, "uncached": False}
 
 
 def test_limits_prices_and_usage_commands(tmp_path: Path) -> None:

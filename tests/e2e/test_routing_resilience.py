@@ -45,6 +45,14 @@ def gateway(
         ],
         "routing": {"max_attempts": 3, "backoff_base": 0.01, "backoff_max": 0.05},
         "breaker": {"consecutive_failures": 5, "open_seconds": 1.0, "minimum_calls": 1000},
+        # the master key's class refuses to wait: a deployment whose one slot is taken answers queue_full
+        "scheduling": {
+            "classes": [
+                {"name": "interactive", "weight": 300, "max_queue": 0},
+                {"name": "standard", "weight": 200},
+                {"name": "batch", "weight": 100},
+            ]
+        },
         "models": [
             {"name": "single", "deployments": [_dep("a")]},
             {"name": "failover", "deployments": [_dep("a", order=0), _dep("b", order=1)]},
@@ -61,6 +69,16 @@ def gateway(
                 "deployments": [_dep("a")],
             },
             {"name": "backup", "deployments": [_dep("b")]},
+            {
+                "name": "budgeted",
+                "routing": {"max_attempts": 2},
+                "fallbacks": [{"model": "backup"}],
+                "deployments": [_dep("a"), _dep("a", order=1)],
+            },
+            {"name": "limited", "fallbacks": [{"model": "backup", "on": ["rate_limit"]}], "deployments": [_dep("a")]},
+            {"name": "small", "fallbacks": [{"model": "backup", "on": ["context_window"]}], "deployments": [_dep("a")]},
+            {"name": "visible", "routing": {"max_attempts": 1}, "deployments": [_dep("a")]},
+            {"name": "queued", "deployments": [_dep("a", capacity=1), _dep("b", capacity=1, order=1)]},
             {"name": "circuit", "routing": {"max_attempts": 1}, "deployments": [_dep("a")]},
             # one model (so one circuit breaker) per surface for the test that exhausts its attempts
             *({"name": f"exhaust-{s}", "deployments": [_dep("a")]} for s in ("openai", "anthropic", "ollama")),
@@ -172,12 +190,49 @@ def test_failover_moves_to_the_next_tier(
 def test_fallback_model_takes_over_on_listed_errors(
     gateway: SluiceServer, upstreams: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:
+    """A listed fallback goes before retrying the failed deployment: one attempt on each."""
     a, b = upstreams
-    a.enqueue(*[Fault("status", status=500)] * 3)
+    a.enqueue(Fault("status", status=500))
     resp = call(gateway, "openai", "primary", "fallback-1")
-    assert resp.status_code == 200 and b.attempts == 1
+    assert resp.status_code == 200 and (a.attempts, b.attempts) == (1, 1)
     [record] = records(gateway, "fallback-1")
     assert record.model == "primary" and record.deployment is not None and record.deployment.startswith("backup")
+
+
+def test_max_attempts_counts_for_the_whole_request_fallbacks_included(
+    gateway: SluiceServer, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    a, b = upstreams
+    a.enqueue(Fault("status", status=500), Fault("status", status=500))
+    resp = call(gateway, "openai", "budgeted", "budget-1")
+    assert resp.status_code == 502
+    assert (a.attempts, b.attempts) == (2, 0)  # both deployments spent the budget of 2; no third for the fallback
+    [record] = records(gateway, "budget-1")
+    assert record.status == 502 and record.cost_nanos == 0
+
+
+@pytest.mark.parametrize("surface", list(SURFACES))
+@pytest.mark.parametrize(
+    ("model", "fault"),
+    [
+        ("limited", Fault("status", status=429, retry_after=0)),
+        ("small", Fault("status", status=400, message="This model's maximum context length is 8192 tokens.")),
+    ],
+    ids=["rate_limit", "context_window"],
+)
+def test_cross_model_fallback_on_rate_limit_and_context_window(
+    gateway: SluiceServer, upstreams: tuple[FakeOpenAI, FakeOpenAI], surface: str, model: str, fault: Fault
+) -> None:
+    a, b = upstreams
+    a.enqueue(fault)
+    rid = f"cross-{model}-{surface}"
+    resp = call(gateway, surface, model, rid)
+    assert resp.status_code == 200, resp.text
+    assert (a.attempts, b.attempts) == (1, 1)
+    assert resp.headers["x-sluice-deployment"].startswith("backup#")
+    [record] = records(gateway, rid)
+    assert record.model == model and record.deployment is not None and record.deployment.startswith("backup#")
+    assert record.completion_tokens == 6
 
 
 def test_rejections_are_not_retried(gateway: SluiceServer, upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> None:
@@ -247,3 +302,79 @@ def test_least_busy_prefers_the_idle_upstream(gateway: SluiceServer, upstreams: 
 def test_in_flight_returns_to_zero(gateway: SluiceServer) -> None:
     states = gateway.services.gateway.router.states()
     assert all(state.in_flight == 0 for state in states.values())
+
+
+# --- a full queue fails over to a sibling deployment ------------------------------------------------------------
+
+
+def _async_client(gateway: SluiceServer) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=gateway.url, timeout=30, headers={"Authorization": f"Bearer {gateway.master_key}"}
+    )
+
+
+async def test_a_full_queue_fails_over_to_a_sibling_deployment(
+    gateway: SluiceServer, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    """Two capacity-1 deployments: the second request goes to B while A is busy; with both busy, 429."""
+    a, b = upstreams
+    path, body = SURFACES["openai"]
+    holders: list[asyncio.Task[httpx.Response]] = []
+    async with _async_client(gateway) as http:
+        try:
+            a.enqueue(Reply(delay=30))  # holds A's one slot
+            holders.append(asyncio.create_task(http.post(path, json=body("queued"))))
+            assert await a.wait_for_async(lambda: a.in_flight == 1)
+            served = await http.post(path, json=body("queued"), headers={"X-Request-ID": "queue-over"})
+            assert served.status_code == 200, served.text
+            assert served.headers["x-sluice-deployment"].startswith("queued#1:b/")
+            assert (a.attempts, b.attempts) == (1, 1)
+            b.enqueue(Reply(delay=30))  # now B's one slot is held too
+            holders.append(asyncio.create_task(http.post(path, json=body("queued"))))
+            assert await b.wait_for_async(lambda: b.in_flight == 1)
+            refused = await http.post(path, json=body("queued"))
+            assert refused.status_code == 429
+            assert refused.json()["error"]["code"] == "queue_full" and int(refused.headers["retry-after"]) >= 1
+            assert (a.attempts, b.attempts) == (1, 2)  # the refused request reached no upstream
+        finally:
+            for holder in holders:
+                holder.cancel()
+            await asyncio.gather(*holders, return_exceptions=True)
+    [record] = records(gateway, "queue-over")
+    assert record.status == 200 and record.deployment is not None and record.deployment.startswith("queued#1:b/")
+    assert await a.wait_for_async(lambda: a.in_flight == 0 and b.in_flight == 0)
+
+
+# --- the circuit's state is visible, half-open included -----------------------------------------------------------
+
+
+def _circuit(gateway: SluiceServer, model: str) -> tuple[str, float]:
+    """(state in the admin API, value of sluice_circuit_state) of the model's only deployment."""
+    with gateway.client() as http:
+        [deployment] = http.get(f"/admin/v1/models/{model}").json()["deployments"]
+        metrics = http.get("/metrics").text
+    prefix = f'sluice_circuit_state{{deployment="{deployment["id"]}"}} '
+    [value] = [line.removeprefix(prefix) for line in metrics.splitlines() if line.startswith(prefix)]
+    return deployment["circuit"], float(value)
+
+
+async def test_the_circuit_state_is_visible_open_half_open_and_closed(
+    gateway: SluiceServer, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    a, _ = upstreams
+    a.enqueue(*[Fault("status", status=500)] * 5)
+    for i in range(5):
+        assert call(gateway, "openai", "visible", f"visible-{i}").status_code == 502
+    assert _circuit(gateway, "visible") == ("open", 2.0)
+    await asyncio.sleep(1.1)  # breaker.open_seconds
+    a.enqueue(Reply(delay=30))
+    path, body = SURFACES["openai"]
+    async with _async_client(gateway) as http:
+        probe = asyncio.create_task(http.post(path, json=body("visible")))
+        assert await a.wait_for_async(lambda: a.in_flight == 1)
+        assert _circuit(gateway, "visible") == ("half_open", 1.0)  # while the probe is out
+        probe.cancel()
+        await asyncio.gather(probe, return_exceptions=True)
+    assert await a.wait_for_async(lambda: len(a.disconnects) == 1)  # the abandoned probe freed its claim
+    assert call(gateway, "openai", "visible", "visible-probe").status_code == 200
+    assert _circuit(gateway, "visible") == ("closed", 0.0)

@@ -25,8 +25,10 @@ generation request:
 - ``huge``: a body of `size` bytes (a stream: at least `size` bytes of frames).
 
 What a test reads: ``requests`` (every `RecordedRequest`), ``attempts`` (generation requests only),
-``disconnects`` (clients that left before their answer was finished), ``in_flight`` / ``max_in_flight``, and
-``wait_for`` / ``wait_for_async`` to poll for any of them with a bound. ``api_key`` makes a fake demand its
+``disconnects`` (clients that left before their answer was finished), ``in_flight`` / ``max_in_flight``,
+``open_connections`` (TCP connections still open; with ``keep_alive = False`` every answer closes its connection,
+so what stays open is a connection a client still holds mid-answer), and ``wait_for`` / ``wait_for_async`` to
+poll for any of them with a bound. ``api_key`` makes a fake demand its
 vendor's credentials (FakeAnthropic takes ``x-api-key`` or a Bearer token, as recent SDKs send the latter, and
 always demands ``anthropic-version``).
 

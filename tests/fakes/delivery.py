@@ -20,6 +20,7 @@ from .script import Fault, JsonObject
 FrameKind = Literal["head", "chunk", "meta", "end"]
 
 _POLL = 0.02  # how often a pause looks at the socket: a client that left is noticed within ~20 ms
+_WHITESPACE = b" " * 256  # what an endless JSON answer sends per interval
 
 
 def encode_json(value: object) -> bytes:
@@ -226,7 +227,7 @@ async def play_json(
         assert fault is not None
         await delivery.open(answer.content_type)
         while True:  # leading whitespace is valid JSON that never completes
-            await delivery.write(b" ")
+            await delivery.write(_WHITESPACE)
             await delivery.pause(fault.interval)
     await delivery.open(answer.content_type, length=len(data))
     if kind == "fragments":

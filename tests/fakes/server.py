@@ -81,8 +81,11 @@ class FakeUpstream(abc.ABC):
         self.api_key: str | None = api_key
         """When set, requests must carry this key (each format checks it its own way)."""
         self.models: list[str] = list(models) if models is not None else list(self.default_models)
+        self.keep_alive = True
+        """False: every answer closes its connection, so `open_connections` counts only connections still busy."""
         self._lock = threading.Lock()
         self._ledger = _Ledger()
+        self._connections: set[asyncio.BaseTransport] = set()  # every connection a request arrived on
         self._server = BackgroundServer(self._make_app, type(self).__name__)
 
     # ----- format hooks -------------------------------------------------------------------------------------
@@ -140,7 +143,15 @@ class FakeUpstream(abc.ABC):
     def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.add_routes(self._routes())
+        app.on_response_prepare.append(self._on_prepare)
         return app
+
+    async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        if not self.keep_alive:
+            # The signal comes after aiohttp chose the headers: say "close" ourselves, so the client never reuses
+            # a connection the server is about to close.
+            response.headers["Connection"] = "close"
+            response.force_close()
 
     # ----- what tests read and script -----------------------------------------------------------------------
 
@@ -183,6 +194,13 @@ class FakeUpstream(abc.ABC):
             return self._ledger.max_in_flight
 
     @property
+    def open_connections(self) -> int:
+        """TCP connections to this fake that are still open (idle keep-alive ones too, unless `keep_alive` is off)."""
+        with self._lock:
+            self._connections = {t for t in self._connections if not t.is_closing()}
+            return len(self._connections)
+
+    @property
     def pending(self) -> int:
         """Queued behaviours not yet consumed."""
         with self._lock:
@@ -217,6 +235,9 @@ class FakeUpstream(abc.ABC):
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         record = await self._record(request)
         request[_RECORD] = record
+        if request.transport is not None:
+            with self._lock:
+                self._connections.add(request.transport)
         counted = self._is_generation(request.path)
         if counted:
             with self._lock:

@@ -42,6 +42,7 @@ def key_out(key: ApiKey) -> KeyOut:
         expires_at=key.expires_at,
         revoked_at=key.revoked_at,
         last_used_at=key.last_used_at,
+        cache=key.cache,
     )
 
 
@@ -149,6 +150,7 @@ async def create_key(body: KeyCreate, caller: Annotated[Caller, Depends(requires
             settings={"role": role},
             expires_at=body.expires_at,
             created_by=caller.actor.name,
+            cache=body.cache,
         )
         session.add(key)
         await session.flush()
@@ -170,7 +172,7 @@ async def get_key(key_id: str, caller: Member) -> KeyOut:
 
 @router.patch("/keys/{key_id}", response_model=KeyOut)
 async def update_key(key_id: str, body: KeyUpdate, caller: Annotated[Caller, Depends(requires("member"))]) -> KeyOut:
-    """Rename a key or change its models, priority class or expiry, within the caller's own grants."""
+    """Rename a key or change its models, priority class, expiry or cache setting, within the caller's grants."""
     fields = body.model_fields_set
     check_grant(
         caller.principal,
@@ -196,6 +198,8 @@ async def update_key(key_id: str, body: KeyUpdate, caller: Annotated[Caller, Dep
             key.priority = body.priority
         if "expires_at" in fields:
             key.expires_at = body.expires_at
+        if "cache" in fields:
+            key.cache = body.cache
         audit(
             session,
             caller.actor,

@@ -186,6 +186,7 @@ class KeyCreate(Body):
     user_id: str | None = Field(None, max_length=64)  # owners and admins create keys for others
     workspace_id: str | None = Field(None, max_length=64)  # admins only
     ip_allow: list[str] | None = Field(None, max_length=100)  # CIDRs this key may be used from
+    cache: bool | None = None  # cache this key's answers (true), never (false), or as the model says (null)
 
 
 class KeyUpdate(Body):
@@ -195,6 +196,7 @@ class KeyUpdate(Body):
     allowed_models: ModelList = None
     priority: Priority | None = None
     expires_at: datetime | None = None
+    cache: bool | None = None  # null: back to the model's and the gateway's setting
 
 
 class KeyOut(BaseModel):
@@ -211,6 +213,7 @@ class KeyOut(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    cache: bool | None
 
 
 class KeyCreated(KeyOut):

@@ -1,8 +1,9 @@
 """The response cache between admission and routing: answer from the cache, or record the answer for next time.
 
-Caching is opt-in: per model (``models[].cache``), per request (``x-sluice-cache: on`` or a ``cache`` body
-field) or for everything (``cache.default``); a request can still say ``no-cache`` (do not read) and
-``no-store`` (do not write) or shorten the lifetime. What is stored is exactly what the client received (the
+Caching is opt-in: per request (``x-sluice-cache: on`` or a ``cache`` body field), per API key (its ``cache``
+setting), per model (``models[].cache``) or for everything (``cache.default``), the first that says anything
+deciding; a request can still say ``no-cache`` (do not read) and ``no-store`` (do not write) or shorten the
+lifetime. What is stored is exactly what the client received (the
 body, or the stream's frames), so a streamed request replays as a stream. Hits cost nothing unless
 ``cache.bill_hits`` says otherwise, carry ``x-sluice-cache: hit``, and are marked in the usage record.
 """
@@ -16,6 +17,7 @@ from sluice.cache.keys import HEADER, CacheControl, cache_key
 from sluice.cache.store import CachedAnswer, CacheStore
 from sluice.canonical import Usage
 from sluice.config import CacheConfig
+from sluice.identity.principal import Principal
 from sluice.routing.catalog import ModelRoute
 
 if TYPE_CHECKING:
@@ -39,16 +41,19 @@ class ResponseCache:
         self.store = store
         self.metrics = metrics
 
-    def wanted(self, route: ModelRoute, control: CacheControl) -> bool:
+    def wanted(self, route: ModelRoute, control: CacheControl, principal: Principal | None) -> bool:
+        """Whether this request's answer is cached: the request, else the key, else the model, else the default."""
         if control.enabled is not None:
             return control.enabled
+        if principal is not None and principal.cache is not None:
+            return principal.cache
         return route.cache if route.cache is not None else self.config.default
 
     async def lookup(self, control: CacheControl, call: Call, route: ModelRoute, body: dict[str, Any]) -> Lookup | None:
         """None when the request is not cached at all; otherwise the key, and the hit if there is one."""
-        if not self.wanted(route, control):
-            return None
         principal = call.principal
+        if not self.wanted(route, control, principal):
+            return None
         tenant = principal.tenant if principal is not None else "anonymous"
         key = cache_key(tenant, call.surface, call.endpoint, route.name, body)
         ttl = None if control.no_store else min(control.ttl or self.config.ttl_seconds, self.config.ttl_seconds)

@@ -58,6 +58,10 @@ def keys_create(
     workspace: Annotated[str, typer.Option(help="Workspace id the key belongs to.")] = DEFAULT_WORKSPACE_ID,
     role: Annotated[str, typer.Option(help="Role the key acts with: admin, owner, member or viewer.")] = "member",
     expires_in_days: Annotated[float | None, typer.Option(help="Expire after this many days.")] = None,
+    cache: Annotated[
+        bool | None,
+        typer.Option("--cache/--no-cache", help="Cache this key's answers, or never (default: as the model says)."),
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -81,6 +85,7 @@ def keys_create(
             role=role,
             expires_at=expires,
             created_by="cli",
+            cache=cache,
         )
 
     try:
@@ -100,7 +105,9 @@ def keys_list(
     """List keys (never the secrets: only their visible prefixes)."""
     settings = load(config, data_dir=data_dir)
     rows = with_db(settings, lambda db: list_keys(db, include_revoked=all_keys))
-    table = Table("id", "name", "prefix", "workspace", "user", "models", "priority", "created", "expires", "status")
+    table = Table(
+        "id", "name", "prefix", "workspace", "user", "models", "priority", "cache", "created", "expires", "status"
+    )
     for key in rows:
         table.add_row(
             key.id,
@@ -110,6 +117,7 @@ def keys_list(
             key.user_id or "-",
             ",".join(key.allowed_models) if key.allowed_models is not None else "all",
             key.priority,
+            {True: "on", False: "off", None: "-"}[key.cache],
             key.created_at.strftime("%Y-%m-%d %H:%M"),
             key.expires_at.strftime("%Y-%m-%d %H:%M") if key.expires_at else "-",
             "revoked" if key.revoked_at else "active",

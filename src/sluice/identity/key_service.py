@@ -45,6 +45,7 @@ async def create_key(
     expires_at: datetime | None = None,
     created_by: str | None = None,
     actor: Actor = CLI_ACTOR,
+    cache: bool | None = None,
 ) -> NewKey:
     secret = generate_key()
     key = ApiKey(
@@ -58,6 +59,7 @@ async def create_key(
         settings={"role": role},
         expires_at=expires_at,
         created_by=created_by,
+        cache=cache,
     )
     async with db.session() as session:
         if await session.get(Workspace, workspace_id) is None:
@@ -70,7 +72,14 @@ async def create_key(
             "key",
             key.id,
             workspace_id=workspace_id,
-            after={"name": name, "prefix": key.prefix, "role": role, "priority": priority, "user_id": user_id},
+            after={
+                "name": name,
+                "prefix": key.prefix,
+                "role": role,
+                "priority": priority,
+                "user_id": user_id,
+                "cache": cache,
+            },
         )
     return NewKey(key, secret)
 

@@ -61,6 +61,7 @@ def principal_for(key: ApiKey, workspace_disabled: bool = False) -> Principal | 
         allowed_models=frozenset(key.allowed_models) if key.allowed_models is not None else None,
         label=key.prefix,
         expires_at=key.expires_at.timestamp() if key.expires_at else None,
+        cache=key.cache,
     )
 
 

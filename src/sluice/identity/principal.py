@@ -24,6 +24,7 @@ class Principal:
     allowed_models: frozenset[str] | None = None  # None: every model
     label: str = ""  # safe to log: a key's visible prefix, never the secret
     expires_at: float | None = None  # epoch seconds; checked on every use
+    cache: bool | None = None  # the key's response-cache setting (None: the model's, then the gateway's)
 
     @property
     def is_admin(self) -> bool:

@@ -7,7 +7,6 @@ upstream that sends something endless cannot exhaust memory.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -20,6 +19,9 @@ from sluice.observability.tracing import UPSTREAM_TRACEPARENT
 
 MAX_UPSTREAM_BODY = 64 * 1024 * 1024
 MAX_ERROR_BODY = 64 * 1024
+# Configured deadlines are few, so their aiohttp timeouts are kept; a request's own shorter ones (any values a
+# caller chooses) are built per call rather than filling this cache.
+MAX_CACHED_TIMEOUTS = 64
 
 
 class UpstreamResponse:
@@ -38,7 +40,8 @@ class UpstreamResponse:
         """The whole body, within the size bound; releases the connection.
 
         Gaps are bounded by the request's socket-read timer (the first-byte deadline, see ``request``): a
-        non-streamed body follows its headers at once, so no second timer is paid for on every call.
+        non-streamed body follows its headers at once, so no second timer is paid for on every call. (``idle``
+        is for streams: see :meth:`iter_chunks`.)
         """
         limit = self._limit if limit is None else limit
         chunks: list[bytes] = []
@@ -63,22 +66,33 @@ class UpstreamResponse:
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive; a gap longer than the idle deadline, or more than the size bound in total,
-        is an error (an endless stream is cut off, not relayed forever)."""
+        is an error (an endless stream is cut off, not relayed forever).
+
+        The wait for the first chunk is still bounded by the first-byte deadline (the socket-read timer set in
+        ``request``); once it arrives the same timer is switched to the idle deadline, so ``idle`` alone governs
+        the gaps between chunks, at the cost of one timer reschedule per stream instead of a timeout per chunk.
+        """
         content = self._resp.content
-        idle = self._timeouts.idle
         total = 0
         while True:
             try:
-                async with asyncio.timeout(idle):
-                    chunk = await content.readany()
-            except TimeoutError:
+                chunk = await content.readany()
+            except (TimeoutError, aiohttp.ServerTimeoutError):
                 self.abort()
-                raise UpstreamTimeout(f"The upstream sent nothing for {idle:g} s and the stream was cut.") from None
+                if total == 0:
+                    raise UpstreamTimeout(
+                        f"The upstream sent no part of its answer within {self._timeouts.first_byte:g} s."
+                    ) from None
+                raise UpstreamTimeout(
+                    f"The upstream sent nothing for {self._timeouts.idle:g} s and the stream was cut."
+                ) from None
             except aiohttp.ClientError as exc:
                 self.abort()
                 raise UpstreamError(f"The upstream connection broke mid-stream: {type(exc).__name__}.") from exc
             if not chunk:
                 return
+            if total == 0:
+                self._read_timeout(self._timeouts.idle)
             total += len(chunk)
             if total > self._limit:
                 self.abort()
@@ -86,6 +100,21 @@ class UpstreamResponse:
                     f"The upstream stream exceeded {self._limit} bytes and was cut off.", code="response_too_large"
                 )
             yield chunk
+
+    def _read_timeout(self, seconds: float) -> None:
+        """Bound every later gap in the body by ``seconds``, starting now.
+
+        aiohttp restarts its socket-read timer with the protocol's ``read_timeout`` on every packet; setting it
+        changes the bound for the next gaps, and restarting the pending timer applies it to the current one.
+        ``readany`` has just drained the buffer, so the timer measures the upstream's silence, not ours. When the
+        connection is already gone (the whole body arrived) there is nothing left to bound.
+        """
+        connection = self._resp.connection
+        protocol = connection.protocol if connection is not None else None
+        if protocol is None:
+            return
+        protocol.read_timeout = seconds
+        protocol.start_timeout()
 
     def abort(self) -> None:
         """Drop the connection at once (the upstream sees the client go away)."""
@@ -161,11 +190,14 @@ class HttpUpstream:
             client_timeout = aiohttp.ClientTimeout(
                 total=None, sock_connect=timeouts.connect, sock_read=timeouts.first_byte
             )
-            self._timeouts[timeouts] = client_timeout
+            if len(self._timeouts) < MAX_CACHED_TIMEOUTS:
+                self._timeouts[timeouts] = client_timeout
         try:
             resp = await self.session.request(method, url, data=body, headers=send_headers, timeout=client_timeout)
         except aiohttp.ConnectionTimeoutError as exc:
-            raise UpstreamTimeout("Timed out connecting to the upstream.", code="connect_timeout") from exc
+            raise UpstreamTimeout(
+                f"Timed out connecting to the upstream after {timeouts.connect:g} s.", code="connect_timeout"
+            ) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamTimeout(f"The upstream did not answer within {timeouts.first_byte:g} s.") from None
         except aiohttp.ClientConnectorError as exc:

@@ -16,13 +16,17 @@ _CONTEXT_WINDOW = re.compile(r"context.?(length|window)|maximum context|too many
 
 
 def retryable(error: SluiceError) -> bool:
-    """Connection failures, timeouts, 5xx and the upstream's own 429: another attempt may well succeed."""
+    """Connection failures, timeouts, 5xx and the upstream's own 429: another attempt may well succeed.
+
+    A full deployment queue (:class:`~sluice.errors.QueueFull`) is not among them: the router moves such a
+    request to a sibling deployment without counting an attempt, and never back to the full one.
+    """
     if isinstance(error, UpstreamTimeout | UpstreamError):
         return True
     if isinstance(error, RateLimited):
         return error.code == "upstream_429"
     if isinstance(error, Overloaded):
-        return error.code in ("mock_failure", "queue_full", "no_capacity")
+        return error.code in ("mock_failure", "no_capacity")
     return False
 
 

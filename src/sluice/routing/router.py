@@ -1,10 +1,11 @@
 """The router: which deployment serves a request, what happens when it fails, and what each deployment looks like.
 
 For one request the router orders the model's deployments by its strategy (skipping those whose circuit is open
-or whose health check failed), then tries them: a retryable failure moves to the next deployment at once, and
-retrying a deployment already tried waits a jittered backoff first. When a model's deployments are exhausted,
-its ``fallbacks`` name other models to try for matching failure kinds. Everything happens before the first byte
-reaches the client and within the request's one deadline; the caller bills only the attempt that answered.
+or whose health check failed), then tries them: a retryable failure moves to the next deployment at once, a full
+queue on one deployment moves to a sibling, and retrying a deployment already tried waits a jittered backoff
+first. When a model's deployments are exhausted (or a failure is one its ``fallbacks`` list), the fallback models
+are tried. Everything happens before the first byte reaches the client, within one budget of attempts and the
+request's one deadline; the caller bills only the attempt that answered.
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from sluice.config import BreakerConfig, RoutingConfig
-from sluice.errors import Overloaded, SluiceError
+from sluice.errors import Overloaded, QueueFull, SluiceError, UpstreamTimeout
 from sluice.routing.breaker import CircuitBreaker, State
 from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
+from sluice.routing.deadlines import Deadline
 from sluice.routing.retry import backoff, counts_against_deployment, fallback_class, retryable
 from sluice.routing.strategies import least_busy, lowest_latency, ordered, weighted_order
 
 T = TypeVar("T")
 
 EWMA_ALPHA = 0.2  # weight of the newest time-to-first-byte in the running average
+
+Turn = Literal["go", "retire", "late"]  # what becomes of a deployment's turn in the attempt loop
+Backoff = float | Literal["stop", "retire", "late"]  # seconds to wait before a repeat, or why there is none
 
 
 @dataclass
@@ -102,41 +107,52 @@ class Router:
         route: ModelRoute,
         attempt: Callable[[Deployment], Awaitable[T]],
         outcome: Outcome,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
         same_format: Callable[[ModelRoute], bool] | None = None,
     ) -> tuple[Deployment, T]:
         """Try deployments (and fallback models) until one answers; raise the last failure if none does.
 
-        ``deadline`` is the loop time by which the request must be answered; no backoff sleeps past it.
-        ``same_format`` tells whether a fallback model can take the request as it is (pass-through bodies can
-        only go to upstreams of the client's format).
+        The requested model's ``max_attempts`` bounds the upstream attempts of the whole request, fallback models
+        included, and ``deadline`` bounds its time; no backoff sleeps past it. ``same_format`` tells whether a
+        fallback model can take the request as it is (pass-through bodies can only go to upstreams of the
+        client's format).
         """
-        last: SluiceError | None = None
-        current: ModelRoute | None = route
+        budget = (route.routing or self.routing).max_attempts
         visited = {route.name}
-        while current is not None:
-            # Each model in the chain gets its own attempts; the request's one deadline bounds them all.
-            budget = (current.routing or self.routing).max_attempts
+
+        def fallback_for(current: ModelRoute, error: SluiceError) -> ModelRoute | None:
+            return self._fallback(current, error, visited, same_format)
+
+        current = route
+        while True:
             try:
-                return await self._run_model(current, attempt, outcome, deadline, budget)
+                return await self._run_model(current, attempt, outcome, deadline, budget, fallback_for)
             except SluiceError as error:
-                last = error
-                current = self._fallback(current, error, visited, same_format)
-                if current is not None:
-                    outcome.fallback_from = outcome.fallback_from or route.name
-                    if self._on_fallback is not None:
-                        self._on_fallback(route.name)
-        assert last is not None
-        raise last
+                following = fallback_for(current, error) if outcome.attempts < budget else None
+                if following is None:
+                    raise
+                visited.add(following.name)
+                current = following
+                outcome.fallback_from = outcome.fallback_from or route.name
+                if self._on_fallback is not None:
+                    self._on_fallback(route.name)
 
     async def _run_model(
         self,
         route: ModelRoute,
         attempt: Callable[[Deployment], Awaitable[T]],
         outcome: Outcome,
-        deadline: float | None,
+        deadline: Deadline | None,
         budget: int,
+        fallback_for: Callable[[ModelRoute, SluiceError], ModelRoute | None],
     ) -> tuple[Deployment, T]:
+        """One model's deployments: each in the strategy's order, then again after a backoff while attempts
+        remain and no fallback model would take the failure instead.
+
+        Every turn of the loop either makes an attempt (at most ``budget``) or retires a deployment for this
+        request (its circuit is open, its time is up, its queue is full, its backoff does not fit), so the loop
+        ends.
+        """
         candidates = self.plan(route)
         if not candidates:
             raise Overloaded(
@@ -144,43 +160,106 @@ class Router:
                 code="no_healthy_deployment",
                 headers={"Retry-After": str(int(self.breaker_config.open_seconds))},
             )
-        config = route.routing or self.routing
         last: SluiceError | None = None
-        tries: dict[str, int] = {}
-        for index in range(budget):
-            deployment = candidates[index % len(candidates)]
-            state = self.state(deployment)
-            if tries.get(deployment.id) and last is not None:
-                wait = backoff(config, tries[deployment.id] - 1, last, self.rng)
-                if wait is None or not _fits(wait, deadline):
-                    break
-                await asyncio.sleep(wait)
-            if not state.breaker.allows(self.clock()):
+        errors: dict[str, SluiceError] = {}  # each deployment's latest failure: its backoff follows its own error
+        retired: set[str] = set()
+        out_of_time = False
+        turn = 0
+        while outcome.attempts < budget and len(retired) < len(candidates):
+            deployment = candidates[turn % len(candidates)]
+            turn += 1
+            if deployment.id in retired:
                 continue
-            tries[deployment.id] = tries.get(deployment.id, 0) + 1
-            outcome.attempts += 1
-            outcome.tried.append(deployment.id)
-            if outcome.attempts > 1:
-                outcome.retries += 1
-                if self._on_retry is not None:
-                    self._on_retry(deployment)
+            previous = errors.get(deployment.id)
+            # A repeat waits its backoff first, unless a fallback model should take over instead.
+            wait: Backoff = 0.0
+            if previous is not None:
+                wait = self._backoff(route, deployment, previous, last, deadline, outcome, fallback_for)
+            if wait == "stop":
+                break
+            if not isinstance(wait, str) and wait > 0:
+                await asyncio.sleep(wait)
+            verdict = wait if isinstance(wait, str) else self._ready(deployment, deadline)
+            if verdict != "go":
+                retired.add(deployment.id)
+                out_of_time = out_of_time or verdict == "late"
+                continue
             started = self.clock()
             try:
                 result = await attempt(deployment)
+            except QueueFull as error:
+                # Refused by the deployment's own queue before its upstream saw anything: not an attempt, and
+                # nothing against the upstream's health; a sibling deployment may have room.
+                self.state(deployment).breaker.release_probe()
+                retired.add(deployment.id)
+                last = error
+                continue
             except SluiceError as error:
+                self._attempted(deployment, outcome)
                 self.record(deployment, error, None)
                 if not retryable(error):
                     raise
-                last = error
+                last = errors[deployment.id] = error
                 continue
             except BaseException:
-                state.breaker.release_probe()
+                self._attempted(deployment, outcome)
+                self.state(deployment).breaker.release_probe()
                 raise
+            self._attempted(deployment, outcome)
             self.record(deployment, None, self.clock() - started)
             return deployment, result
-        if last is None:
-            raise Overloaded(f"No deployment of model '{route.name}' could take the request.", code="no_capacity")
-        raise last
+        raise _exhausted(route, last, out_of_time)
+
+    def _backoff(
+        self,
+        route: ModelRoute,
+        deployment: Deployment,
+        previous: SluiceError,
+        last: SluiceError | None,
+        deadline: Deadline | None,
+        outcome: Outcome,
+        fallback_for: Callable[[ModelRoute, SluiceError], ModelRoute | None],
+    ) -> Backoff:
+        """Before trying a deployment again (``previous``: its last failure): the seconds to wait first, or
+        ``stop`` (a fallback model takes the model's failure: go there rather than wait), ``retire`` (its
+        Retry-After is longer than we wait), ``late`` (the wait would not leave time for the attempt)."""
+        if last is not None and fallback_for(route, last) is not None:
+            return "stop"
+        config = route.routing or self.routing
+        wait = backoff(config, outcome.tried.count(deployment.id) - 1, previous, self.rng)
+        if wait is None:
+            return "retire"
+        if deadline is not None and not deadline.fits(deployment, wait):
+            return "late"
+        return wait
+
+    def _ready(self, deployment: Deployment, deadline: Deadline | None) -> Turn:
+        """Whether ``deployment`` takes the attempt now: its time is not up and its breaker lets it through;
+        if so the request's deadline becomes this deployment's."""
+        if deadline is not None and not deadline.fits(deployment, 0.0):
+            return "late"
+        if not self._allows(deployment):
+            return "retire"
+        if deadline is not None:
+            deadline.enter(deployment)
+        return "go"
+
+    def _allows(self, deployment: Deployment) -> bool:
+        """The breaker's verdict (claiming the half-open probe); an open circuit turning half-open is reported."""
+        breaker = self.state(deployment).breaker
+        before = breaker.state
+        allowed = breaker.allows(self.clock())
+        if breaker.state != before and self._on_state is not None:
+            self._on_state(deployment, breaker.state)
+        return allowed
+
+    def _attempted(self, deployment: Deployment, outcome: Outcome) -> None:
+        outcome.attempts += 1
+        outcome.tried.append(deployment.id)
+        if outcome.attempts > 1:
+            outcome.retries += 1
+            if self._on_retry is not None:
+                self._on_retry(deployment)
 
     def _fallback(
         self,
@@ -189,6 +268,7 @@ class Router:
         visited: set[str],
         same_format: Callable[[ModelRoute], bool] | None,
     ) -> ModelRoute | None:
+        """The first of ``route``'s fallback models that takes this kind of failure and can take the request."""
         kind = fallback_class(error)
         if kind is None:
             return None
@@ -198,7 +278,6 @@ class Router:
             target = self.catalog.get(fallback.model)
             if target is None or target.name in visited or (same_format is not None and not same_format(target)):
                 continue
-            visited.add(target.name)
             return target
         return None
 
@@ -234,5 +313,10 @@ class Router:
         return done
 
 
-def _fits(wait: float, deadline: float | None) -> bool:
-    return deadline is None or asyncio.get_running_loop().time() + wait < deadline
+def _exhausted(route: ModelRoute, last: SluiceError | None, out_of_time: bool) -> SluiceError:
+    """What a model whose deployments all failed or were passed over answers: its last failure, if any."""
+    if last is not None:
+        return last
+    if out_of_time:
+        return UpstreamTimeout("The request exceeded its total deadline.", code="total_timeout")
+    return Overloaded(f"No deployment of model '{route.name}' could take the request.", code="no_capacity")

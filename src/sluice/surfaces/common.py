@@ -29,8 +29,6 @@ from sluice.server.exchange import JSON, ClientGone, Exchange
 
 log = structlog.get_logger("sluice.surface")
 
-TIMEOUT_HEADER = b"x-sluice-timeout"
-
 
 class Format(Protocol):
     """How one client-facing API renders errors."""
@@ -47,14 +45,11 @@ Handler = Callable[[Gateway, Exchange, Call], Awaitable[None]]
 
 async def run(gw: Gateway, ex: Exchange, fmt: Format, endpoint: str, handler: Handler) -> None:
     call = Call(ex.request_id, fmt.name, endpoint, ex.started)
-    requested = ex.header(TIMEOUT_HEADER)
-    if requested is not None:
-        call.timeout = _timeout(requested)
     if gw.timing_headers:
         ex.header_hook = lambda: gw.response_headers(call)
     try:
         try:
-            # The deadline starts unset; Gateway.open sets it from the chosen deployment's total timeout.
+            # The deadline starts unset; Gateway.open moves it to each tried deployment's total timeout.
             async with asyncio.timeout(None) as deadline:
                 call.deadline = deadline
                 await handler(gw, ex, call)
@@ -80,15 +75,6 @@ async def run(gw: Gateway, ex: Exchange, fmt: Format, endpoint: str, handler: Ha
     finally:
         ex.stop_watching()
         await gw.finish(call)
-
-
-def _timeout(value: bytes) -> float | None:
-    """``x-sluice-timeout: <seconds>`` shortens the request's deadline (a bad value is ignored, not an error)."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds > 0 else None
 
 
 async def _send_error(ex: Exchange, fmt: Format, err: SluiceError) -> None:
@@ -217,6 +203,19 @@ async def relay_events(ex: Exchange, call: Call, chunks: AsyncIterator[bytes], f
     await ex.end_stream()
 
 
+def whole_answer(body: bytes) -> dict[str, Any]:
+    """A non-streamed upstream answer as a JSON object; anything else (cut off, garbled) is the upstream's failure."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("The upstream answered with invalid JSON.", code="invalid_upstream_body") from None
+    if not isinstance(parsed, dict):
+        raise UpstreamError(
+            "The upstream answered with something other than a JSON object.", code="invalid_upstream_body"
+        )
+    return parsed
+
+
 def renamed(data: dict[str, Any], raw: bytes, upstream_model: str) -> bytes:
     """The client's body for a same-format upstream: only the model name changes (often not even that)."""
     if data.get("model") == upstream_model:
@@ -242,24 +241,29 @@ async def forward_same_format(
     """Pass-through: send the client's own body to an upstream of the same format and relay what comes back.
 
     ``headers`` are client headers the format lets through (Anthropic's ``anthropic-beta``, for one).
+
+    ``read_usage`` raises :class:`UpstreamError` for a body that is not a complete answer (not JSON, or an
+    in-band error object).
     """
     call.passthrough = True
 
     async def attempt(dep: Deployment) -> UpstreamResponse:
         return await dep.provider.forward(path, body_for(dep), dep.target, call.stream, headers)
 
-    upstream = await gw.open(call, route, attempt)
-    if not call.stream:
-        waited = time.perf_counter()
-        try:
-            body = await upstream.read()
-        finally:
-            call.upstream_wait += time.perf_counter() - waited
+    async def whole(dep: Deployment) -> bytes:
+        # A non-streamed answer is read and checked inside the attempt: until all of it has arrived nothing has
+        # reached the client, so a reset, stall, cut-off or in-band error is retried like any other failure.
+        body = await (await attempt(dep)).read()
         read_usage(call, body)
+        return body
+
+    if not call.stream:
+        answer = await gw.open(call, route, whole)
         await gw.complete(call)
         call.mark_first_byte()
-        await ex.respond(200, body, content_type)
+        await ex.respond(200, answer, content_type)
         return
+    upstream = await gw.open(call, route, attempt)
     await ex.start_stream(200, content_type)
     await relay_frames(gw, ex, call, upstream, frames(), inspector(), fmt)
 

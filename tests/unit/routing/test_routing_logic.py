@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from sluice.config import BreakerConfig, ModelFallback, ProviderConfig, RoutingConfig, Timeouts
-from sluice.errors import InvalidRequest, Overloaded, RateLimited, UpstreamError, UpstreamRejected, UpstreamTimeout
+from sluice.errors import (
+    InvalidRequest,
+    Overloaded,
+    QueueFull,
+    RateLimited,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 from sluice.providers.base import Target
 from sluice.providers.mock import MockProvider
 from sluice.routing.breaker import CircuitBreaker
@@ -21,8 +29,8 @@ from sluice.routing.strategies import least_busy, lowest_latency, ordered, weigh
 PROVIDER = MockProvider(ProviderConfig(name="p", kind="mock"))
 
 
-def dep(name: str, weight: float = 1.0, order: int = 0) -> Deployment:
-    return Deployment(name, "m", PROVIDER, Target(name, Timeouts()), weight=weight, order=order)
+def dep(name: str, weight: float = 1.0, order: int = 0, total: float = 600.0) -> Deployment:
+    return Deployment(name, "m", PROVIDER, Target(name, Timeouts(total=total)), weight=weight, order=order)
 
 
 class Clock:
@@ -114,7 +122,8 @@ def test_breaker_opens_on_failure_ratio() -> None:
         (RateLimited("limit", code="rpm_limit"), False),
         (UpstreamRejected("bad", status=400), False),
         (InvalidRequest("bad"), False),
-        (Overloaded("queue", code="queue_full"), True),
+        (QueueFull("queue", code="queue_full"), False),  # moves to a sibling deployment instead (router)
+        (Overloaded("none free", code="no_capacity"), True),
         (Overloaded("limits", code="limits_unavailable"), False),
     ],
 )

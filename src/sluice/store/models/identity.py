@@ -44,6 +44,7 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    cache: Mapped[bool | None] = mapped_column(Boolean, default=None)  # response caching; None: the model's say
 
     __table_args__ = (Index("ix_api_keys_prefix", "prefix"),)
 

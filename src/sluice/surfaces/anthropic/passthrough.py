@@ -10,15 +10,17 @@ from sluice.canonical import Usage
 from sluice.codecs.anthropic.response import usage_from
 from sluice.errors import UpstreamError
 from sluice.pipeline import Call
+from sluice.surfaces.common import whole_answer
 
 
 def read_usage(call: Call, body: bytes) -> None:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
-    if isinstance(parsed, dict):
-        call.usage = usage_from(parsed.get("usage"))
+    """Usage from a complete (non-stream) Anthropic message, which must be a JSON object and not an error."""
+    parsed = whole_answer(body)
+    if parsed.get("type") == "error":
+        error = parsed.get("error")
+        detail = error.get("message") if isinstance(error, dict) else error
+        raise UpstreamError(f"The upstream answered with an error: {detail}")
+    call.usage = usage_from(parsed.get("usage"))
 
 
 class EventInspector:

@@ -7,15 +7,15 @@ import orjson
 from sluice.codecs.ollama.response import usage_from
 from sluice.errors import UpstreamError
 from sluice.pipeline import Call
+from sluice.surfaces.common import whole_answer
 
 
 def read_usage(call: Call, body: bytes) -> None:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
-    if isinstance(parsed, dict):
-        call.usage = usage_from(parsed)
+    """Usage from a complete (non-stream) Ollama answer, which must be a JSON object and not an error."""
+    parsed = whole_answer(body)
+    if parsed.get("error"):
+        raise UpstreamError(f"The upstream answered with an error: {parsed['error']}")
+    call.usage = usage_from(parsed)
 
 
 class LineInspector:

@@ -10,6 +10,7 @@ from sluice.codecs.openai.responses import usage_from_dict
 from sluice.codecs.openai.stream import in_band_error
 from sluice.errors import UpstreamError
 from sluice.pipeline import Call
+from sluice.surfaces.common import whole_answer
 
 
 def upstream_body(data: dict[str, Any], raw: bytes, upstream_model: str, stream: bool) -> bytes:
@@ -34,13 +35,13 @@ def client_wants_usage(data: dict[str, Any]) -> bool:
 
 
 def read_usage(call: Call, body: bytes) -> None:
-    """Usage from a complete (non-stream) OpenAI response body."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
-    if isinstance(parsed, dict):
-        call.usage = usage_from_dict(parsed.get("usage"))
+    """Usage from a complete (non-stream) OpenAI response body, which must be a JSON object and not an error."""
+    parsed = whole_answer(body)
+    error = parsed.get("error")
+    if error is not None:
+        detail = error.get("message") if isinstance(error, dict) else error
+        raise UpstreamError(f"The upstream answered with an error: {detail}")
+    call.usage = usage_from_dict(parsed.get("usage"))
 
 
 class SSEInspector:
