@@ -33,15 +33,16 @@ def gateway(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             {"name": "priced", "price": PRICE, "deployments": [{"provider": "mock", "model": "mock-1"}]},
             {"name": "slow-priced", "price": PRICE, "deployments": [{"provider": "slow", "model": "mock-slow"}]},
         ],
+        "limits": {"role_defaults": {"owner": {"budget": 7, "period": "week"}}},
     }
     with SluiceServer(make_settings(Path(tmp_path_factory.mktemp("gw")), config)) as server:
         yield server
 
 
-def new_key(gateway: SluiceServer, limits: Limits | None = None) -> NewKey:
+def new_key(gateway: SluiceServer, limits: Limits | None = None, role: str = "member") -> NewKey:
     async def make() -> NewKey:
         services = gateway.services
-        new = await create_key(services.db, "limited")
+        new = await create_key(services.db, "limited", role=role)
         if limits is not None:
             async with services.db.session() as session:
                 await LimitRepository(session).put("key", new.key.id, limits)
@@ -166,3 +167,67 @@ def test_an_abandoned_stream_is_billed_for_what_was_generated(gateway: SluiceSer
     assert record.status == 499 and record.error_type == "cancelled"
     assert record.estimated and 5 <= record.completion_tokens < 400
     assert record.cost_nanos > 0
+
+
+# --- role defaults and stored policies --------------------------------------------------------------------------
+
+
+def test_a_role_default_put_through_the_api_limits_keys_of_that_role(gateway: SluiceServer) -> None:
+    viewer, member = new_key(gateway, role="viewer"), new_key(gateway)
+    with gateway.client() as admin:
+        put = admin.put("/admin/v1/limits/roles/viewer", json={"rpm": 1})
+        try:
+            assert put.status_code == 200 and put.json()["source"] == "stored"
+            with gateway.client(viewer.secret) as v, gateway.client(member.secret) as m:
+                assert [v.post("/v1/chat/completions", json=chat()).status_code for _ in range(2)] == [200, 429]
+                assert [m.post("/v1/chat/completions", json=chat()).status_code for _ in range(2)] == [200, 200]
+            shown = admin.get(f"/admin/v1/limits/key/{viewer.key.id}").json()
+            assert (shown["rpm"], shown["source"], shown["role"]) == (1, "role", "viewer")
+            roles = {r["id"]: r for r in admin.get("/admin/v1/limits/roles").json()}
+            assert roles["viewer"]["source"] == "stored" and roles["owner"]["source"] == "config"
+            assert roles["owner"]["budget"] == 7 and roles["admin"]["source"] == "none"
+            audit = admin.get("/admin/v1/audit", params={"action": "limits.put"}).json()
+            assert any(e["target_type"] == "role" and e["target_id"] == "viewer" for e in audit)
+        finally:
+            deleted = admin.delete("/admin/v1/limits/roles/viewer")
+        assert deleted.status_code == 204
+        assert admin.delete("/admin/v1/limits/roles/viewer").status_code == 404
+        assert admin.get("/admin/v1/limits/roles/viewer").json()["source"] == "none"
+        wrong = admin.put("/admin/v1/limits/roles/memebr", json={"rpm": 1})
+        assert wrong.status_code == 422
+    with gateway.client(viewer.secret) as v:
+        assert v.post("/v1/chat/completions", json=chat()).status_code == 200  # the window still holds one...
+        assert v.post("/v1/chat/completions", json=chat()).status_code == 200  # ...but no limit applies now
+
+
+def test_limits_and_spend_views_resolve_like_admission(gateway: SluiceServer) -> None:
+    owner_key, plain = new_key(gateway, role="owner"), new_key(gateway)
+    with gateway.client(owner_key.secret) as http:
+        assert http.post("/v1/chat/completions", json=chat()).status_code == 200
+    [record] = records(gateway, key_id=owner_key.key.id)
+    with gateway.client() as admin:
+        limits = admin.get(f"/admin/v1/limits/key/{owner_key.key.id}").json()
+        spend = admin.get(f"/admin/v1/limits/key/{owner_key.key.id}/spend").json()
+        none = admin.get(f"/admin/v1/limits/key/{plain.key.id}").json()
+    assert (limits["budget"], limits["period"], limits["source"], limits["role"]) == (7, "week", "role", "owner")
+    assert (spend["budget"], spend["period"], spend["source"]) == (7, "week", "role")
+    assert spend["spent"] == record.cost_nanos / 1e9 and spend["remaining"] == 7 - spend["spent"]
+    assert none["source"] == "none" and none["budget"] is None
+
+
+def test_limits_stored_elsewhere_apply_at_the_next_refresh(gateway: SluiceServer) -> None:
+    """Another replica (or the CLI) writes a policy; this gateway applies it at its stored-settings refresh."""
+    key = new_key(gateway)
+    services = gateway.services
+
+    async def store_elsewhere() -> None:
+        async with services.db.session() as session:
+            await LimitRepository(session).put("key", key.key.id, Limits(rpm=2))
+
+    gateway.call(store_elsewhere())
+    with gateway.client(key.secret) as http:
+        before = [http.post("/v1/chat/completions", json=chat()).status_code for _ in range(3)]
+        gateway.call(services._refresh_stored())
+        after = [http.post("/v1/chat/completions", json=chat()).status_code for _ in range(3)]
+    assert before == [200, 200, 200]  # not yet known here
+    assert after == [200, 200, 429]  # counted from the refresh on
