@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,3 +233,23 @@ def test_limits_stored_elsewhere_apply_at_the_next_refresh(gateway: SluiceServer
         after = [http.post("/v1/chat/completions", json=chat()).status_code for _ in range(3)]
     assert before == [200, 200, 200]  # not yet known here
     assert after == [200, 200, 429]  # counted from the refresh on
+
+
+# --- CSV export -------------------------------------------------------------------------------------------------
+
+
+def test_csv_export_never_hands_a_spreadsheet_a_formula(gateway: SluiceServer) -> None:
+    key = new_key(gateway)
+    hostile = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+    with gateway.client(key.secret) as http:
+        for i, text in enumerate(hostile):
+            # Request ids are [A-Za-z0-9._:-]: of the formula starts only "-" gets through.
+            http.post("/v1/chat/completions", json=chat(model=text), headers={"X-Request-ID": f"-{i}-1"})
+    records(gateway, key_id=key.key.id)  # shipped to the database
+    with gateway.client() as admin:
+        resp = admin.get("/admin/v1/usage/export.csv", params={"key_id": key.key.id})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(resp.text, newline="")))
+    assert sorted(r["model"] for r in rows) == sorted("'" + t for t in hostile)
+    assert sorted(r["request_id"] for r in rows) == [f"'-{i}-1" for i in range(len(hostile))]
+    assert {r["status"] for r in rows} == {"404"} and {r["prompt_tokens"] for r in rows} == {"0"}
