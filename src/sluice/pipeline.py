@@ -242,6 +242,15 @@ class Gateway:
         finally:
             await self.limiter.settle(call, cost)
 
+    async def conclude(self, call: Call) -> None:
+        """Record and settle a failed call before its error goes out.
+
+        A client that retries as soon as it reads the error then finds its concurrency slot and reserved budget
+        back, rather than racing :meth:`finish`. A record that cannot be written does not change the error sent.
+        """
+        with contextlib.suppress(Overloaded):  # logged by complete
+            await self.complete(call)
+
     async def finish(self, call: Call) -> None:
         """Release what the call holds and record its outcome; runs exactly once per call."""
         call.finished = time.perf_counter()

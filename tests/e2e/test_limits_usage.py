@@ -6,7 +6,7 @@ import asyncio
 import csv
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +253,79 @@ def test_csv_export_never_hands_a_spreadsheet_a_formula(gateway: SluiceServer) -
     assert sorted(r["model"] for r in rows) == sorted("'" + t for t in hostile)
     assert sorted(r["request_id"] for r in rows) == [f"'-{i}-1" for i in range(len(hostile))]
     assert {r["status"] for r in rows} == {"404"} and {r["prompt_tokens"] for r in rows} == {"0"}
+
+
+# --- refusals and quota headers in every surface's own shape -----------------------------------------------------
+
+ANTHROPIC_BODY = {"model": "priced", "max_tokens": 16, "messages": [{"role": "user", "content": "Hello there"}]}
+OLLAMA_BODY = {"model": "priced", "messages": [{"role": "user", "content": "Hello there"}], "stream": False}
+SURFACE_CALLS = {
+    "openai": ("/v1/chat/completions", chat(max_tokens=16)),
+    "anthropic": ("/v1/messages", ANTHROPIC_BODY),
+    "ollama": ("/api/chat", {**OLLAMA_BODY, "options": {"num_predict": 16}}),
+}
+
+
+@pytest.mark.parametrize("surface", sorted(SURFACE_CALLS))
+def test_admitted_answers_carry_the_quota_headers(gateway: SluiceServer, surface: str) -> None:
+    key = new_key(gateway, Limits(rpm=5, tpm=10_000))
+    path, body = SURFACE_CALLS[surface]
+    with gateway.client(key.secret) as http:
+        first = http.post(path, json=body, headers={"anthropic-version": "2023-06-01"})
+        second = http.post(path, json=body, headers={"anthropic-version": "2023-06-01"})
+    assert first.status_code == second.status_code == 200, first.text
+    h = second.headers
+    assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("5", "3")
+    assert h["x-ratelimit-reset-requests"] == h["x-ratelimit-reset-tokens"] == "60s"  # the first left at 60 s
+    assert h["x-ratelimit-limit-tokens"] == "10000"
+    spent_by_first = 10_000 - int(first.headers["x-ratelimit-remaining-tokens"])
+    assert 16 < spent_by_first < 10_000  # the prompt estimate plus max_tokens, before settlement
+    assert int(h["x-ratelimit-remaining-tokens"]) < int(first.headers["x-ratelimit-remaining-tokens"])
+
+
+@pytest.mark.parametrize(
+    ("surface", "status", "shape"),
+    [
+        ("openai", 429, lambda b: (b["error"]["type"], b["error"]["code"])),
+        ("anthropic", 429, lambda b: (b["type"], b["error"]["type"])),
+        ("ollama", 429, lambda b: tuple(b)),
+    ],
+)
+def test_a_rate_limit_refusal_in_each_surfaces_shape(
+    gateway: SluiceServer, surface: str, status: int, shape: Callable[[dict[str, Any]], tuple[str, ...]]
+) -> None:
+    key = new_key(gateway, Limits(rpm=1))
+    path, body = SURFACE_CALLS[surface]
+    with gateway.client(key.secret) as http:
+        assert http.post(path, json=body, headers={"anthropic-version": "2023-06-01"}).status_code == 200
+        refused = http.post(path, json=body, headers={"anthropic-version": "2023-06-01"})
+    assert refused.status_code == status
+    assert refused.headers["x-sluice-limit"] == "rpm" and refused.headers["x-sluice-limit-scope"] == "key"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    expected = {
+        "openai": ("rate_limit_error", "rpm_limit"),
+        "anthropic": ("error", "rate_limit_error"),
+        "ollama": ("error",),
+    }[surface]
+    assert shape(refused.json()) == expected
+    assert "1 requests per minute" in refused.text
+
+
+@pytest.mark.parametrize(("surface", "status"), [("openai", 429), ("anthropic", 403), ("ollama", 403)])
+def test_an_exhausted_budget_is_refused_by_each_surfaces_convention(
+    gateway: SluiceServer, surface: str, status: int
+) -> None:
+    key = new_key(gateway, Limits(budget_nanos=0, period="day"))
+    path, body = SURFACE_CALLS[surface]
+    with gateway.client(key.secret) as http:
+        refused = http.post(path, json=body, headers={"anthropic-version": "2023-06-01"})
+    assert refused.status_code == status
+    assert refused.headers["x-sluice-limit"] == "budget" and int(refused.headers["retry-after"]) >= 1
+    error = refused.json()
+    if surface == "openai":
+        assert (error["error"]["type"], error["error"]["code"]) == ("insufficient_quota", "budget_exceeded")
+    elif surface == "anthropic":
+        assert (error["type"], error["error"]["type"]) == ("error", "permission_error")
+        assert "Budget exhausted" in error["error"]["message"]
+    else:
+        assert list(error) == ["error"] and "Budget exhausted" in error["error"]

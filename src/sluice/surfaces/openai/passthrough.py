@@ -41,6 +41,13 @@ def read_usage(call: Call, body: bytes) -> None:
         return
     if isinstance(parsed, dict):
         call.usage = usage_from_dict(parsed.get("usage"))
+        if call.usage is None:  # billed Sluice's estimate of the answer instead (marked estimated)
+            for choice in parsed.get("choices") or ():
+                if isinstance(choice, dict):
+                    message = choice.get("message")
+                    text = choice.get("text")
+                    call.generated_chars += _delta_chars(message) if isinstance(message, dict) else 0
+                    call.generated_chars += len(text) if isinstance(text, str) else 0
 
 
 class SSEInspector:
