@@ -53,10 +53,22 @@ class DeferredSettlements:
     async def oldest(self, limit: int) -> list[Settlement]:
         rows: list[tuple[Any, ...]] = await self.spool.run(
             lambda conn: conn.execute(
-                "SELECT body FROM deferred_settlements ORDER BY ended LIMIT ?", (limit,)
+                "SELECT id, body FROM deferred_settlements ORDER BY ended LIMIT ?", (limit,)
             ).fetchall()
         )
-        return [_decode(orjson.loads(r[0])) for r in rows]
+        if not rows:
+            self.count = 0
+        found, unreadable = [], []
+        for row_id, body in rows:
+            try:
+                found.append(_decode(orjson.loads(body)))
+            except (ValueError, KeyError, TypeError):
+                # Never let one damaged row block every later replay (and, through it, admission).
+                log.error("unreadable deferred limit settlement dropped", usage_id=row_id)
+                unreadable.append(row_id)
+        if unreadable:
+            await self.remove(unreadable)
+        return found
 
     async def remove(self, ids: list[str]) -> None:
         def work(conn: sqlite3.Connection) -> int:
@@ -117,8 +129,7 @@ class Reconciler:
                 while self.deferred.count:
                     batch = await self.deferred.oldest(BATCH)
                     if not batch:
-                        self.deferred.count = 0
-                        break
+                        continue  # none left (count now 0), or only unreadable rows, removed (count re-read)
                     await self.store.settle_many(batch)
                     await self.deferred.remove([s.reservation.id for s in batch])
                     replayed += len(batch)

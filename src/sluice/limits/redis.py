@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from sluice.limits.periods import Periods
 from sluice.limits.policy import Scope
@@ -28,6 +29,8 @@ from sluice.limits.redis_scripts import INIT_SPENT, RESERVE, SETTLE
 from sluice.limits.store import Admitted, Denial, LimitName, Quota, Reservation, Settlement, StoreUnavailable
 
 SpendLoader = Callable[[Scope, datetime, datetime], Awaitable[int]]
+
+log = structlog.get_logger("sluice.limits")
 
 SETTLED_MARKER_TTL = 3 * 86_400
 DOWN_BACKOFF = 1.0
@@ -164,9 +167,16 @@ class RedisLimitStore:
                 for s in settlements:
                     keys, args = self._settle_arguments(s)
                     await self._settle(keys=keys, args=args, client=pipe)
-                await pipe.execute()
+                results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
             raise self._went_down(exc) from exc
+        for s, result in zip(settlements, results, strict=True):
+            if isinstance(result, ResponseError):
+                # Redis answered and refused this one (not an outage): retrying cannot help, and keeping it
+                # would stall every later replay.
+                log.error("deferred limit settlement refused by redis", usage_id=s.reservation.id, error=str(result))
+            elif isinstance(result, Exception):
+                raise self._went_down(result) from result
 
     async def spent(self, scope: Scope, now: float) -> int:
         start, end, period = self.periods.current(scope.limits.period, now)

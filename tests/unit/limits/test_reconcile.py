@@ -171,3 +171,22 @@ async def test_the_fallback_reads_spend_again_once_redis_is_back(spool: Spool) -
     assert isinstance(refused, Denial) and refused.limit == "budget" and records.loads == 2
     await fallback.settle(held, 10, 100, NOW + 2)  # the reservation made before the refresh is still released
     assert isinstance(await fallback.reserve(reservation("fits", cost=300), NOW + 3), Admitted)
+
+
+async def test_a_damaged_or_refused_settlement_never_blocks_the_others(redis: tuple[Redis, str], spool: Spool) -> None:
+    client, prefix = redis
+    store = RedisLimitStore(client, prefix, UTC_ZONE, Records().load)
+    good = reservation("good", cost=300)
+    assert isinstance(await store.reserve(good, NOW), Admitted)
+    other = Scope("key", "k2", Limits(tpm=10))
+    refused = Reservation("refused", [other], 5, 0, NOW, lease=600)
+    await client.set(f"{prefix}:{{key:k2}}:tk", "not a hash")  # its settle script fails with WRONGTYPE
+    reconciler = Reconciler(store, DeferredSettlements(spool), None)
+    await reconciler.deferred.open()
+    await reconciler.defer(Settlement(refused, 1, 0, NOW))
+    await reconciler.defer(Settlement(good, 10, 250, NOW + 1))
+    await spool.run(lambda conn: conn.execute("INSERT INTO deferred_settlements VALUES ('torn', 0, x'7b')"))
+    reconciler.deferred.count += 1
+    await reconciler.replay()
+    assert reconciler.pending == 0 and not reconciler.degraded
+    assert await store.spent(KEY, NOW + 2) == 250
