@@ -217,6 +217,18 @@ def test_limits_and_spend_views_resolve_like_admission(gateway: SluiceServer) ->
     assert none["source"] == "none" and none["budget"] is None
 
 
+def test_limits_put_through_the_api_apply_to_the_next_admission(gateway: SluiceServer) -> None:
+    key = new_key(gateway)
+    with gateway.client(key.secret) as http, gateway.client() as admin:
+        assert http.post("/v1/chat/completions", json=chat()).status_code == 200
+        assert admin.put(f"/admin/v1/limits/key/{key.key.id}", json={"rpm": 1}).status_code == 200
+        assert http.post("/v1/chat/completions", json=chat()).status_code == 200  # the first in its window
+        refused = http.post("/v1/chat/completions", json=chat())
+        assert refused.status_code == 429 and refused.headers["x-sluice-limit"] == "rpm"
+        assert admin.delete(f"/admin/v1/limits/key/{key.key.id}").status_code == 204
+        assert http.post("/v1/chat/completions", json=chat()).status_code == 200
+
+
 def test_limits_stored_elsewhere_apply_at_the_next_refresh(gateway: SluiceServer) -> None:
     """Another replica (or the CLI) writes a policy; this gateway applies it at its stored-settings refresh."""
     key = new_key(gateway)
