@@ -151,6 +151,10 @@ class ScopedLimits(LimitValues):
     id: str = Field(min_length=1)
 
 
+# The roles a principal can hold (ranked in admin/policy.py), and so the names limits.role_defaults may use.
+LIMIT_ROLES: tuple[str, ...] = ("admin", "owner", "member", "viewer")
+
+
 class LimitsConfig(Strict):
     backend: Literal["memory", "redis"] = "memory"
     # What admission does when Redis cannot be reached: refuse with 503, or enforce per replica in memory.
@@ -162,6 +166,14 @@ class LimitsConfig(Strict):
     scopes: list[ScopedLimits] = Field(default_factory=list)
     headers: bool = True  # x-ratelimit-* headers on responses
     redis_prefix: str = "sluice:lim"
+
+    @field_validator("role_defaults")
+    @classmethod
+    def _roles(cls, value: dict[str, LimitValues]) -> dict[str, LimitValues]:
+        for name in value:
+            if name not in LIMIT_ROLES:
+                raise ValueError(f"{name!r} is not a role (the roles are {', '.join(LIMIT_ROLES)})")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -8,6 +8,7 @@ accumulate on a :class:`Call`, which :meth:`Gateway.finish` settles exactly once
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -20,10 +21,10 @@ from sluice.accounting.service import Accounting
 from sluice.cache.service import ResponseCache
 from sluice.canonical import Usage
 from sluice.config import Settings
-from sluice.errors import NotFound, SluiceError
+from sluice.errors import NotFound, Overloaded, SluiceError
 from sluice.identity.authenticate import Authenticator
 from sluice.identity.principal import Principal
-from sluice.limits.service import Limiter, StoreUnavailable, quota_headers
+from sluice.limits.service import Limiter, quota_headers
 from sluice.limits.store import Reservation
 from sluice.observability.metrics import Metrics
 from sluice.observability.tracing import Tracing
@@ -221,7 +222,10 @@ class Gateway:
         Surfaces await this before the final byte of an answer, so a client never sees a complete answer whose
         record could still be lost; for every other outcome :meth:`finish` does it. The record goes first: a
         crash between the two steps can leave a shared counter short by that call (its reservation then expires
-        with its lease), but can never lose the record the counters are rebuilt from.
+        with its lease), but can never lose the record the counters are rebuilt from. The reservation is settled
+        whatever happens to the record (a failed spool write, a cancellation): the in-process store has no
+        leases, so a skipped settlement would hold its concurrency slot and reserved budget for good. A limit
+        store that is down defers the settlement instead of failing (``Limiter.settle``).
         """
         if call.recorded or call.principal is None:
             return
@@ -229,19 +233,30 @@ class Gateway:
         _fill_partial_usage(call)
         cost = self.accounting.cost_of(call)
         call.cost_nanos = cost
-        await self.accounting.record(call, cost, time.perf_counter())
         try:
+            await self.accounting.record(call, cost, time.perf_counter())
+        except OSError as exc:
+            log.error("usage record could not be written", usage_id=call.usage_id, error=str(exc))
+            raise Overloaded(
+                "The gateway could not record this request's usage; try again shortly.", code="usage_unavailable"
+            ) from exc
+        finally:
             await self.limiter.settle(call, cost)
-        except StoreUnavailable:
-            log.warning("reservation left to expire: limit store unavailable", usage_id=call.usage_id)
+
+    async def conclude(self, call: Call) -> None:
+        """Record and settle a failed call before its error goes out.
+
+        A client that retries as soon as it reads the error then finds its concurrency slot and reserved budget
+        back, rather than racing :meth:`finish`. A record that cannot be written does not change the error sent.
+        """
+        with contextlib.suppress(Overloaded):  # logged by complete
+            await self.complete(call)
 
     async def finish(self, call: Call) -> None:
         """Release what the call holds and record its outcome; runs exactly once per call."""
         call.finished = time.perf_counter()
-        try:
+        with contextlib.suppress(Overloaded):  # logged by complete; the caller's answer is already decided
             await self.complete(call)
-        except OSError as exc:
-            log.error("usage record could not be written", usage_id=call.usage_id, error=str(exc))
         if call.deployment is not None and call.error is not None and call.first_byte_at is not None:
             self.router.record(call.deployment, call.error, None)  # failed after the first byte: still a failure
         for release in call.releases:

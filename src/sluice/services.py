@@ -153,6 +153,7 @@ class Services:
         elif not await self.db.is_current():
             raise RuntimeError("The database schema is not up to date: run `sluice migrate` first.")
         await self.accounting.start()
+        await self.limiter.start()  # after the spool: settlements deferred before a restart are kept there
         await load_policies(self.limiter, self.db)
         await self.invalidation.reload_rules()
         await ensure_first_admin(self.db, self.settings.auth)
@@ -191,6 +192,7 @@ class Services:
         self.tasks.clear()
         await self.gateway.scheduler.close()
         await self.keys.flush_last_used()
+        await self.limiter.close()
         await self.accounting.close()
         await self.stored_models.close()
         for provider in self.providers.values():

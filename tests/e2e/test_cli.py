@@ -185,7 +185,7 @@ def test_limits_prices_and_usage_commands(tmp_path: Path) -> None:
     listed = run(["limits", "list", "--data-dir", data]).stdout
     assert "key" in listed and "60" in listed and "day" in listed
     spend = run(["limits", "spend", "key", prefix, "--data-dir", data])
-    assert spend.returncode == 0 and "0 spent this day (5)" in spend.stdout
+    assert spend.returncode == 0 and "0 spent this day (5; limits from stored)" in spend.stdout
     assert run(["limits", "clear", "key", prefix, "--data-dir", data]).returncode == 0
     assert run(["limits", "clear", "key", prefix, "--data-dir", data]).returncode == 1
     assert run(["limits", "set", "key", "sk-sl-nothing", "--rpm", "1", "--data-dir", data]).returncode == 1
@@ -198,6 +198,44 @@ def test_limits_prices_and_usage_commands(tmp_path: Path) -> None:
     assert summary.returncode == 0 and "0 requests" in summary.stdout
     export = run(["usage", "export", "--days", "7", "--data-dir", data])
     assert export.returncode == 0 and export.stdout.splitlines()[0].startswith("id,request_id,created_at")
+
+
+def test_limits_for_roles_and_spend_as_admission_resolves_it(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    config = tmp_path / "sluice.yaml"
+    config.write_text(f"data_dir: {data}\nlimits:\n  defaults:\n    key: {{budget: 3, period: week}}\n", "utf-8")
+    opts = ["--config", str(config)]
+    created = run(["keys", "create", "--name", "plain", *opts])
+    prefix = created.stdout.strip().splitlines()[-1][:12]
+    spend = run(["limits", "spend", "key", prefix, *opts])
+    assert spend.returncode == 0, spend.stderr
+    assert "0 spent this week (3; limits from default)" in spend.stdout  # the configured default, not "none"
+
+    assert run(["limits", "set", "role", "member", "--budget", "2", "--period", "day", *opts]).returncode == 0
+    assert "role" in run(["limits", "list", *opts]).stdout
+    spend = run(["limits", "spend", "key", prefix, *opts])
+    assert "0 spent this day (2; limits from role)" in spend.stdout  # keys are members unless made otherwise
+
+    wrong = run(["limits", "set", "role", "memebr", "--rpm", "1", *opts])
+    assert wrong.returncode == 1 and "'memebr' is not a role" in wrong.stderr
+    assert run(["limits", "spend", "role", "member", *opts]).returncode == 1
+    assert run(["limits", "clear", "role", "member", *opts]).returncode == 0
+    assert "limits from default" in run(["limits", "spend", "key", prefix, *opts]).stdout
+
+    async def actions() -> list[tuple[str, str, str | None]]:
+        from sqlalchemy import select
+
+        from sluice.store.models import AuditEvent
+
+        db = Database(f"sqlite+aiosqlite:///{data}/sluice.db")
+        try:
+            async with db.session() as session:
+                rows = (await session.execute(select(AuditEvent).order_by(AuditEvent.id))).scalars().all()
+                return [(r.action, r.target_type, r.target_id) for r in rows if r.action.startswith("limits.")]
+        finally:
+            await db.close()
+
+    assert asyncio.run(actions()) == [("limits.put", "role", "member"), ("limits.delete", "role", "member")]
 
 
 def test_sdk_environment_variables_alone_give_a_working_gateway(tmp_path: Path) -> None:

@@ -152,12 +152,17 @@ class PrivatePostgres:
 
 
 class PrivateRedis:
-    """A throw-away redis-server on a free port."""
+    """A throw-away redis-server on a free port.
 
-    def __init__(self, directory: Path) -> None:
+    ``persistent``: it saves its data when stopped and loads it when started again (a restart that keeps the
+    counters); otherwise every start begins empty (a restart that loses them).
+    """
+
+    def __init__(self, directory: Path, persistent: bool = False) -> None:
         if shutil.which("redis-server") is None:
             pytest.skip("redis-server is not installed")
         self.directory = directory
+        self.persistent = persistent
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -172,7 +177,7 @@ class PrivateRedis:
                 "--bind",
                 "127.0.0.1",
                 "--save",
-                "",
+                "3600 1" if self.persistent else "",  # with a save point, a SIGTERM shutdown saves the data
                 "--appendonly",
                 "no",
                 "--dir",

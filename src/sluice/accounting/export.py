@@ -1,4 +1,10 @@
-"""The CSV form of usage records, shared by the admin API export and ``sluice usage export``."""
+"""The CSV form of usage records, shared by the admin API export and ``sluice usage export``.
+
+Text cells come from callers (request ids, model names) and end up in spreadsheets, which run a cell that starts
+with ``=``, ``+``, ``-`` or ``@`` (or a tab or carriage return before one) as a formula. Such cells are written
+with a leading ``'``, which spreadsheets show as text and do not evaluate (OWASP's advice against CSV injection).
+Numbers are written as numbers and never altered.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +41,14 @@ CSV_COLUMNS = (
 )
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: str) -> str:
+    """A text cell a spreadsheet will not run as a formula."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
 def csv_row(record: UsageRecord) -> list[Any]:
     values: list[Any] = []
     for column in CSV_COLUMNS:
@@ -44,5 +58,5 @@ def csv_row(record: UsageRecord) -> list[Any]:
             values.append(getattr(record, column).isoformat())
         else:
             value = getattr(record, column)
-            values.append("" if value is None else value)
+            values.append("" if value is None else neutralise(value) if isinstance(value, str) else value)
     return values

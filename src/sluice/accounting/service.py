@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.accounting.outbox import Shipper
 from sluice.accounting.prices import ModelPrice, PriceBook
@@ -17,6 +19,7 @@ from sluice.accounting.spool import Spool
 from sluice.accounting.usage import build_record
 from sluice.config import Price
 from sluice.limits.policy import Scope
+from sluice.limits.store import SpendUnavailable
 from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
 from sluice.store.db import Database
 from sluice.store.models import ModelPriceRow
@@ -97,11 +100,20 @@ class Accounting:
         await self.spool.append(build_record(call, cost_nanos, finished))
 
     async def spent(self, scope: Scope, start: datetime, end: datetime) -> int:
-        """Money recorded for a scope in [start, end): shipped records plus those still in the spool."""
+        """Money recorded for a scope in [start, end): shipped records plus those still in the spool.
+
+        Raises :class:`SpendUnavailable` when the database (or the spool) cannot be read: the spool alone would
+        be a lower bound, and budgets must never be judged on one.
+        """
         column = {"key": "key_id", "user": "user_id", "workspace": "workspace_id"}[scope.type]
-        pending = await asyncio.to_thread(self.spool.pending_cost, column, scope.id, start.timestamp(), end.timestamp())
-        async with self.db.session() as session:
-            repo = UsageRepository(session)
-            total = await repo.spent(scope.type, scope.id, start, end)
-            shipped = await repo.existing_ids([i for i, _ in pending])
+        try:
+            pending = await asyncio.to_thread(
+                self.spool.pending_cost, column, scope.id, start.timestamp(), end.timestamp()
+            )
+            async with self.db.session() as session:
+                repo = UsageRepository(session)
+                total = await repo.spent(scope.type, scope.id, start, end)
+                shipped = await repo.existing_ids([i for i, _ in pending])
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            raise SpendUnavailable(type(exc).__name__) from exc
         return total + sum(cost for i, cost in pending if i not in shipped)

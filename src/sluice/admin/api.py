@@ -20,6 +20,7 @@ from sluice.admin import (
     routes_access,
     routes_auth,
     routes_keys,
+    routes_limits,
     routes_models,
     routes_queues,
     routes_usage,
@@ -52,6 +53,7 @@ ROUTERS = (
     routes_keys.router,
     routes_access.router,
     routes_usage.router,
+    routes_limits.router,
     routes_models.router,
     routes_queues.router,
 )

@@ -1,8 +1,7 @@
-"""``/admin/v1/usage…`` and ``/admin/v1/limits…``: analytics, CSV export, limits and budget spend.
+"""``/admin/v1/usage…``: analytics and CSV export (limits and budget spend: routes_limits.py).
 
 Scoping follows the caller's role: gateway admins see every workspace (or the one they name); owners see their
-workspace; members and viewers see their own usage (their user, or their key). Limits are set by gateway admins
-and read by owners for their workspace.
+workspace; members and viewers see their own usage (their user, or their key).
 """
 
 from __future__ import annotations
@@ -12,23 +11,16 @@ import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from sluice.accounting.analytics import MAX_HOURLY_SPAN, Analytics, UsageFilter
 from sluice.accounting.export import CSV_COLUMNS, csv_row
-from sluice.accounting.prices import nanos_to_units, units_to_nanos
+from sluice.accounting.prices import nanos_to_units
 from sluice.admin.policy import Caller, requires
-from sluice.admin.schemas import Body
-from sluice.errors import InvalidRequest, NotFound
-from sluice.identity.audit import audit
-from sluice.limits.periods import period_bounds
-from sluice.limits.policy import Limits, Scope
-from sluice.limits.repository import LimitRepository
-from sluice.store.models import ApiKey, User, Workspace
+from sluice.errors import InvalidRequest
 
 router = APIRouter(tags=["usage"])
 
@@ -66,35 +58,6 @@ class Spender(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     cost_nanos: int
-
-
-class LimitsBody(Body):
-    rpm: int | None = Field(None, ge=1, le=10**9)
-    tpm: int | None = Field(None, ge=1, le=10**12)
-    concurrent: int | None = Field(None, ge=1, le=10**6)
-    budget: float | None = Field(None, ge=0, le=10**9)
-    period: Literal["day", "week", "month"] = "month"
-
-
-class LimitsOut(BaseModel):
-    scope: str
-    id: str
-    rpm: int | None
-    tpm: int | None
-    concurrent: int | None
-    budget: float | None
-    period: str
-
-
-class SpendOut(BaseModel):
-    scope: str
-    id: str
-    period: str
-    period_start: datetime
-    period_end: datetime
-    spent: float
-    budget: float | None
-    remaining: float | None
 
 
 def usage_filter(
@@ -231,99 +194,4 @@ async def usage_export(
 
     return StreamingResponse(
         rows(), media_type="text/csv", headers={"content-disposition": 'attachment; filename="usage.csv"'}
-    )
-
-
-# --- limits -----------------------------------------------------------------------------------------------------
-
-
-async def _check_scope(caller: Caller, scope: ScopeType, scope_id: str) -> None:
-    """404 unless the scope exists and lies in the caller's view."""
-    async with caller.services.db.session() as session:
-        if scope == "workspace":
-            found = await session.get(Workspace, scope_id)
-            visible = found is not None and caller.sees_workspace(found.id)
-        elif scope == "key":
-            key = await session.get(ApiKey, scope_id)
-            visible = key is not None and caller.sees_workspace(key.workspace_id)
-        else:
-            user = await session.get(User, scope_id)
-            visible = user is not None and (caller.is_admin or user.id == caller.principal.user_id)
-    if not visible:
-        raise NotFound(f"No such {scope}.", code=f"{scope}_not_found")
-
-
-def _limits_out(scope: str, scope_id: str, limits: Limits) -> LimitsOut:
-    budget = nanos_to_units(limits.budget_nanos) if limits.budget_nanos is not None else None
-    return LimitsOut(
-        scope=scope,
-        id=scope_id,
-        rpm=limits.rpm,
-        tpm=limits.tpm,
-        concurrent=limits.concurrent,
-        budget=budget,
-        period=limits.period,
-    )
-
-
-@router.get("/limits/{scope}/{scope_id}", response_model=LimitsOut, tags=["limits"])
-async def get_limits(
-    scope: ScopeType, scope_id: str, caller: Annotated[Caller, Depends(requires("owner"))]
-) -> LimitsOut:
-    await _check_scope(caller, scope, scope_id)
-    return _limits_out(scope, scope_id, caller.services.limiter.policy.limits_for(scope, scope_id))
-
-
-@router.put("/limits/{scope}/{scope_id}", response_model=LimitsOut, tags=["limits"])
-async def put_limits(
-    scope: ScopeType, scope_id: str, body: LimitsBody, caller: Annotated[Caller, Depends(requires("admin"))]
-) -> LimitsOut:
-    await _check_scope(caller, scope, scope_id)
-    budget = units_to_nanos(body.budget) if body.budget is not None else None
-    limits = Limits(body.rpm, body.tpm, body.concurrent, budget, body.period)
-    async with caller.services.db.session() as session:
-        repo = LimitRepository(session)
-        await repo.put(scope, scope_id, limits)
-        audit(
-            session,
-            caller.actor,
-            "limits.put",
-            scope,
-            scope_id,
-            after=_limits_out(scope, scope_id, limits).model_dump(),
-        )
-        stored = await repo.all()
-    caller.services.limiter.policy.replace_stored(stored)
-    return _limits_out(scope, scope_id, limits)
-
-
-@router.delete("/limits/{scope}/{scope_id}", status_code=204, tags=["limits"])
-async def delete_limits(scope: ScopeType, scope_id: str, caller: Annotated[Caller, Depends(requires("admin"))]) -> None:
-    await _check_scope(caller, scope, scope_id)
-    async with caller.services.db.session() as session:
-        repo = LimitRepository(session)
-        if not await repo.remove(scope, scope_id):
-            raise NotFound("No stored limits for this scope.", code="limits_not_found")
-        audit(session, caller.actor, "limits.delete", scope, scope_id)
-        stored = await repo.all()
-    caller.services.limiter.policy.replace_stored(stored)
-
-
-@router.get("/limits/{scope}/{scope_id}/spend", response_model=SpendOut, tags=["limits"])
-async def get_spend(scope: ScopeType, scope_id: str, caller: Annotated[Caller, Depends(requires("owner"))]) -> SpendOut:
-    await _check_scope(caller, scope, scope_id)
-    services = caller.services
-    limits = services.limiter.policy.limits_for(scope, scope_id)
-    start, end = period_bounds(limits.period, datetime.now(UTC), ZoneInfo(services.settings.limits.timezone))
-    spent = await services.accounting.spent(Scope(scope, scope_id, limits), start, end)
-    budget = nanos_to_units(limits.budget_nanos) if limits.budget_nanos is not None else None
-    return SpendOut(
-        scope=scope,
-        id=scope_id,
-        period=limits.period,
-        period_start=start,
-        period_end=end,
-        spent=nanos_to_units(spent),
-        budget=budget,
-        remaining=max(0.0, budget - nanos_to_units(spent)) if budget is not None else None,
     )

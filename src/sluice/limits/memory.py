@@ -3,31 +3,37 @@
 Admission checks every scope and then applies every charge with no ``await`` in between, so on one event loop
 two requests can never both take the last unit of a limit. Budget spend for a period is loaded once from the
 usage records (database and local spool) the first time a scope is seen in that period, so a restart does not
-forget what was already spent.
+forget what was already spent. When the records cannot be read, admission in that scope raises
+:class:`~sluice.limits.store.SpendUnavailable` rather than guess: a spend of zero would let a restarted gateway
+overspend by everything spent before.
+
+As the per-replica fallback of the Redis store it is told to :meth:`refresh_spend` when Redis is back, so the next
+outage starts from the records (which by then hold every replica's spend) and not from what this replica last saw.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sluice.limits.periods import period_bounds, period_key_at
+from sluice.limits.periods import Periods
 from sluice.limits.policy import Scope
-from sluice.limits.store import Admitted, Denial, Quota, Reservation, Window
+from sluice.limits.store import Admitted, Denial, Quota, Reservation, Settlement, Window
 
 SpendLoader = Callable[[Scope, datetime, datetime], Awaitable[int]]
 
 
 class _ScopeState:
-    __slots__ = ("concurrent", "period", "requests", "reserved", "spent", "tokens")
+    __slots__ = ("concurrent", "fresh", "period", "requests", "reserved", "spent", "tokens")
 
     def __init__(self) -> None:
         self.requests = Window()
         self.tokens = Window()
         self.concurrent = 0
         self.period: str | None = None
+        self.fresh = False  # spend loaded from the records for ``period`` and kept current since
         self.spent = 0
         self.reserved = 0
 
@@ -35,6 +41,7 @@ class _ScopeState:
 class MemoryLimitStore:
     def __init__(self, tz: ZoneInfo, load_spent: SpendLoader | None = None) -> None:
         self.tz = tz
+        self.periods = Periods(tz)
         self._load_spent = load_spent
         self._states: dict[str, _ScopeState] = {}
         self._loading: dict[tuple[str, str], asyncio.Future[int]] = {}
@@ -47,16 +54,16 @@ class MemoryLimitStore:
 
     async def _current_period(self, scope: Scope, now: float) -> None:
         """Make the scope's budget state describe the period containing ``now`` (loading its spend once)."""
-        key = period_key_at(scope.limits.period, now, self.tz)
+        key = self.periods.key_at(scope.limits.period, now)
         state = self._state(scope)
-        if state.period == key:
+        if state.period == key and state.fresh:
             return
         pending = self._loading.get((scope.name, key))
         if pending is None:
             pending = asyncio.get_running_loop().create_future()
             self._loading[(scope.name, key)] = pending
             try:
-                start, end = period_bounds(scope.limits.period, datetime.fromtimestamp(now, UTC), self.tz)
+                start, end = self.periods.bounds_at(scope.limits.period, now)
                 pending.set_result(await self._load_spent(scope, start, end) if self._load_spent else 0)
             except BaseException as exc:
                 pending.set_exception(exc)
@@ -67,6 +74,16 @@ class MemoryLimitStore:
         spent = await pending
         if state.period != key:  # another waiter may have rolled it already
             state.period, state.spent, state.reserved = key, spent, 0
+        elif not state.fresh:
+            # A refresh keeps the reservations in hand. A call settled while the load ran may be missing from
+            # the records read; keeping the larger figure can only over-count, never let a budget overspend.
+            state.spent = max(state.spent, spent)
+        state.fresh = True
+
+    def refresh_spend(self) -> None:
+        """Read each budget's spend from the records again at its next admission (after Redis is back)."""
+        for state in self._states.values():
+            state.fresh = False
 
     async def reserve(self, reservation: Reservation, now: float) -> Admitted | Denial:
         for scope in reservation.scopes:
@@ -115,8 +132,8 @@ class MemoryLimitStore:
             return Denial(scope, "concurrent", limits.concurrent, 1.0)
         budget = limits.budget_nanos
         if budget is not None and state.spent + state.reserved + reservation.cost_nanos > budget:
-            _, end = period_bounds(limits.period, datetime.fromtimestamp(now, UTC), self.tz)
-            return Denial(scope, "budget", budget, max(1.0, end.timestamp() - now))
+            end = self.periods.current(limits.period, now)[1]
+            return Denial(scope, "budget", budget, max(1.0, end - now))
         return None
 
     async def settle(self, reservation: Reservation, tokens: int, cost_nanos: int, now: float) -> None:
@@ -135,10 +152,14 @@ class MemoryLimitStore:
             if limits.budget_nanos is not None:
                 if state.period == reservation.period_keys.get(scope.name):
                     state.reserved -= reservation.cost_nanos
-                if state.period == period_key_at(limits.period, now, self.tz):
+                if state.period == self.periods.key_at(limits.period, now):
                     state.spent += cost_nanos
                 # Otherwise the period rolled over while the call ran; its cost is in the usage record, which
                 # the next period's load does not count (it started in the old period), as budgets intend.
+
+    async def settle_many(self, settlements: list[Settlement]) -> None:
+        for s in settlements:
+            await self.settle(s.reservation, s.tokens, s.cost_nanos, s.now)
 
     async def spent(self, scope: Scope, now: float) -> int:
         await self._current_period(scope, now)

@@ -36,24 +36,41 @@ def _to_utc(naive_local: datetime, tz: ZoneInfo) -> datetime:
     return naive_local.replace(tzinfo=tz).astimezone(UTC)
 
 
-# The current period per (kind, zone): [start, end) in epoch seconds and its key. Admission asks for the key on every
-# call; it changes once a day at most, and computing it through the zone costs more than the rest of admission.
-_CURRENT: dict[tuple[str, str], tuple[float, float, str]] = {}
-
-
-def period_key_at(period: Period, now: float, tz: ZoneInfo) -> str:
-    """The key of the period containing the epoch time ``now`` (cached until that period ends)."""
-    cached = _CURRENT.get((period, str(tz)))
-    if cached is not None and cached[0] <= now < cached[1]:
-        return cached[2]
-    start, end = period_bounds(period, datetime.fromtimestamp(now, UTC), tz)
-    key = f"{period}:{start.strftime('%Y%m%dT%H%M')}"
-    _CURRENT[(period, str(tz))] = (start.timestamp(), end.timestamp(), key)
-    return key
+def _key(period: Period, start: datetime) -> str:
+    return f"{period}:{start.strftime('%Y%m%dT%H%M')}"
 
 
 def period_key(period: Period, now: datetime, tz: ZoneInfo) -> str:
     """A stable name for the period containing ``now`` (its UTC start), used in counter keys."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    return period_key_at(period, now.timestamp(), tz)
+    return _key(period, period_bounds(period, now, tz)[0])
+
+
+class Periods:
+    """The current period of each kind in one zone, computed once and reused until it ends.
+
+    Admission asks for the period on every call; it changes once a day at most, and computing it through the
+    zone costs more than the rest of admission. Each limit store owns one (nothing is shared between stores).
+    """
+
+    __slots__ = ("_current", "tz")
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._current: dict[str, tuple[float, float, str]] = {}  # kind → (start, end, key), epoch seconds
+
+    def current(self, period: Period, now: float) -> tuple[float, float, str]:
+        """(start, end, key) of the period containing the epoch time ``now``."""
+        cached = self._current.get(period)
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached
+        start, end = period_bounds(period, datetime.fromtimestamp(now, UTC), self.tz)
+        found = (start.timestamp(), end.timestamp(), _key(period, start))
+        self._current[period] = found
+        return found
+
+    def key_at(self, period: Period, now: float) -> str:
+        return self.current(period, now)[2]
+
+    def bounds_at(self, period: Period, now: float) -> tuple[datetime, datetime]:
+        start, end, _ = self.current(period, now)
+        return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)

@@ -2,14 +2,19 @@
 
 A request is charged to every scope it belongs to — its key, its user, its workspace — and must fit within all of
 them. Each scope's limits come, most specific first, from: a stored policy (admin API / CLI), a ``limits.scopes``
-entry in the configuration, the role default (for the caller's own key or user scope), the scope type's default.
-The master key is never limited.
+entry in the configuration, the role default (for the caller's own key or user scope: stored, else
+``limits.role_defaults``), the scope type's default. The master key is never limited.
+
+:meth:`PolicyTable.resolve` is that order, and the only place it is written down: admission and every view of a
+scope's limits (the admin API, ``sluice limits spend``) go through it, so what they show is what admission applies.
+Stored role defaults are rows of ``limit_policies`` with the scope type ``role`` and the role as id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from sluice.accounting.prices import units_to_nanos
 from sluice.config import LimitsConfig, LimitValues
@@ -17,6 +22,8 @@ from sluice.identity.principal import Principal
 from sluice.limits.periods import Period
 
 ScopeType = str  # "key" | "user" | "workspace"
+ROLE_SCOPE = "role"  # the scope type of stored role defaults
+Source = Literal["stored", "config", "role", "default", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,19 +70,44 @@ class PolicyTable:
         self._configured: dict[tuple[str, str], Limits] = {(s.scope, s.id): Limits.of(s) for s in config.scopes}
         self._defaults: dict[str, Limits] = {scope: Limits.of(v) for scope, v in config.defaults.items()}
         self._role_defaults = {role: Limits.of(values) for role, values in config.role_defaults.items()}
-        self._stored: dict[tuple[str, str], Limits] = dict(stored or {})
+        self._stored: dict[tuple[str, str], Limits] = {}
+        self._stored_roles: dict[str, Limits] = {}
+        self.replace_stored(stored or {})
 
     def replace_stored(self, stored: Mapping[tuple[str, str], Limits]) -> None:
-        self._stored = dict(stored)
+        self._stored = {key: limits for key, limits in stored.items() if key[0] != ROLE_SCOPE}
+        self._stored_roles = {key[1]: limits for key, limits in stored.items() if key[0] == ROLE_SCOPE}
+
+    def resolve(self, scope_type: ScopeType, scope_id: str, role: str | None = None) -> tuple[Limits, Source]:
+        """A scope's limits and where they come from; ``role``: the caller's, when this is their own scope."""
+        key = (scope_type, scope_id)
+        found = self._stored.get(key)
+        if found is not None:
+            return found, "stored"
+        found = self._configured.get(key)
+        if found is not None:
+            return found, "config"
+        if role is not None:
+            found = self._stored_roles.get(role) or self._role_defaults.get(role)
+            if found is not None:
+                return found, "role"
+        found = self._defaults.get(scope_type)
+        if found is not None:
+            return found, "default"
+        return Limits(), "none"
 
     def limits_for(self, scope_type: ScopeType, scope_id: str, role: str | None = None) -> Limits:
-        key = (scope_type, scope_id)
-        found = self._stored.get(key) or self._configured.get(key)
+        return self.resolve(scope_type, scope_id, role)[0]
+
+    def role_default(self, role: str) -> tuple[Limits, Source]:
+        """The default for a role's own key or user scope: stored, else configured."""
+        found = self._stored_roles.get(role)
         if found is not None:
-            return found
-        if role is not None and role in self._role_defaults:
-            return self._role_defaults[role]
-        return self._defaults.get(scope_type, Limits())
+            return found, "stored"
+        found = self._role_defaults.get(role)
+        if found is not None:
+            return found, "config"
+        return Limits(), "none"
 
     def scopes_for(self, principal: Principal) -> list[Scope]:
         """The scopes (with non-empty limits) a request by ``principal`` is charged to."""

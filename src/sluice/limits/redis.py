@@ -4,6 +4,10 @@ All replicas count in the same Redis keys, so a 60-per-minute key gets 60 reques
 many replicas serve it. Reservations carry a lease; a replica that dies with reservations in hand leaves them to
 expire, and the next admission in that scope gives them back. When Redis cannot be reached the store raises
 :class:`StoreUnavailable` at once for a short back-off instead of making every request wait for a timeout.
+
+Settlements that found Redis down are replayed later through :meth:`RedisLimitStore.settle_many` (one pipelined
+round trip per batch); the settle script's per-call marker makes a replay harmless, and its ``loaded_at`` check
+keeps a counter that was reloaded from the records meanwhile from counting a call twice.
 """
 
 from __future__ import annotations
@@ -15,16 +19,18 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from sluice.limits.periods import period_bounds, period_key
+from sluice.limits.periods import Periods
 from sluice.limits.policy import Scope
 from sluice.limits.redis_scripts import INIT_SPENT, RESERVE, SETTLE
-from sluice.limits.service import StoreUnavailable
-from sluice.limits.store import Admitted, Denial, LimitName, Quota, Reservation
+from sluice.limits.store import Admitted, Denial, LimitName, Quota, Reservation, Settlement, StoreUnavailable
 
 SpendLoader = Callable[[Scope, datetime, datetime], Awaitable[int]]
+
+log = structlog.get_logger("sluice.limits")
 
 SETTLED_MARKER_TTL = 3 * 86_400
 DOWN_BACKOFF = 1.0
@@ -42,6 +48,7 @@ class RedisLimitStore:
         self.redis = redis
         self.prefix = prefix
         self.tz = tz
+        self.periods = Periods(tz)
         self._load_spent = load_spent
         self._reserve = redis.register_script(RESERVE)
         self._settle = redis.register_script(SETTLE)
@@ -55,17 +62,22 @@ class RedisLimitStore:
     def _budget_keys(self, scope: Scope, period: str) -> list[str]:
         return [self._key(scope, f"b:{period}"), self._key(scope, f"br:{period}"), self._key(scope, f"ba:{period}")]
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _check_up(self) -> None:
         if self._clock() < self._down_until:
             raise StoreUnavailable("redis recently unreachable")
+
+    def _went_down(self, exc: Exception) -> StoreUnavailable:
+        self._down_until = self._clock() + DOWN_BACKOFF
+        return StoreUnavailable(str(exc) or type(exc).__name__)
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        self._check_up()
         try:
             return await script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
-            self._down_until = self._clock() + DOWN_BACKOFF
-            raise StoreUnavailable(str(exc)) from exc
+            raise self._went_down(exc) from exc
 
     async def reserve(self, reservation: Reservation, now: float) -> Admitted | Denial:
-        moment = datetime.fromtimestamp(now, UTC)
         keys: list[str] = []
         args: list[Any] = [
             now,
@@ -77,8 +89,7 @@ class RedisLimitStore:
         ]
         for scope in reservation.scopes:
             limits = scope.limits
-            period = period_key(limits.period, moment, self.tz)
-            _, end = period_bounds(limits.period, moment, self.tz)
+            _, end, period = self.periods.current(limits.period, now)
             keys += [
                 self._key(scope, "rq"),
                 self._key(scope, "tk"),
@@ -90,7 +101,7 @@ class RedisLimitStore:
                 limits.tpm or 0,
                 limits.concurrent or 0,
                 -1 if limits.budget_nanos is None else limits.budget_nanos,
-                math.ceil(end.timestamp() - now),
+                math.ceil(end - now),
             ]
             if limits.budget_nanos is not None:
                 reservation.period_keys[scope.name] = period
@@ -103,50 +114,79 @@ class RedisLimitStore:
                 scope = reservation.scopes[int(result[1])]
                 limit: LimitName = _text(result[2])  # type: ignore[assignment]
                 return Denial(scope, limit, int(result[3]), float(result[4]))
-            await self._initialise(reservation.scopes[int(result[1])], moment)
+            await self._initialise(reservation.scopes[int(result[1])], now)
         raise StoreUnavailable("budget counter could not be initialised")
 
-    async def _initialise(self, scope: Scope, moment: datetime) -> None:
+    async def _initialise(self, scope: Scope, now: float) -> None:
         """Load a period's spend from the usage records into Redis (first use of the period anywhere)."""
-        start, end = period_bounds(scope.limits.period, moment, self.tz)
-        spent = await self._load_spent(scope, start, end)
-        period = period_key(scope.limits.period, moment, self.tz)
-        ttl = math.ceil(end.timestamp() - moment.timestamp())
-        await self._call(self._init, [self._key(scope, f"b:{period}")], [spent, ttl])
+        start, end, period = self.periods.current(scope.limits.period, now)
+        spent = await self._load_spent(
+            scope, datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+        )  # SpendUnavailable when the records cannot be read: never guess a spend
+        ttl = math.ceil(end - now)
+        await self._call(self._init, [self._key(scope, f"b:{period}")], [spent, ttl, repr(now)])
 
-    async def settle(self, reservation: Reservation, tokens: int, cost_nanos: int, now: float) -> None:
-        if reservation.settled:
-            return
-        moment = datetime.fromtimestamp(now, UTC)
+    def _settle_arguments(self, s: Settlement) -> tuple[list[str], list[Any]]:
+        reservation = s.reservation
+        # A reservation the fallback store admitted never reached Redis: only its cost is carried over (rate
+        # windows and concurrency during an outage are per replica).
+        token_delta = 0 if reservation.fallback else s.tokens - reservation.tokens
         keys = [f"{self.prefix}:settled:{reservation.id}"]
         args: list[Any] = [
             reservation.id,
             int(reservation.at),
-            tokens - reservation.tokens,
-            cost_nanos,
+            token_delta,
+            s.cost_nanos,
             SETTLED_MARKER_TTL,
             len(reservation.scopes),
+            repr(s.now),
         ]
         for scope in reservation.scopes:
             limits = scope.limits
             reserved_period = reservation.period_keys.get(scope.name, "")
-            current = period_key(limits.period, moment, self.tz)
+            current = self.periods.key_at(limits.period, s.now)
             b, br, ba = self._budget_keys(scope, reserved_period)
             keys += [self._key(scope, "tk"), self._key(scope, "cc"), b, br, ba, self._key(scope, f"b:{current}")]
             args += [limits.tpm or 0, limits.concurrent or 0, -1 if limits.budget_nanos is None else 0]
+        return keys, args
+
+    async def settle(self, reservation: Reservation, tokens: int, cost_nanos: int, now: float) -> None:
+        if reservation.settled:
+            return
+        keys, args = self._settle_arguments(Settlement(reservation, tokens, cost_nanos, now))
         await self._call(self._settle, keys, args)
         reservation.settled = True
 
-    async def spent(self, scope: Scope, now: float) -> int:
-        moment = datetime.fromtimestamp(now, UTC)
-        key = self._key(scope, f"b:{period_key(scope.limits.period, moment, self.tz)}")
+    async def settle_many(self, settlements: list[Settlement]) -> None:
+        """Replay settlements in one pipelined round trip (each is idempotent, so a partial replay is safe)."""
+        if not settlements:
+            return
+        self._check_up()
         try:
-            value = await self.redis.hget(key, "spent")
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for s in settlements:
+                    keys, args = self._settle_arguments(s)
+                    await self._settle(keys=keys, args=args, client=pipe)
+                results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise self._went_down(exc) from exc
+        for s, result in zip(settlements, results, strict=True):
+            if isinstance(result, ResponseError):
+                # Redis answered and refused this one (not an outage): retrying cannot help, and keeping it
+                # would stall every later replay.
+                log.error("deferred limit settlement refused by redis", usage_id=s.reservation.id, error=str(result))
+            elif isinstance(result, Exception):
+                raise self._went_down(result) from result
+
+    async def spent(self, scope: Scope, now: float) -> int:
+        start, end, period = self.periods.current(scope.limits.period, now)
+        self._check_up()
+        try:
+            value = await self.redis.hget(self._key(scope, f"b:{period}"), "spent")
+        except (RedisError, OSError) as exc:
+            raise self._went_down(exc) from exc
         if value is None:
-            start, end = period_bounds(scope.limits.period, moment, self.tz)
-            return await self._load_spent(scope, start, end)
+            return await self._load_spent(scope, datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
         return int(value)
 
     async def close(self) -> None:

@@ -2,9 +2,10 @@
 
 Per scope the keys are: ``rq`` and ``tk`` (hashes: second → requests / tokens, the 60-second windows), ``cc``
 (sorted set: reservation id → lease expiry, the concurrency slots), ``b`` (hash: ``spent`` and ``reserved`` nanos
-of one budget period), ``br`` (sorted set: reservation id → lease expiry) and ``ba`` (hash: reservation id →
-reserved nanos). Leases make a crashed replica's reservations expire: every admission first drops expired slots
-and returns expired budget reservations before it checks anything.
+of one budget period, and ``loaded_at``, when its spend was read from the usage records), ``br`` (sorted set:
+reservation id → lease expiry) and ``ba`` (hash: reservation id → reserved nanos). Leases make a crashed
+replica's reservations expire: every admission first drops expired slots and returns expired budget reservations
+before it checks anything.
 
 Counts reach ``HINCRBY`` as the integer strings they arrived as (or built as strings), never as Lua numbers:
 Redis formats those with ``%.17g``, so a negated zero would become ``-0`` and a large value ``1e+18``, both of
@@ -135,15 +136,17 @@ return {'ok', best[1], best[2], best[3], best[4], best[5], best[6]}
 )
 
 # KEYS: 1 (the settled marker), then per scope: tk, cc, b (reservation's period), br, ba, b (current period)
-# ARGV: id, reservation second, token delta, cost, marker ttl, n_scopes, then per scope (tpm, cc, budget)
-# The marker makes settlement idempotent: a replay after a crash changes nothing.
+# ARGV: id, reservation second, token delta, cost, marker ttl, n_scopes, recorded_at, then per scope
+#       (tpm, cc, budget)
+# The marker makes settlement idempotent: a replay after a crash or an outage changes nothing the second time.
 SETTLE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[5])) then return 0 end
 local id = ARGV[1]
 local n = tonumber(ARGV[6])
+local recorded = tonumber(ARGV[7])
 for i = 0, n - 1 do
   local k = 1 + i * 6
-  local a = 7 + i * 3
+  local a = 8 + i * 3
   if tonumber(ARGV[a]) > 0 and redis.call('HEXISTS', KEYS[k + 1], ARGV[2]) == 1 then
     redis.call('HINCRBY', KEYS[k + 1], ARGV[2], ARGV[3])
   end
@@ -155,19 +158,25 @@ for i = 0, n - 1 do
       redis.call('HDEL', KEYS[k + 5], id)
       redis.call('ZREM', KEYS[k + 4], id)
     end
-    -- Spend counts only where this period's counter was loaded from the records; an unloaded period will
-    -- include this call when it is loaded (its record was written before this settlement).
+    -- Spend counts only where this period's counter was loaded from the records, and only if the call's
+    -- record was written after that load began: an unloaded period will include this call when it is loaded,
+    -- and a counter loaded later (Redis lost its data during an outage) already does.
     if redis.call('HEXISTS', KEYS[k + 6], 'spent') == 1 then
-      redis.call('HINCRBY', KEYS[k + 6], 'spent', ARGV[4])
+      if recorded >= tonumber(redis.call('HGET', KEYS[k + 6], 'loaded_at') or '0') then
+        redis.call('HINCRBY', KEYS[k + 6], 'spent', ARGV[4])
+      end
     end
   end
 end
 return 1
 """
 
-# KEYS: b ; ARGV: spent (from the records), ttl
+# KEYS: b ; ARGV: spent (from the records), ttl, loaded_at (epoch seconds when reading the records began)
+# The first replica to load a period wins; settlements of calls recorded before loaded_at are in its figure.
 INIT_SPENT = """
-redis.call('HSETNX', KEYS[1], 'spent', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'spent', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'loaded_at', ARGV[3])
+end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) + 86400)
 return 1
 """

@@ -3,6 +3,11 @@
 A request that does not fit any of its scopes is refused here, before it reaches a queue or an upstream, with a
 429 (rate, tokens, concurrency) or a budget error naming the scope and limit, and ``Retry-After``. Admitted
 requests get ``x-ratelimit-*`` headers for the tightest scope.
+
+When a budget's spend cannot be known — the period's spend must be read from the usage records and the database
+is down — admission refuses with 503 ``limits_unavailable`` rather than guess: the spool alone is a lower bound,
+and admitting on it could overspend by everything other replicas (or this one, before a restart) recorded.
+Settlement never fails a call: what the shared store cannot take now is deferred and replayed (see reconcile.py).
 """
 
 from __future__ import annotations
@@ -20,7 +25,17 @@ from sluice.config import LimitsConfig
 from sluice.errors import BudgetExceeded, Overloaded, RateLimited, SluiceError
 from sluice.limits.periods import period_bounds
 from sluice.limits.policy import PolicyTable
-from sluice.limits.store import Admitted, Denial, LimitStore, Quota, Reservation
+from sluice.limits.reconcile import Reconciler
+from sluice.limits.store import (
+    Admitted,
+    Denial,
+    LimitStore,
+    Quota,
+    Reservation,
+    Settlement,
+    SpendUnavailable,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
     from sluice.accounting.service import Accounting
@@ -31,10 +46,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sluice.limits")
 
 LEASE_MARGIN = 60.0
-
-
-class StoreUnavailable(Exception):
-    """The shared limit store (Redis) cannot be reached."""
+SPEND_RETRY_AFTER = "5"  # seconds; a database outage is rarely over within Redis's one-second back-off
 
 
 class Limiter:
@@ -47,6 +59,7 @@ class Limiter:
         fallback: LimitStore | None = None,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self.config = config
         self.policy = policy
@@ -55,7 +68,16 @@ class Limiter:
         self.accounting = accounting
         self.clock = clock
         self.metrics = metrics
+        self.reconciler = reconciler  # set for a shared store: settlements it missed are replayed to it
         self.store_errors = 0
+
+    async def start(self) -> None:
+        if self.reconciler is not None:
+            await self.reconciler.start()
+
+    async def close(self) -> None:
+        if self.reconciler is not None:
+            await self.reconciler.close()
 
     async def admit(self, call: Call, route: ModelRoute, estimate: Callable[[], tuple[int, int | None]]) -> Admitted:
         """Reserve the call's worst case in every scope, or raise the error that names what tripped."""
@@ -72,7 +94,15 @@ class Limiter:
         reservation = Reservation(
             call.usage_id, scopes, prompt_tokens + output, price.worst_case_nanos(prompt_tokens, output), now, lease
         )
-        result = await self._reserve(reservation, now)
+        try:
+            result = await self._reserve(reservation, now)
+        except SpendUnavailable as exc:
+            log.warning("budget spend unavailable; refusing", error=str(exc.__cause__ or exc))
+            raise Overloaded(
+                "Budgets cannot be checked right now: the usage records are unreachable. Try again shortly.",
+                code="limits_unavailable",
+                headers={"Retry-After": SPEND_RETRY_AFTER},
+            ) from None
         if isinstance(result, Denial):
             if self.metrics is not None:
                 self.metrics.limit_rejections.labels(result.scope.type, result.limit).inc()
@@ -81,10 +111,15 @@ class Limiter:
         return result
 
     async def _reserve(self, reservation: Reservation, now: float) -> Admitted | Denial:
+        reconciler = self.reconciler
         try:
-            return await self.store.reserve(reservation, now)
+            if reconciler is not None and reconciler.pending:
+                await reconciler.replay()  # what the store missed reaches it before it judges this call
+            result = await self.store.reserve(reservation, now)
         except StoreUnavailable as exc:
             self._store_error()
+            if reconciler is not None:
+                reconciler.degraded = True
             if self.fallback is None:
                 log.warning("limit store unavailable; refusing (limits.on_redis_error=fail_closed)", error=str(exc))
                 raise Overloaded(
@@ -95,20 +130,38 @@ class Limiter:
             log.warning("limit store unavailable; enforcing per replica (limits.on_redis_error=local_fallback)")
             reservation.fallback = True
             return await self.fallback.reserve(reservation, now)
+        if reconciler is not None and reconciler.degraded:
+            reconciler.came_back()
+        return result
 
     async def settle(self, call: Call, cost_nanos: int) -> None:
+        """Settle the call's reservation to what it used; never raises for a store that is down."""
         reservation = call.reservation
         if reservation is None or reservation.settled:
             return
         free_hit = call.cache_hit and cost_nanos == 0
         tokens = call.usage.total_tokens if call.usage is not None and not free_hit else 0
-        store = self.fallback if reservation.fallback and self.fallback is not None else self.store
+        now = self.clock()
+        if reservation.fallback and self.fallback is not None:
+            await self.fallback.settle(reservation, tokens, cost_nanos, now)
+            if self.reconciler is not None:  # the shared store must learn this cost too, once it is back
+                await self.reconciler.defer(Settlement(reservation, tokens, cost_nanos, now))
+            return
         try:
-            await store.settle(reservation, tokens, cost_nanos, self.clock())
+            await self.store.settle(reservation, tokens, cost_nanos, now)
         except StoreUnavailable as exc:
             self._store_error()
-            log.warning("limit settlement deferred: store unavailable", usage_id=reservation.id, error=str(exc))
-            raise
+            reservation.settled = True
+            if self.reconciler is None:
+                log.error("limit settlement lost: store unavailable", usage_id=reservation.id, error=str(exc))
+                return
+            log.warning("limit settlement deferred until the store is back", usage_id=reservation.id)
+            await self.reconciler.defer(Settlement(reservation, tokens, cost_nanos, now))
+
+    @property
+    def deferred(self) -> int:
+        """Settlements waiting for the shared store to come back."""
+        return self.reconciler.pending if self.reconciler is not None else 0
 
     def _store_error(self) -> None:
         self.store_errors += 1

@@ -10,6 +10,7 @@ from sluice.accounting.service import Accounting
 from sluice.config import Settings
 from sluice.limits.memory import MemoryLimitStore
 from sluice.limits.policy import PolicyTable
+from sluice.limits.reconcile import DeferredSettlements, Reconciler
 from sluice.limits.redis import RedisLimitStore
 from sluice.limits.repository import LimitRepository
 from sluice.limits.service import Limiter
@@ -27,7 +28,12 @@ def build_limiter(settings: Settings, accounting: Accounting, redis: Redis | Non
         raise ValueError("limits.backend is 'redis' but redis_url is not set")
     redis_store = RedisLimitStore(redis, config.redis_prefix, zone, accounting.spent)
     fallback = MemoryLimitStore(zone, accounting.spent) if config.on_redis_error == "local_fallback" else None
-    return Limiter(config, PolicyTable(config), redis_store, accounting, fallback=fallback, metrics=metrics)
+    reconciler = Reconciler(redis_store, DeferredSettlements(accounting.spool), fallback)
+    limiter = Limiter(
+        config, PolicyTable(config), redis_store, accounting, fallback=fallback, metrics=metrics, reconciler=reconciler
+    )
+    metrics.on_scrape(lambda: metrics.limit_settlements_deferred.set(limiter.deferred))
+    return limiter
 
 
 async def load_policies(limiter: Limiter, db: Database) -> None:

@@ -34,6 +34,24 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
+class Settlement:
+    """What one finished call really used, for a reservation whose settlement must wait (the store was down)."""
+
+    reservation: Reservation
+    tokens: int
+    cost_nanos: int
+    now: float  # epoch seconds when the call ended; its usage record was committed just before
+
+
+class StoreUnavailable(Exception):
+    """The shared limit store (Redis) cannot be reached."""
+
+
+class SpendUnavailable(Exception):
+    """A budget period's spend could not be read from the usage records (the database is unreachable)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Denial:
     scope: Scope
     limit: LimitName
@@ -62,8 +80,14 @@ class LimitStore(Protocol):
     async def settle(self, reservation: Reservation, tokens: int, cost_nanos: int, now: float) -> None:
         """Replace the reservation's estimates with the actual tokens and cost (idempotent)."""
 
+    async def settle_many(self, settlements: list[Settlement]) -> None:
+        """Apply settlements that could not be applied when their calls ended (idempotent, in any order)."""
+
     async def spent(self, scope: Scope, now: float) -> int:
-        """Money settled in the scope's current budget period, in nanos."""
+        """Money settled in the scope's current budget period, in nanos.
+
+        Raises :class:`SpendUnavailable` when the period's spend must be loaded and the records are unreachable.
+        """
 
     async def close(self) -> None: ...
 

@@ -100,6 +100,12 @@ class Metrics:
             "Admissions or settlements that found the shared limit store down.",
             registry=r,
         )
+        self.limit_settlements_deferred = Gauge(
+            "sluice_limit_settlements_deferred",
+            "Settlements waiting for the shared limit store to come back (replayed when it does).",
+            registry=r,
+            multiprocess_mode=live,
+        )
         self.outbox_backlog = Gauge(
             "sluice_usage_outbox_backlog",
             "Usage records waiting in the local spool.",

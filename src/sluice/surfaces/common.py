@@ -57,6 +57,7 @@ async def run(gw: Gateway, ex: Exchange, fmt: Format, endpoint: str, handler: Ha
             raise UpstreamTimeout("The request exceeded its total deadline.", code="total_timeout") from None
     except SluiceError as err:
         call.fail(err)
+        await gw.conclude(call)
         await _send_error(ex, fmt, err)
     except ClientGone:
         call.cancelled = True
@@ -71,6 +72,7 @@ async def run(gw: Gateway, ex: Exchange, fmt: Format, endpoint: str, handler: Ha
         log.exception("unhandled error", request_id=ex.request_id, surface=fmt.name, endpoint=endpoint)
         internal = SluiceError("The gateway failed to handle this request.", code="internal_error")
         call.fail(internal)
+        await gw.conclude(call)
         await _send_error(ex, fmt, internal)
     finally:
         ex.stop_watching()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sluice.accounting.analytics import Analytics, UsageFilter
+from sluice.accounting.export import neutralise
 from sluice.accounting.repository import UsageRepository
 from sluice.store.db import Database
 from tests.support.services import fresh_postgres_database
@@ -149,3 +150,10 @@ async def test_streamed_export_visits_every_record_once(db: Database) -> None:
         async for batch in Analytics(session).stream_records(flt, batch=7):
             seen.extend(r.id for r in batch)
     assert sorted(seen) == sorted(r["id"] for r in RECORDS) and len(seen) == len(set(seen))
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised() -> None:
+    for text in ("=1+1", "+1", "-1", "@A1", "\t=1", "\r=1"):
+        assert neutralise(text) == "'" + text
+    for text in ("gpt-4o", "req-=1", "", "1e-3", " =1"):
+        assert neutralise(text) == text

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from sluice.limits.memory import MemoryLimitStore
 from sluice.limits.policy import Limits, Scope
 from sluice.limits.redis import RedisLimitStore
-from sluice.limits.store import Admitted, Denial, LimitStore, Reservation
+from sluice.limits.store import Admitted, Denial, LimitStore, Reservation, Settlement
 from tests.support.services import REDIS_URL, require_redis
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -40,13 +40,13 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
         require_redis()
         redis = Redis.from_url(REDIS_URL)
 
-    def make(spent: int = 0) -> LimitStore:
+    def make(spent: int = 0, tz: ZoneInfo = UTC_ZONE) -> LimitStore:
         async def load(scope: Scope, start: datetime, end: datetime) -> int:
             return spent
 
         if redis is None:
-            return MemoryLimitStore(UTC_ZONE, load)
-        return RedisLimitStore(redis, prefix, UTC_ZONE, load)
+            return MemoryLimitStore(tz, load)
+        return RedisLimitStore(redis, prefix, tz, load)
 
     yield make
     if redis is not None:
@@ -186,3 +186,58 @@ async def test_free_calls_and_huge_budgets_settle(store: StoreFactory) -> None:
         assert reservation.settled
     assert await s.spent(key, NOW) in (0, 3 * 10**17)  # an unloaded period counts from the records instead
     assert isinstance(await s.reserve(res(key, cost=7 * 10**17), NOW), Admitted)
+
+
+def _at(*parts: int) -> float:
+    return datetime(*parts, tzinfo=UTC).timestamp()  # type: ignore[misc]
+
+
+# (zone, when the whole budget is spent, last moment of that local day, first moment of the next), all UTC.
+RESETS = {
+    # Tokyo has no DST: its midnight is 15:00 UTC.
+    "tokyo-midnight": ("Asia/Tokyo", _at(2026, 3, 10, 14, 59, 58), _at(2026, 3, 10, 14, 59, 59), _at(2026, 3, 10, 15)),
+    # Berlin's 29 March 2026 has 23 hours (02:00 CET → 03:00 CEST): it ends at 22:00 UTC, not a day after 23:00.
+    "berlin-spring": ("Europe/Berlin", _at(2026, 3, 28, 23, 30), _at(2026, 3, 29, 21, 59, 59), _at(2026, 3, 29, 22)),
+    # Berlin's 25 October 2026 has 25 hours (03:00 CEST → 02:00 CET): it ends at 23:00 UTC, an hour past 24 h.
+    "berlin-autumn": ("Europe/Berlin", _at(2026, 10, 24, 22, 30), _at(2026, 10, 25, 22, 59, 59), _at(2026, 10, 25, 23)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESETS))
+async def test_a_daily_budget_resets_at_local_midnight_of_its_zone(store: StoreFactory, case: str) -> None:
+    zone, spent_at, last_second, next_day = RESETS[case]
+    s = store(tz=ZoneInfo(zone))
+    key = Scope("key", "k1", Limits(budget_nanos=1_000, period="day"))
+    spend = res(key, cost=1_000, at=spent_at)
+    assert isinstance(await s.reserve(spend, spent_at), Admitted)
+    await s.settle(spend, 10, 1_000, spent_at)
+    refused = await s.reserve(res(key, cost=1, at=last_second), last_second)
+    assert isinstance(refused, Denial) and refused.limit == "budget"
+    assert refused.retry_after == 1.0  # one second to the zone's midnight
+    assert isinstance(await s.reserve(res(key, cost=1, at=next_day), next_day), Admitted)
+    assert await s.spent(key, next_day) == 0
+
+
+async def test_a_weekly_budget_resets_on_monday_in_the_zone(store: StoreFactory) -> None:
+    s = store(tz=ZoneInfo("Asia/Tokyo"))
+    key = Scope("key", "k1", Limits(budget_nanos=1_000, period="week"))
+    sunday_night = _at(2026, 3, 15, 14, 59, 59)  # Sunday 23:59:59 in Tokyo
+    spend = res(key, cost=1_000, at=sunday_night - 3600)
+    assert isinstance(await s.reserve(spend, sunday_night - 3600), Admitted)
+    await s.settle(spend, 10, 1_000, sunday_night - 3600)
+    assert isinstance(await s.reserve(res(key, cost=1, at=sunday_night), sunday_night), Denial)
+    assert isinstance(await s.reserve(res(key, cost=1, at=sunday_night + 1), sunday_night + 1), Admitted)
+
+
+async def test_deferred_settlements_replayed_later_count_once(store: StoreFactory) -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(budget_nanos=1_000, concurrent=1))
+    late = res(key, cost=600)
+    assert isinstance(await s.reserve(late, NOW), Admitted)
+    replay = [Settlement(late, 5, 400, NOW + 1)]
+    await s.settle_many(replay)
+    if not isinstance(s, MemoryLimitStore):  # a shared store may be handed the same settlement twice
+        late.settled = False  # (say, a crash between a replay and its bookkeeping) and counts it once
+        await s.settle_many(replay)
+    assert isinstance(await s.reserve(res(key, cost=600), NOW + 2), Admitted)  # slot and reservation released
+    assert await s.spent(key, NOW + 2) == 400

@@ -21,6 +21,20 @@ def read_usage(call: Call, body: bytes) -> None:
         detail = error.get("message") if isinstance(error, dict) else error
         raise UpstreamError(f"The upstream answered with an error: {detail}")
     call.usage = usage_from(parsed.get("usage"))
+    if call.usage is None:  # billed Sluice's estimate of the answer instead (marked estimated)
+        for block in parsed.get("content") or ():
+            if isinstance(block, dict):
+                call.generated_chars += _block_chars(block)
+
+
+def _block_chars(block: dict[str, Any]) -> int:
+    """How much answer one content block carries (text, thinking, tool input)."""
+    for key in ("text", "thinking"):
+        if isinstance(block.get(key), str):
+            return len(block[key])
+    if block.get("type") == "tool_use":
+        return len(orjson.dumps(block.get("input") or {}))
+    return 0
 
 
 class EventInspector:

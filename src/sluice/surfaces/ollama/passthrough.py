@@ -16,6 +16,10 @@ def read_usage(call: Call, body: bytes) -> None:
     if parsed.get("error"):
         raise UpstreamError(f"The upstream answered with an error: {parsed['error']}")
     call.usage = usage_from(parsed)
+    if call.usage is None:  # billed Sluice's estimate of the answer instead (marked estimated)
+        message = parsed.get("message")
+        text = message.get("content") if isinstance(message, dict) else parsed.get("response")
+        call.generated_chars += len(text) if isinstance(text, str) else 0
 
 
 class LineInspector:

@@ -42,6 +42,13 @@ def read_usage(call: Call, body: bytes) -> None:
         detail = error.get("message") if isinstance(error, dict) else error
         raise UpstreamError(f"The upstream answered with an error: {detail}")
     call.usage = usage_from_dict(parsed.get("usage"))
+    if call.usage is None:  # billed Sluice's estimate of the answer instead (marked estimated)
+        for choice in parsed.get("choices") or ():
+            if isinstance(choice, dict):
+                message = choice.get("message")
+                text = choice.get("text")
+                call.generated_chars += _delta_chars(message) if isinstance(message, dict) else 0
+                call.generated_chars += len(text) if isinstance(text, str) else 0
 
 
 class SSEInspector:
