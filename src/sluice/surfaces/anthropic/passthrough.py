@@ -19,6 +19,7 @@ def read_usage(call: Call, body: bytes) -> None:
         return
     if isinstance(parsed, dict):
         call.usage = usage_from(parsed.get("usage"))
+        call.note_response_model(parsed.get("model"))
 
 
 class EventInspector:
@@ -44,7 +45,9 @@ class EventInspector:
                 if isinstance(delta.get(key), str):
                     self.call.generated_chars += len(delta[key])
         elif kind == "message_start":
-            usage = usage_from((payload.get("message") or {}).get("usage"))
+            message = payload.get("message") or {}
+            self.call.note_response_model(message.get("model"))
+            usage = usage_from(message.get("usage"))
             if usage is not None:
                 self.call.usage = Usage(usage.prompt_tokens, 0, usage.cached_tokens)
         elif kind == "message_delta":

@@ -16,6 +16,7 @@ def read_usage(call: Call, body: bytes) -> None:
         return
     if isinstance(parsed, dict):
         call.usage = usage_from(parsed)
+        call.note_response_model(parsed.get("model"))
 
 
 class LineInspector:
@@ -45,5 +46,6 @@ class LineInspector:
             self.call.generated_chars += len(text)
         if line.get("done"):
             self.call.usage = usage_from(line)
+            self.call.note_response_model(line.get("model"))
             self.complete = True
         return raw

@@ -41,6 +41,7 @@ def read_usage(call: Call, body: bytes) -> None:
         return
     if isinstance(parsed, dict):
         call.usage = usage_from_dict(parsed.get("usage"))
+        call.note_response_model(parsed.get("model"))
 
 
 class SSEInspector:
@@ -81,6 +82,7 @@ class SSEInspector:
         raw_usage = chunk.get("usage")
         if raw_usage:
             self.call.usage = usage_from_dict(raw_usage)
+            self.call.note_response_model(chunk.get("model"))  # the usage chunk names it too: read it once
             if self.strip_usage and not chunk.get("choices"):
                 return b""
         return raw
