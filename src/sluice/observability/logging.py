@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any, TextIO
 
 import orjson
@@ -30,9 +31,34 @@ QUIET_LIBRARIES = ("alembic", "aiosqlite", "sqlalchemy", "asyncio", "aio_pika", 
 
 
 def redact(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
-    for name in SECRET_FIELDS.intersection(event):
-        event[name] = "[redacted]"
+    # Seven lookups, not one per field of the event (the access line has thirty).
+    for name in SECRET_FIELDS:
+        if name in event:
+            event[name] = "[redacted]"
     return event
+
+
+class UTCTimestamp:
+    """``timestamp``: ISO 8601 in UTC with microseconds, as structlog's TimeStamper(fmt="iso", utc=True) writes it.
+
+    Formatting a datetime for every line cost more than rendering the rest of the access line; the part up to the
+    second is formatted once per second here and the microseconds appended.
+    """
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, _logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+        return event
 
 
 def _orjson_text(obj: Any, **_kw: Any) -> str:
@@ -65,7 +91,7 @@ def configure_logging(cfg: LoggingConfig, stream: TextIO | None = None) -> None:
     shared: list[Processor] = [
         add_request_id,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        UTCTimestamp(),
         redact,
     ]
     text_renderer: Processor
