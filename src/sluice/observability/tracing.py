@@ -50,9 +50,14 @@ _OPERATION = {
 STAGE_SPANS = ("identify", "decode", "route", "admit", "call", "encode", "settle")
 
 
-def _wall_ns(perf: float) -> int:
-    """A perf_counter reading as wall-clock nanoseconds."""
-    return time.time_ns() - int((time.perf_counter() - perf) * 1e9)
+def _wall_ns(call: Call, perf: float) -> int:
+    """A perf_counter reading of this call as wall-clock nanoseconds.
+
+    Every span of a request, live (the attempts) or rebuilt (the stages), is timed from the same anchor (its
+    arrival on both clocks), so spans that touch stay in order; reading the two clocks afresh for each
+    conversion would jitter their boundaries by nanoseconds, and mixing in the exporter's own clock by more.
+    """
+    return int((call.arrived_at + (perf - call.started)) * 1e9)
 
 
 class Tracing:
@@ -89,7 +94,7 @@ class Tracing:
             f"{call.surface} {call.endpoint}",
             context=context,
             kind=self._kind.SERVER,
-            start_time=_wall_ns(call.started),
+            start_time=_wall_ns(call, call.started),
             attributes={"http.request.method": ex.method, "url.path": ex.path, "sluice.request_id": call.request_id},
         )
 
@@ -101,19 +106,21 @@ class Tracing:
         if call.span is None:
             return lambda _error: None
         parent = self._in_context(call.span)
+        now = _wall_ns(call, time.perf_counter())
         if deployment.capacity is not None:
             schedule = self._tracer.start_span(
                 "sluice.schedule",
                 context=parent,
-                start_time=_wall_ns(queued),
+                start_time=_wall_ns(call, queued),
                 attributes={"sluice.deployment": deployment.id, "sluice.queue_position": call.queue_position or 0},
             )
-            schedule.end()
+            schedule.end(end_time=now)
         operation = _OPERATION.get(call.endpoint, call.endpoint)
         span = self._tracer.start_span(
             f"{operation} {deployment.target.model}",
             context=parent,
             kind=self._kind.CLIENT,
+            start_time=now,
             attributes={
                 "gen_ai.system": _GEN_AI_SYSTEM.get(deployment.provider.kind, deployment.provider.kind),
                 "gen_ai.operation.name": operation,
@@ -138,7 +145,7 @@ class Tracing:
                 if usage is not None:
                     span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
                     span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
-            span.end()
+            span.end(end_time=_wall_ns(call, time.perf_counter()))
 
         return end
 
@@ -151,8 +158,8 @@ class Tracing:
         now = time.perf_counter()
         context = self._in_context(span)
         for name, start, end in stage_times(call, now):
-            stage = self._tracer.start_span(f"sluice.{name}", context=context, start_time=_wall_ns(start))
-            stage.end(end_time=_wall_ns(end))
+            stage = self._tracer.start_span(f"sluice.{name}", context=context, start_time=_wall_ns(call, start))
+            stage.end(end_time=_wall_ns(call, end))
         attributes: dict[str, Any] = {
             "http.response.status_code": 499 if call.cancelled else call.status,
             "sluice.cache_hit": call.cache_hit,
@@ -172,7 +179,7 @@ class Tracing:
             span.set_attribute("error.type", call.error.kind)
             status, code = self._status
             span.set_status(status(code.ERROR, call.error.message))
-        span.end(end_time=_wall_ns(now))
+        span.end(end_time=_wall_ns(call, now))
 
     def shutdown(self) -> None:
         self._provider.shutdown()
