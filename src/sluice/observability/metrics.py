@@ -44,6 +44,7 @@ class _Bound:
     cost: Callable[[float], None]
 
 
+SCRAPE_ATTEMPTS = 3
 Collector = Callable[[], None]
 SharedCollector = Callable[[], Awaitable[None]]
 
@@ -200,6 +201,11 @@ class Metrics:
         forget_dead_workers(self.directory)
         aggregate = CollectorRegistry()
         MultiProcessCollector(aggregate, path=self.directory)  # type: ignore[no-untyped-call]
+        for _ in range(SCRAPE_ATTEMPTS - 1):
+            try:
+                return generate_latest(aggregate)
+            except FileNotFoundError:
+                continue  # a worker exited while its files were being read: read the directory again
         return generate_latest(aggregate)
 
     def close(self) -> None:

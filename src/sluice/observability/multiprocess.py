@@ -16,6 +16,7 @@ answers a scrape sums them all. That leaves three things to Sluice:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -34,7 +35,9 @@ def multiprocess_dir() -> str | None:
 
 def forget_worker(directory: str, pid: int | None = None) -> None:
     """Remove a worker's live gauges from the sums (this process's when ``pid`` is None)."""
-    mark_process_dead(os.getpid() if pid is None else pid, directory)  # type: ignore[no-untyped-call]
+    # Another worker's scrape may have removed a file first; whatever is left goes at the next scrape.
+    with contextlib.suppress(FileNotFoundError):
+        mark_process_dead(os.getpid() if pid is None else pid, directory)  # type: ignore[no-untyped-call]
 
 
 def forget_dead_workers(directory: str) -> list[int]:
