@@ -1,8 +1,8 @@
 """``create_app(settings)``: builds every service, mounts the surfaces, and owns start-up and shutdown.
 
 Nothing here runs at import time. The returned ASGI app is the proxy dispatcher; everything that is not a proxy
-route (admin API, health, docs, UI) is served by the FastAPI app behind it, whose lifespan opens and closes the
-database, upstream connection pools and background tasks.
+route (admin API, health, docs, UI) is served by the FastAPI app behind it (wrapped in the request-id middleware),
+whose lifespan opens and closes the database, upstream connection pools and background tasks.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from sluice.admin.api import install as install_admin_api
 from sluice.config import Settings, load_settings
 from sluice.observability.health import router as health_router
 from sluice.observability.logging import configure_logging
+from sluice.observability.request_id import RequestIdMiddleware
 from sluice.server.dispatch import ProxyDispatcher
 from sluice.services import Services
 from sluice.surfaces.anthropic import routes as anthropic_routes
@@ -44,7 +45,7 @@ def create_app(settings: Settings) -> SluiceApp:
         routes={**openai_routes.ROUTES, **anthropic_routes.ROUTES, **ollama_routes.ROUTES},
         prefix_routes={**openai_routes.PREFIX_ROUTES, **ollama_routes.PREFIX_ROUTES},
         surface_prefixes={"/v1/": OPENAI, "/v1/messages": ANTHROPIC, "/api/": OLLAMA},
-        fallback=api,
+        fallback=RequestIdMiddleware(api, settings.server.request_id_header),
         request_id_header=settings.server.request_id_header,
         max_header_count=settings.server.max_header_count,
         max_header_bytes=settings.server.max_header_bytes,

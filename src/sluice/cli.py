@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import structlog
 import typer
 import uvicorn
 from pydantic import SecretStr
@@ -18,11 +20,13 @@ from sluice.cli_common import ConfigOpt, DataDirOpt, err, load, out, with_db
 from sluice.config import Settings
 from sluice.identity import cli_access  # noqa: F401 - registers the membership and IP-rule commands
 from sluice.identity.cli import admin_cli, invites_cli, keys_cli
-from sluice.identity.master import load_or_create_master_key
+from sluice.identity.master import MASTER_KEY_FILE, load_or_create_master_key
 from sluice.limits.cli import limits_cli
-from sluice.observability.logging import configure_logging
+from sluice.observability.logging import configure_logging, is_console
 from sluice.server.serving import uvicorn_options
 from sluice.store.db import Database
+
+log = structlog.get_logger("sluice.cli")
 
 cli = typer.Typer(
     help="Sluice: a self-hosted LLM gateway.",
@@ -94,6 +98,12 @@ def _serve_workers(
 
 def _banner(settings: Settings, master_key: str, created: bool) -> None:
     base = f"http://{settings.server.host}:{settings.server.port}"
+    if not is_console(settings.logging, sys.stderr):
+        # JSON logs stay JSON on every line, and a generated key is never written to them (only to its file).
+        log.info("serving", url=base, data_dir=str(settings.data_dir.resolve()))
+        if created:
+            log.warning("generated a master key", kept_in=str((settings.data_dir / MASTER_KEY_FILE).resolve()))
+        return
     err.print(f"[bold]Sluice[/] listening on {base}  (data: {settings.data_dir.resolve()})")
     if created:
         err.print(f"Generated a master key (kept in {settings.data_dir / 'master_key'}):")

@@ -55,6 +55,8 @@ class Call:
     stream: bool = False
     principal: Principal | None = None
     model: str | None = None
+    model_known: bool = False  # ``model`` is a configured name (resolve found it): a bounded metric label
+    response_model: str | None = None  # the model the upstream said answered (its own name, e.g. a snapshot)
     deployment: Deployment | None = None
     usage: Usage | None = None
     status: int = 200
@@ -81,10 +83,17 @@ class Call:
     routing: Outcome = field(default_factory=Outcome)  # attempts, retries and fallbacks for this request
     generated_chars: int = 0  # answer text seen so far, for the same purpose
     span: Any = None  # the request's trace span, when tracing is on
+    stages: list[tuple[str, float, float]] | None = None  # (stage, start, end) perf_counter times, when tracing
+    failed_attempt: SluiceError | None = None  # the last attempt's failure, already counted by the metrics
 
     def fail(self, error: SluiceError) -> None:
         self.error = error
         self.status = error.status
+
+    def note_response_model(self, model: object) -> None:
+        """Keep the model name the upstream reported answering (for traces), the first time one is seen."""
+        if self.response_model is None and isinstance(model, str) and model:
+            self.response_model = model
 
     def mark_first_byte(self) -> None:
         if self.first_byte_at is None:
@@ -134,7 +143,11 @@ class Gateway:
     async def identify(self, ex: Exchange, call: Call) -> Principal:
         if self.tracing is not None:
             self.tracing.begin(call, ex)
-        principal = await self.authenticator.identify(ex)
+        try:
+            principal = await self.authenticator.identify(ex)
+        finally:
+            if call.stages is not None:
+                call.stages.append(("identify", call.started, time.perf_counter()))
         call.principal = principal
         call.timeouts = request_timeouts(ex.header)  # checked once the caller is known: a bad value is a 400
         return principal
@@ -143,9 +156,14 @@ class Gateway:
 
     def resolve(self, call: Call, name: str) -> ModelRoute:
         """The model a caller asked for, if it exists and they may use it (otherwise 404 alike)."""
+        stages = call.stages
+        begun = time.perf_counter() if stages is not None else 0.0
         call.model = name
         route = self.catalog.get(name)
+        call.model_known = route is not None
         principal = call.principal
+        if stages is not None:
+            stages.append(("route", begun, time.perf_counter()))
         if route is None or not route.deployments or (principal is not None and not principal.may_use(name)):
             raise NotFound(f"The model '{name}' does not exist or you do not have access to it.", param="model")
         return route
@@ -160,7 +178,13 @@ class Gateway:
     ) -> None:
         """Reserve the call's worst case against its limits and budgets (``estimate``: prompt, max output)."""
         call.prompt_estimator = estimate
-        admitted = await self.limiter.admit(call, route, estimate)
+        stages = call.stages
+        begun = time.perf_counter() if stages is not None else 0.0
+        try:
+            admitted = await self.limiter.admit(call, route, estimate)
+        finally:
+            if stages is not None:
+                stages.append(("admit", begun, time.perf_counter()))
         if self.limit_headers and (admitted.requests is not None or admitted.tokens is not None):
             ex.response_headers.extend(quota_headers(admitted))
 
@@ -181,6 +205,7 @@ class Gateway:
 
         async def on(deployment: Deployment) -> T:
             call.deployment = deployment
+            queued = time.perf_counter() if call.stages is not None else 0.0
             slot = await self.scheduler.acquire(deployment, call.principal, call.model or "")
             call.queue_position = slot.position
             call.queue_wait += slot.waited
@@ -188,7 +213,7 @@ class Gateway:
             gauge = self.metrics.in_flight.labels(deployment.id)
             gauge.inc()
             done = self.router.started(deployment)
-            traced = self.tracing.attempt(call, deployment) if self.tracing is not None else None
+            traced = self.tracing.attempt(call, deployment, queued) if self.tracing is not None else None
             try:
                 # A request's shorter deadlines reach the provider on the deployment the attempt is given.
                 result = await attempt(deployment if timeouts is None else timeouts.applied_to(deployment))
@@ -198,6 +223,8 @@ class Gateway:
                 slot.release()
                 if traced is not None:
                     traced(exc)
+                if isinstance(exc, SluiceError):
+                    self.metrics.attempt_failed(call, deployment, exc)
                 raise
             call.releases += [gauge.dec, done, lambda: slot.release(call.usage)]
             if traced is not None:
@@ -211,7 +238,10 @@ class Gateway:
         try:
             _, result = await self.router.run(route, on, call.routing, deadline, same_format)
         finally:
-            call.upstream_wait += time.perf_counter() - call.upstream_started
+            opened = time.perf_counter()
+            call.upstream_wait += opened - call.upstream_started
+        if call.stages is not None:
+            call.stages.append(("call", call.upstream_started, opened))
         return result
 
     # --- settle ---------------------------------------------------------------------------------------------
@@ -284,28 +314,41 @@ class Gateway:
         return headers
 
     def _log(self, call: Call) -> None:
+        """The access line: the usage record's fields under the record's names (ids and labels, never secrets)."""
         finished = call.finished or time.perf_counter()
         usage = call.usage
+        principal = call.principal
+        first_byte = call.first_byte_at
+        overhead = call.overhead(finished)
         access_log.info(
             "request",
             request_id=call.request_id,
+            usage_id=call.usage_id,
             surface=call.surface,
             endpoint=call.endpoint,
             model=call.model,
-            deployment=call.deployment.id if call.deployment else None,
-            principal=call.principal.label if call.principal else None,
+            deployment=call.deployment.id if call.deployment is not None else None,
+            principal=principal.label if principal is not None else None,
+            principal_kind=principal.kind if principal is not None else "anonymous",
+            key_id=principal.key_id if principal is not None else None,
+            user_id=principal.user_id if principal is not None else None,
+            workspace_id=principal.workspace_id if principal is not None else None,
             stream=call.stream,
             status=499 if call.cancelled else call.status,
-            error=call.error.kind if call.error else None,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            duration_ms=round((finished - call.started) * 1000, 3),
-            ttfb_ms=round((call.first_byte_at - call.started) * 1000, 3) if call.first_byte_at else None,
+            error_type=call.error.kind if call.error is not None else ("cancelled" if call.cancelled else None),
+            prompt_tokens=usage.prompt_tokens if usage is not None else 0,
+            completion_tokens=usage.completion_tokens if usage is not None else 0,
+            cached_tokens=usage.cached_tokens if usage is not None else 0,
+            estimated=usage is not None and usage.estimated,
             cost_nanos=call.cost_nanos,
-            usage_id=call.usage_id,
+            cache_hit=call.cache_hit,
+            latency_ms=round((finished - call.started) * 1000, 3),
+            ttft_ms=round((first_byte - call.started) * 1000, 3) if first_byte is not None else None,
+            queue_wait_ms=round(call.queue_wait * 1000, 3),
+            upstream_ms=round(call.upstream_wait * 1000, 3) if call.upstream_started is not None else None,
+            overhead_ms=round(overhead * 1000, 3) if overhead is not None else None,
             attempts=call.routing.attempts,
             fallback_from=call.routing.fallback_from,
-            cache_hit=call.cache_hit,
         )
 
 

@@ -33,6 +33,7 @@ from sluice.identity.users import UserResolver
 from sluice.limits.service import Limiter
 from sluice.limits.setup import build_limiter, load_policies
 from sluice.observability.metrics import Metrics
+from sluice.observability.multiprocess import REFRESH_SECONDS
 from sluice.observability.tracing import build_tracing
 from sluice.pipeline import Gateway
 from sluice.providers.base import Provider
@@ -98,7 +99,7 @@ class Services:
         authenticator = Authenticator(keys, users, proxies)
         metrics = Metrics()
         accounting = Accounting(db, settings.data_dir, catalog, on_ship_failure=metrics.outbox_failures.inc)
-        metrics.on_scrape(lambda: _outbox_gauges(metrics, accounting))
+        metrics.on_scrape_shared(lambda: _outbox_gauges(metrics, accounting))
         limiter = build_limiter(settings, accounting, redis, metrics)
         accounting.bill_cache_hits = settings.cache.bill_hits
         gateway = Gateway(
@@ -175,6 +176,8 @@ class Services:
             self.tasks.append(asyncio.create_task(self.invalidation.listen_forever(), name="sluice-invalidation"))
         if self.settings.health.interval_seconds > 0:
             self.tasks.append(asyncio.create_task(self.health.run_forever(), name="sluice-health"))
+        if self.metrics.multiprocess:
+            self.tasks.append(asyncio.create_task(self._refresh_metrics(), name="sluice-metrics"))
         tune_for_serving()
         log.info("started", models=len(self.catalog.routes()), providers=sorted(self.providers))
 
@@ -202,6 +205,7 @@ class Services:
         if self.gateway.tracing is not None:
             self.gateway.tracing.shutdown()
         await self.db.close()
+        self.metrics.close()
         log.info("stopped")
 
     async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
@@ -212,6 +216,12 @@ class Services:
                 return
             except TimeoutError:
                 await work()
+
+    async def _refresh_metrics(self) -> None:
+        """With several workers, keep this worker's own gauges current between scrapes other workers answer."""
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            self.metrics.refresh()
 
     async def _refresh_stored(self) -> None:
         """Limits, prices, IP rules and models changed elsewhere (another replica, the CLI) apply here in time."""
@@ -257,5 +267,11 @@ def build_cache(settings: Settings, redis: Redis | None, metrics: Metrics) -> Re
     return ResponseCache(config, MemoryCache(config.max_entries), metrics)
 
 
-def _outbox_gauges(metrics: Metrics, accounting: Accounting) -> None:
-    metrics.outbox_backlog.set(accounting.spool.pending)
+async def _outbox_gauges(metrics: Metrics, accounting: Accounting) -> None:
+    spool = accounting.spool
+    if metrics.multiprocess:
+        # Workers share the spool file, so no worker's own count is the backlog: count the file, on a reader
+        # connection of its own (WAL), never on the spool's writer thread, which requests wait on.
+        metrics.outbox_backlog.set(await asyncio.to_thread(spool.backlog))
+    else:
+        metrics.outbox_backlog.set(spool.pending)

@@ -39,9 +39,15 @@ class SluiceProcess:
     """`python -m sluice serve` with a YAML config, on a free port, in its own process group."""
 
     def __init__(
-        self, directory: Path, config: dict[str, Any], name: str = "sluice", args: tuple[str, ...] = ()
+        self,
+        directory: Path,
+        config: dict[str, Any],
+        name: str = "sluice",
+        args: tuple[str, ...] = (),
+        start_timeout: float = START_TIMEOUT,
     ) -> None:
         self.args = args
+        self.start_timeout = start_timeout  # several workers import everything each, at once
         self.directory = directory
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -75,7 +81,7 @@ class SluiceProcess:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sluice exited during start-up:\n{self.log()}")
@@ -86,7 +92,7 @@ class SluiceProcess:
                 pass
             time.sleep(0.05)
         self.kill()
-        raise TimeoutError(f"sluice did not start within {START_TIMEOUT} s:\n{self.log()}")
+        raise TimeoutError(f"sluice did not start within {self.start_timeout} s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

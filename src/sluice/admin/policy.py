@@ -21,6 +21,7 @@ from sluice.errors import InvalidRequest, PermissionDenied
 from sluice.identity.audit import Actor
 from sluice.identity.authenticate import token_from_headers
 from sluice.identity.principal import PRIORITY_ORDER, Principal
+from sluice.observability.request_id import scope_request_id
 
 if TYPE_CHECKING:
     from sluice.services import Services
@@ -60,8 +61,8 @@ def actor_for(principal: Principal, request_id: str | None) -> Actor:
 
 
 def request_id(request: Request) -> str | None:
-    services: Services = request.app.state.services
-    return request.headers.get(services.settings.server.request_id_header)
+    """The id the request-id middleware gave this request (the one its response carries)."""
+    return scope_request_id(request.scope)
 
 
 CallerDependency = Callable[[Request], Awaitable[Caller]]

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
+from aio_pika.exceptions import AMQPError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from sluice.scheduling.rabbitmq import RabbitBackend
+
+if TYPE_CHECKING:
+    from sluice.services import Services
+
 router = APIRouter(tags=["health"])
+
+# Each dependency must answer within this; a hung one is reported as such instead of stalling the probe.
+CHECK_TIMEOUT = 2.0
+
+DEPENDENCY_ERRORS = (SQLAlchemyError, RedisError, AMQPError, OSError, TimeoutError)
 
 
 @router.get("/health/live")
@@ -22,24 +34,18 @@ async def live() -> dict[str, str]:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> JSONResponse:
-    """The database (and Redis, when configured) answer and at least one deployment is healthy."""
-    services = request.app.state.services
-    checks: dict[str, Any] = {}
-    ok = True
-    try:
-        await services.db.ping()
-        checks["database"] = "ok"
-    except (SQLAlchemyError, OSError) as exc:
-        ok = False
-        checks["database"] = f"unavailable ({type(exc).__name__})"
+    """The database, Redis and RabbitMQ (those configured) answer, and at least one deployment is healthy."""
+    services: Services = request.app.state.services
+    probes: dict[str, Callable[[], Awaitable[Any]]] = {"database": services.db.ping}
     if services.redis is not None:
-        try:
-            async with asyncio.timeout(2):
-                await services.redis.ping()
-            checks["redis"] = "ok"
-        except (RedisError, OSError, TimeoutError) as exc:
-            ok = False
-            checks["redis"] = f"unavailable ({type(exc).__name__})"
+        probes["redis"] = services.redis.ping
+    backend = services.gateway.scheduler.backend
+    if isinstance(backend, RabbitBackend):
+        probes["rabbitmq"] = backend.ping
+    # Concurrently, so the probe takes as long as the slowest dependency, never the sum.
+    results = await asyncio.gather(*(_check(probe) for probe in probes.values()))
+    checks: dict[str, Any] = dict(zip(probes, results, strict=True))
+    failing = [name for name, result in checks.items() if result != "ok"]
     routes = services.catalog.routes()
     states = services.gateway.router
     deployments = [d for r in routes for d in r.deployments]
@@ -47,9 +53,21 @@ async def ready(request: Request) -> JSONResponse:
     checks["models"] = len(routes)
     checks["deployments"] = {"total": len(deployments), "healthy": healthy}
     if not routes or healthy == 0:
-        ok = False
+        failing.append("deployments")
         checks["deployments"]["problem"] = "no healthy deployment" if routes else "no models"
-    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+    body = {"status": "unavailable" if failing else "ok", "failing": failing, "checks": checks}
+    return JSONResponse(body, status_code=503 if failing else 200)
+
+
+async def _check(probe: Callable[[], Awaitable[Any]]) -> str:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await probe()
+    except TimeoutError:
+        return f"unavailable (no answer within {CHECK_TIMEOUT:g} s)"
+    except DEPENDENCY_ERRORS as exc:
+        return f"unavailable ({type(exc).__name__})"
+    return "ok"
 
 
 @router.get("/metrics", include_in_schema=False)
@@ -68,5 +86,5 @@ async def metrics(request: Request) -> Response:
                 {"error": {"type": "authentication", "message": "A valid metrics token is required."}},
                 status_code=401,
             )
-    body, content_type = services.metrics.render()
+    body, content_type = await services.metrics.render()
     return Response(body, media_type=content_type)

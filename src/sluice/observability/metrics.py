@@ -2,7 +2,8 @@
 
 Every metric lives on the application's own registry (no global state). With several worker processes
 (``sluice serve --workers N``) prometheus-client's multiprocess mode is used — ``PROMETHEUS_MULTIPROC_DIR`` is set
-by the CLI before the workers start — and ``/metrics`` aggregates every worker's values.
+by the CLI before the workers start — and ``/metrics`` aggregates every worker's values (see ``multiprocess.py``
+for what that takes: live gauges of exited workers removed, per-process gauges kept current in every worker).
 
 Label values are bounded: surfaces, endpoints, configured model and deployment names, status classes and error
 kinds. Key ids, user ids and emails are never labels; a model name a client made up is reported as ``unknown``.
@@ -10,18 +11,20 @@ kinds. Key ids, user ids and emails are never labels; a model name a client made
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from sluice.observability.multiprocess import forget_dead_workers, forget_worker, multiprocess_dir
 from sluice.version import version
 
 if TYPE_CHECKING:
+    from sluice.errors import SluiceError
     from sluice.pipeline import Call
+    from sluice.routing.catalog import Deployment
 
 # Sub-millisecond resolution at the bottom: the gateway's own overhead is measured in tens of microseconds.
 OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -41,13 +44,26 @@ class _Bound:
     cost: Callable[[float], None]
 
 
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+SCRAPE_ATTEMPTS = 3
+Collector = Callable[[], None]
+SharedCollector = Callable[[], Awaitable[None]]
+
+
+def upstream_kind(error: SluiceError) -> str | None:
+    """The ``kind`` label of an upstream's failure (``upstream_500``, ``truncated_stream``...), or None if it is not.
+
+    An upstream's 429 is a rate-limit error to the caller, but still the upstream's failure (code ``upstream_429``).
+    """
+    code = error.code
+    if error.kind.startswith("upstream"):
+        return code or error.kind
+    return code if code is not None and code.startswith("upstream_") else None
 
 
 class Metrics:
     def __init__(self) -> None:
-        multiprocess = multiprocess_dir() is not None
+        self.directory = multiprocess_dir()
+        multiprocess = self.directory is not None
         # In multiprocess mode values live in files; the registry used for exposition is built per scrape.
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -106,11 +122,12 @@ class Metrics:
             registry=r,
             multiprocess_mode=live,
         )
+        # Workers share one spool file: the worker answering a scrape counts it, and its reading is the newest.
         self.outbox_backlog = Gauge(
             "sluice_usage_outbox_backlog",
             "Usage records waiting in the local spool.",
             registry=r,
-            multiprocess_mode=live,
+            multiprocess_mode="livemostrecent" if multiprocess else "all",
         )
         self.outbox_failures = Counter(
             "sluice_usage_outbox_failures", "Failed attempts to ship usage records to the database.", registry=r
@@ -148,28 +165,64 @@ class Metrics:
             multiprocess_mode="livemin" if multiprocess else "all",
         )
         self.cache = Counter("sluice_cache_requests", "Response cache lookups.", ["result"], registry=r)
-        Info("sluice_build", "Build information.", registry=r).info({"version": version()})
+        # A gauge rather than an Info: multiprocess mode has no Info, and the sample is the same (value 1).
+        self.build_info = Gauge(
+            "sluice_build_info",
+            "Build information (always 1).",
+            ["version"],
+            registry=r,
+            multiprocess_mode="livemax" if multiprocess else "all",
+        )
+        self.build_info.labels(version()).set(1)
         self._bound: dict[tuple[str, str, str, str, int, str], _Bound] = {}
-        self._collectors: list[Callable[[], None]] = []
+        self.collectors: list[Collector] = []
+        self._shared: list[SharedCollector] = []
 
-    def on_scrape(self, update: Callable[[], None]) -> None:
-        """Run ``update`` before each exposition (gauges read from elsewhere, like the spool backlog)."""
-        self._collectors.append(update)
+    @property
+    def multiprocess(self) -> bool:
+        return self.directory is not None
 
-    def exposition(self) -> bytes:
-        for update in self._collectors:
+    def on_scrape(self, update: Collector) -> None:
+        """Run ``update`` before each exposition: gauges of this process's own state (queue depth).
+
+        With several workers every worker also runs them every second (see ``multiprocess.py``), so the summed
+        value is current whichever worker answers the scrape.
+        """
+        self.collectors.append(update)
+
+    def on_scrape_shared(self, update: SharedCollector) -> None:
+        """Await ``update`` before each exposition: gauges of state the workers share (the spool backlog)."""
+        self._shared.append(update)
+
+    def refresh(self) -> None:
+        for update in self.collectors:
             update()
-        directory = multiprocess_dir()
-        if directory is None:
+
+    async def exposition(self) -> bytes:
+        self.refresh()
+        for update in self._shared:
+            await update()
+        if self.directory is None:
             return generate_latest(self.registry)
+        forget_dead_workers(self.directory)
         aggregate = CollectorRegistry()
-        MultiProcessCollector(aggregate, path=directory)  # type: ignore[no-untyped-call]
+        MultiProcessCollector(aggregate, path=self.directory)  # type: ignore[no-untyped-call]
+        for _ in range(SCRAPE_ATTEMPTS - 1):
+            try:
+                return generate_latest(aggregate)
+            except FileNotFoundError:
+                continue  # a worker exited while its files were being read: read the directory again
         return generate_latest(aggregate)
+
+    def close(self) -> None:
+        """This worker is exiting: its live gauges leave the sums (its counters stay, as counters must)."""
+        if self.directory is not None:
+            forget_worker(self.directory)
 
     def observe(self, call: Call, now: float) -> None:
         """Record one finished call (called once per call from Gateway.finish)."""
-        served = call.deployment is not None or call.cache_hit  # a model we know, not one a client made up
-        model = call.model if served and call.model else "unknown"
+        # A configured model name, even when refused before routing (limits, access); never one a client made up.
+        model = call.model if call.model_known and call.model else "unknown"
         deployment = call.deployment.id if call.deployment is not None else ("cache" if call.cache_hit else "none")
         status = 499 if call.cancelled else call.status
         error = call.error.kind if call.error is not None else ("cancelled" if call.cancelled else "")
@@ -194,8 +247,19 @@ class Metrics:
                 bound.cached(usage.cached_tokens)
         if call.cost_nanos:
             bound.cost(call.cost_nanos / 1e9)
-        if call.error is not None and call.error.kind.startswith("upstream") and call.deployment is not None:
-            self.upstream_errors.labels(deployment, call.error.code or call.error.kind).inc()
+        failure = call.error
+        if failure is not None and failure is not call.failed_attempt and call.deployment is not None:
+            # Failed after its attempt had answered (mid-stream, reading the body): not counted yet.
+            kind = upstream_kind(failure)
+            if kind is not None:
+                self.upstream_errors.labels(deployment, kind).inc()
+
+    def attempt_failed(self, call: Call, deployment: Deployment, error: SluiceError) -> None:
+        """One upstream attempt failed (retried or not): counted per deployment and kind."""
+        call.failed_attempt = error
+        kind = upstream_kind(error)
+        if kind is not None:
+            self.upstream_errors.labels(deployment.id, kind).inc()
 
     def _bind(self, call: Call, model: str, deployment: str, status: int, error: str) -> _Bound:
         """The labelled children one kind of call updates, looked up once (labels() is the costly part)."""
@@ -211,5 +275,5 @@ class Metrics:
             cost=self.cost.labels(model).inc,
         )
 
-    def render(self) -> tuple[bytes, str]:
-        return self.exposition(), CONTENT_TYPE_LATEST
+    async def render(self) -> tuple[bytes, str]:
+        return await self.exposition(), CONTENT_TYPE_LATEST

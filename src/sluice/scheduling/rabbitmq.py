@@ -117,6 +117,18 @@ class RabbitBackend:
             with contextlib.suppress(AMQPError, OSError):
                 await self._connection.close()
 
+    async def ping(self) -> None:
+        """Raise unless this replica's broker connection is up and the broker answers (for ``/health/ready``).
+
+        A channel opened and closed is one round trip each way on the live connection, without touching the
+        channel the scheduler works on.
+        """
+        connection = self._connection
+        if connection is None or connection.is_closed:
+            raise ConnectionError("not connected to the broker")
+        channel = await connection.channel(publisher_confirms=False)
+        await channel.close()
+
     async def _connect(self) -> None:
         self._lost = asyncio.Event()
         connection = await aio_pika.connect(self.url, client_properties={"connection_name": f"sluice-{self.replica}"})

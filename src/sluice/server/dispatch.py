@@ -9,8 +9,6 @@ anything else looks at them, proxy routes and the FastAPI app alike (SECURITY.md
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -18,28 +16,17 @@ import orjson
 from starlette.types import ASGIApp
 
 from sluice.errors import HeadersTooLarge, NotFound, SluiceError
+from sluice.observability.request_id import REQUEST_ID, request_id_from
 from sluice.pipeline import Gateway
 from sluice.server.exchange import Exchange, Receive, Scope, Send
 from sluice.surfaces.common import Format
 
 RouteHandler = Callable[[Gateway, Exchange], Awaitable[None]]
 
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
-
 
 class MethodNotAllowed(SluiceError):
     status = 405
     kind = "invalid_request"
-
-
-def request_id_from(scope: Scope, header: bytes) -> str:
-    """Honour a sane incoming request id; otherwise make one (96 random bits)."""
-    for name, value in scope["headers"]:
-        if name == header:
-            if _REQUEST_ID.fullmatch(value):
-                return bytes(value).decode()
-            break
-    return os.urandom(12).hex()
 
 
 class ProxyDispatcher:
@@ -82,22 +69,31 @@ class ProxyDispatcher:
         handler = self.routes.get((method, path))
         if handler is None:
             handler = self._match_prefix(method, path)
-        if handler is not None:
-            ex = Exchange(scope, receive, send, request_id_from(scope, self.request_id_header), time.perf_counter())
-            await handler(self.gateway, ex)
-            return
-        fmt = self._surface_for(path)
-        if fmt is None:
-            await self.fallback(scope, receive, send)
-            return
-        ex = Exchange(scope, receive, send, request_id_from(scope, self.request_id_header), time.perf_counter())
-        error: SluiceError
-        if path in self.paths:
-            error = MethodNotAllowed(f"Method {method} is not allowed on {path}.")
-        else:
-            error = NotFound(f"Unknown endpoint {method} {path}.", code="unknown_endpoint")
-        status, body = fmt.error_response(error)
-        await ex.respond(status, body)
+        if handler is None:
+            fmt = self._surface_for(path)
+            if fmt is None:
+                await self.fallback(scope, receive, send)  # the FastAPI app: its middleware makes the id
+                return
+            handler = self._unknown_endpoint(fmt)
+        request_id = request_id_from(scope, self.request_id_header)
+        # Every log line of this request carries its id (the handler runs in this task and the tasks it starts).
+        token = REQUEST_ID.set(request_id)
+        try:
+            await handler(self.gateway, Exchange(scope, receive, send, request_id, time.perf_counter()))
+        finally:
+            REQUEST_ID.reset(token)
+
+    def _unknown_endpoint(self, fmt: Format) -> RouteHandler:
+        async def answer(_gateway: Gateway, ex: Exchange) -> None:
+            error: SluiceError
+            if ex.path in self.paths:
+                error = MethodNotAllowed(f"Method {ex.method} is not allowed on {ex.path}.")
+            else:
+                error = NotFound(f"Unknown endpoint {ex.method} {ex.path}.", code="unknown_endpoint")
+            status, body = fmt.error_response(error)
+            await ex.respond(status, body)
+
+        return answer
 
     async def _refuse_headers(self, scope: Scope, receive: Receive, send: Send, what: str) -> None:
         """431 in the shape of the API the path belongs to (the admin API's shape elsewhere)."""

@@ -20,6 +20,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "lifespan": "on",
         "access_log": False,
         "log_level": settings.logging.level,
+        # uvicorn's records go through Sluice's own handler (configure_logging), not uvicorn's formatters.
+        "log_config": None,
         "timeout_keep_alive": server.keep_alive_seconds,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "server_header": False,

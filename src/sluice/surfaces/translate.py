@@ -48,6 +48,8 @@ async def tally(call: Call, req: ChatRequest, opened: OpenedStream) -> AsyncIter
     provider's generator is always closed, so its upstream connection is released even on cancellation.
     """
     events, first = opened
+    if isinstance(first, StreamStart):
+        call.note_response_model(first.model)
     async with aclosing(events):  # type: ignore[type-var]
         if first is not None:
             yield first

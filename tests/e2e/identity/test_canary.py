@@ -4,15 +4,20 @@ A real `sluice serve` process runs with debug logging, the access log and prompt
 and key go through registration, login, key creation, proxied calls on every surface, failures and revocation.
 Afterwards neither they nor their hashes appear in the process log, any response except the one-time key
 display, the audit rows, the database's other tables, or the metrics.
+
+Prompts are the other thing logs must not hold: by default a known prompt sent on every surface never appears in
+a debug-level log; with ``observability.log_prompts`` it appears, and only in debug lines.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 
 from sluice.admin.api import PREFIX
 from tests.e2e.identity.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, JWT_SECRET
@@ -20,6 +25,7 @@ from tests.support.processes import SluiceProcess
 from tests.support.server import MASTER_KEY
 
 CANARY_PASSWORD = "canary-Pa55word-7f3a9c"
+CANARY_PROMPT = "canary-prompt-5d2e8b: what the operator must never read"
 
 
 def test_canary_secrets_never_leak(tmp_path: Path) -> None:
@@ -100,3 +106,35 @@ def test_canary_secrets_never_leak(tmp_path: Path) -> None:
     for place, text in places.items():
         for name, secret in secrets.items():
             assert secret not in text, f"the canary {name} appears in {place}"
+
+
+@pytest.mark.parametrize("log_prompts", [False, True], ids=["default", "opted-in"])
+def test_prompts_reach_the_log_only_by_the_opt_in_and_only_at_debug(tmp_path: Path, log_prompts: bool) -> None:
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "logging": {"level": "debug", "access_log": True, "format": "json"},
+        "observability": {"log_prompts": log_prompts},
+    }
+    process = SluiceProcess(tmp_path, config).start()
+    try:
+        with httpx.Client(base_url=process.url, headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=30) as http:
+            messages = [{"role": "user", "content": CANARY_PROMPT}]
+            chat = {"model": "mock-1", "messages": messages}
+            answers = [
+                http.post("/v1/chat/completions", json=chat),
+                http.post("/v1/chat/completions", json={**chat, "stream": True}),
+                http.post("/v1/messages", json={**chat, "max_tokens": 20}),
+                http.post("/api/chat", json={**chat, "stream": False}),
+                http.post("/v1/chat/completions", json={**chat, "model": "no-such-model"}),
+            ]
+    finally:
+        process.stop()
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 404]
+    log = process.log()
+    assert log.count('"event":"request"') == len(answers)  # the access lines were written, without the prompt
+    carrying = [json.loads(line) for line in log.splitlines() if CANARY_PROMPT in line]
+    if not log_prompts:
+        assert carrying == []
+        return
+    assert len(carrying) == len(answers)  # one request body per request, nothing else
+    assert {(line["level"], line["event"]) for line in carrying} == {("debug", "request body")}

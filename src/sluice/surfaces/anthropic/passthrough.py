@@ -21,6 +21,7 @@ def read_usage(call: Call, body: bytes) -> None:
         detail = error.get("message") if isinstance(error, dict) else error
         raise UpstreamError(f"The upstream answered with an error: {detail}")
     call.usage = usage_from(parsed.get("usage"))
+    call.note_response_model(parsed.get("model"))
     if call.usage is None:  # billed Sluice's estimate of the answer instead (marked estimated)
         for block in parsed.get("content") or ():
             if isinstance(block, dict):
@@ -60,7 +61,9 @@ class EventInspector:
                 if isinstance(delta.get(key), str):
                     self.call.generated_chars += len(delta[key])
         elif kind == "message_start":
-            usage = usage_from((payload.get("message") or {}).get("usage"))
+            message = payload.get("message") or {}
+            self.call.note_response_model(message.get("model"))
+            usage = usage_from(message.get("usage"))
             if usage is not None:
                 self.call.usage = Usage(usage.prompt_tokens, 0, usage.cached_tokens)
         elif kind == "message_delta":

@@ -116,6 +116,7 @@ async def _translated(gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, 
     if not req.stream:
         resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
         call.usage = response_usage(req, resp)
+        call.note_response_model(resp.model)
         resp.usage = call.usage
         body = encode_message_response(resp, message_id, answer_model(call, resp.model))
         await gw.complete(call)

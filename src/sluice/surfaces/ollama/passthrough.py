@@ -16,6 +16,7 @@ def read_usage(call: Call, body: bytes) -> None:
     if parsed.get("error"):
         raise UpstreamError(f"The upstream answered with an error: {parsed['error']}")
     call.usage = usage_from(parsed)
+    call.note_response_model(parsed.get("model"))
     if call.usage is None:  # billed Sluice's estimate of the answer instead (marked estimated)
         message = parsed.get("message")
         text = message.get("content") if isinstance(message, dict) else parsed.get("response")
@@ -49,5 +50,6 @@ class LineInspector:
             self.call.generated_chars += len(text)
         if line.get("done"):
             self.call.usage = usage_from(line)
+            self.call.note_response_model(line.get("model"))
             self.complete = True
         return raw

@@ -139,6 +139,7 @@ async def _translated(gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, 
     if not req.stream:
         resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
         call.usage = response_usage(req, resp)
+        call.note_response_model(resp.model)
         resp.usage = call.usage
         encode = encode_chat_response if mode == "chat" else encode_generate_response
         await gw.complete(call)

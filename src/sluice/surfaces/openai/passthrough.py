@@ -42,6 +42,7 @@ def read_usage(call: Call, body: bytes) -> None:
         detail = error.get("message") if isinstance(error, dict) else error
         raise UpstreamError(f"The upstream answered with an error: {detail}")
     call.usage = usage_from_dict(parsed.get("usage"))
+    call.note_response_model(parsed.get("model"))
     if call.usage is None:  # billed Sluice's estimate of the answer instead (marked estimated)
         for choice in parsed.get("choices") or ():
             if isinstance(choice, dict):
@@ -89,6 +90,7 @@ class SSEInspector:
         raw_usage = chunk.get("usage")
         if raw_usage:
             self.call.usage = usage_from_dict(raw_usage)
+            self.call.note_response_model(chunk.get("model"))  # the usage chunk names it too: read it once
             if self.strip_usage and not chunk.get("choices"):
                 return b""
         return raw

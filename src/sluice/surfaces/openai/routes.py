@@ -139,6 +139,7 @@ async def _translated(
     if not req.stream:
         resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
         call.usage = response_usage(req, resp)
+        call.note_response_model(resp.model)
         resp.id, resp.usage, resp.model = response_id, call.usage, answer_model(call, resp.model)
         body = encode_completion_response(resp) if text_mode else encode_chat_response(resp)
         await gw.complete(call)
