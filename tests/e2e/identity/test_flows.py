@@ -113,14 +113,36 @@ def test_change_password_ends_other_sessions(server: SluiceServer, api: Api) -> 
     assert api.login(ADMIN_EMAIL, "a-new-admin-password")["access_token"]
 
 
+def _register(api: Api, email: str, invite: str | None = None) -> httpx.Response:
+    body = {"email": email, "password": "x-password-1"}
+    if invite is not None:
+        body["invite_token"] = invite
+    return api.post("/auth/register", json=body)
+
+
 @pytest.mark.parametrize("mode", ["closed", "invite"])
 def test_registration_modes_refuse_without_invite(server: SluiceServer, api: Api, mode: str) -> None:
     admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
-    assert api.call("PUT", "/settings", admin, json={"registration": mode}).json() == {"registration": mode}
-    refused = api.post("/auth/register", json={"email": "x@example.com", "password": "x-password-1"})
+    changed = api.call("PUT", "/settings", admin, json={"registration": mode})
+    assert changed.status_code == 200 and changed.json()["registration"] == mode
+    refused = _register(api, "x@example.com")
     assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == ("registration_closed" if mode == "closed" else "invite_required")
     audit = api.get("/audit", admin, params={"action": "settings.update"}).json()
-    assert audit[0]["after"] == {"registration": mode}
+    assert audit[0]["before"] == {"registration": "approval"} and audit[0]["after"] == {"registration": mode}
+
+
+def test_closed_registration_refuses_invitations_too(server: SluiceServer, api: Api) -> None:
+    """closed means no self-registration at all; the token is not used up and works once the mode allows it."""
+    admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+    token = api.post("/invites", admin, json={"role": "member"}).json()["token"]
+    assert api.call("PUT", "/settings", admin, json={"registration": "closed"}).status_code == 200
+    refused = _register(api, "invited@example.com", token)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "registration_closed"
+    assert api.get("/invites", admin).json()[0]["used_at"] is None
+    assert all(u["email"] != "invited@example.com" for u in api.get("/users", admin).json())
+    assert api.call("PUT", "/settings", admin, json={"registration": "invite"}).status_code == 200
+    assert _register(api, "invited@example.com", token).status_code == 201
 
 
 def test_login_failures_are_throttled_and_alike(server: SluiceServer, api: Api) -> None:
