@@ -29,7 +29,7 @@ from sluice.config import Settings
 from sluice.errors import InvalidRequest, NotFound, PermissionDenied
 from sluice.identity.accounts import hash_invite, invite_expiry, new_invite_token
 from sluice.identity.audit import audit, audit_events
-from sluice.identity.changes import invite_image
+from sluice.identity.changes import invite_image, rule_image
 from sluice.identity.network import parse_network
 from sluice.identity.runtime_settings import (
     registration_mode,
@@ -158,6 +158,10 @@ async def create_ip_rule(body: IpRuleCreate, caller: Owner) -> IpRuleOut:
         raise PermissionDenied("Global and anonymous-network rules need the 'admin' role.", code="insufficient_role")
     if body.anonymous and body.scope == "key":
         raise InvalidRequest("An anonymous rule cannot be scoped to a key.", param="anonymous")
+    if not body.anonymous:  # they would be stored and never used: refuse rather than mislead
+        for name in ("priority", "allowed_models"):
+            if getattr(body, name) is not None:
+                raise InvalidRequest(f"{name} applies only to anonymous rules.", param=name)
     workspace_id = body.workspace_id if caller.is_admin else caller.principal.workspace_id
     if not caller.is_admin and body.workspace_id not in (None, workspace_id):
         raise NotFound("No such workspace.", code="workspace_not_found")
@@ -189,7 +193,7 @@ async def create_ip_rule(body: IpRuleCreate, caller: Owner) -> IpRuleOut:
             "ip_rule",
             rule.id,
             workspace_id=rule.workspace_id,
-            after=rule_out(rule).model_dump(mode="json"),
+            after=rule_image(rule),
         )
     await caller.services.invalidation.publish("rules")
     return rule_out(rule)
@@ -204,7 +208,7 @@ async def delete_ip_rule(rule_id: str, caller: Owner) -> None:
             or (rule.workspace_id == caller.principal.workspace_id and rule.scope != "global" and not rule.anonymous)
         ):
             raise NotFound("No such IP rule.", code="ip_rule_not_found")
-        before = rule_out(rule).model_dump(mode="json")
+        before = rule_image(rule)
         await session.delete(rule)
         audit(
             session, caller.actor, "ip_rule.delete", "ip_rule", rule_id, workspace_id=rule.workspace_id, before=before

@@ -19,7 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sluice.errors import InvalidRequest
 from sluice.identity.accounts import user_image
 from sluice.identity.audit import Actor, audit
-from sluice.store.models import DEFAULT_WORKSPACE_ID, ApiKey, RefreshToken, RegistrationToken, User, Workspace
+from sluice.store.models import (
+    DEFAULT_WORKSPACE_ID,
+    ApiKey,
+    IpRule,
+    RefreshToken,
+    RegistrationToken,
+    User,
+    Workspace,
+)
 from sluice.store.types import utcnow
 
 
@@ -68,6 +76,22 @@ def invite_image(invite: RegistrationToken) -> dict[str, object]:
         "used_at": invite.used_at,
         "used_by": invite.used_by,
         "revoked_at": invite.revoked_at,
+    }
+
+
+def rule_image(rule: IpRule) -> dict[str, object]:
+    return {
+        "id": rule.id,
+        "cidr": rule.cidr,
+        "scope": rule.scope,
+        "workspace_id": rule.workspace_id,
+        "key_id": rule.key_id,
+        "anonymous": rule.anonymous,
+        "priority": rule.priority,
+        "allowed_models": rule.allowed_models,
+        "note": rule.note,
+        "created_by": rule.created_by,
+        "created_at": rule.created_at,
     }
 
 
