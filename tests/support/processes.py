@@ -39,9 +39,15 @@ class SluiceProcess:
     """`python -m sluice serve` with a YAML config, on a free port, in its own process group."""
 
     def __init__(
-        self, directory: Path, config: dict[str, Any], name: str = "sluice", args: tuple[str, ...] = ()
+        self,
+        directory: Path,
+        config: dict[str, Any],
+        name: str = "sluice",
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.args = args
+        self.env = env or {}  # SLUICE_* variables for the process (the test's own never leak in)
         self.directory = directory
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -69,7 +75,7 @@ class SluiceProcess:
                 *self.args,
             ],
             cwd=self.directory,
-            env=clean_env(),
+            env=clean_env(**self.env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -79,6 +79,7 @@ def test_identity_commands_then_http(tmp_path: Path) -> None:
     assert rule.returncode == 0, rule.stderr
     assert "10.9.0.0/16" in cli(["admin", "ip-rules", *base]).stdout
     assert cli(["admin", "ip-rule-add", "not-a-network", *base]).returncode == 2
+    assert cli(["admin", "ip-rule-add", "10.0.0.0/8", "--priority", "batch", *base]).returncode == 2  # anonymous only
     rule_id = re.search(r"Added IP rule (\S+)", rule.stdout)
     assert rule_id is not None
     assert cli(["admin", "ip-rule-remove", rule_id.group(1), *base]).returncode == 0
