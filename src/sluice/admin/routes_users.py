@@ -20,6 +20,8 @@ from sluice.admin.schemas import (
     MembershipOut,
     MembershipPut,
     PasswordResetCreated,
+    UserCreate,
+    UserCreated,
     UserOut,
     UserUpdate,
     WorkspaceCreate,
@@ -29,7 +31,7 @@ from sluice.admin.schemas import (
 from sluice.errors import InvalidRequest, NotFound
 from sluice.identity.accounts import Conflict, create_reset
 from sluice.identity.audit import audit
-from sluice.identity.changes import set_user_status, update_user, update_workspace, workspace_image
+from sluice.identity.changes import create_user, set_user_status, update_user, update_workspace, workspace_image
 from sluice.store.models import Membership, User, Workspace
 
 router = APIRouter()
@@ -85,6 +87,26 @@ async def list_users(
         query = query.where(User.status == status)
     async with caller.services.db.session() as session:
         return [user_out(u) for u in (await session.execute(query.limit(10_000))).scalars()]
+
+
+@router.post("/users", status_code=201, response_model=UserCreated, tags=["users"])
+async def create_user_account(body: UserCreate, caller: Admin) -> UserCreated:
+    """Make an active account in a workspace (how people get in while registration is closed)."""
+    async with caller.services.db.session() as session:
+        user = await create_user(
+            session,
+            caller.actor,
+            body.email,
+            password=body.password,
+            workspace_id=body.workspace_id,
+            role=body.role,
+            priority=body.priority,
+        )
+        reset = None
+        if body.password is None:
+            token, expires = await create_reset(session, user.id, caller.actor)
+            reset = PasswordResetCreated(token=token, ui_path=f"/ui/reset?token={token}", expires_at=expires)
+    return UserCreated(user=user_out(user), workspace_id=body.workspace_id, role=body.role, password_reset=reset)
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["users"])

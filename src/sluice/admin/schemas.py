@@ -137,6 +137,23 @@ class Me(BaseModel):
 # --- users, workspaces, memberships ---------------------------------------------------------------------------
 
 
+class UserCreate(Body):
+    """An account an admin makes; without ``password`` the answer carries a link for the user to set one."""
+
+    email: str = Field(min_length=3, max_length=320)
+    password: str | None = Field(None, min_length=1, max_length=1024)
+    workspace_id: str = Field("default", max_length=64)
+    role: WorkspaceRole = "member"
+    priority: Priority | None = None
+
+
+class UserCreated(BaseModel):
+    user: UserOut
+    workspace_id: str
+    role: str
+    password_reset: PasswordResetCreated | None  # shown once: the link the user sets a password with
+
+
 class UserUpdate(Body):
     is_admin: bool | None = None
     priority: Priority | None = None

@@ -9,6 +9,7 @@ principal (:mod:`sluice.admin.policy`); the CLI is the operator working on the d
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -16,13 +17,15 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sluice.errors import InvalidRequest
-from sluice.identity.accounts import user_image
+from sluice.errors import InvalidRequest, NotFound
+from sluice.identity.accounts import Conflict, normalise_email, user_by_email, user_image
 from sluice.identity.audit import Actor, audit
+from sluice.identity.passwords import hash_password, password_problem
 from sluice.store.models import (
     DEFAULT_WORKSPACE_ID,
     ApiKey,
     IpRule,
+    Membership,
     RefreshToken,
     RegistrationToken,
     User,
@@ -102,6 +105,37 @@ def check_expiry(expires_at: datetime | None) -> None:
         raise InvalidRequest("expires_at needs a time zone (e.g. 2027-01-01T00:00:00Z).", param="expires_at")
     if expires_at <= utcnow():
         raise InvalidRequest("expires_at is in the past.", param="expires_at")
+
+
+async def create_user(
+    session: AsyncSession,
+    actor: Actor,
+    email: str,
+    *,
+    password: str | None,
+    workspace_id: str,
+    role: str,
+    priority: str | None = None,
+) -> User:
+    """An active account an admin makes (the way in while registration is ``closed``).
+
+    Without a password the account gets an unusable random one; the admin then hands over a reset link.
+    """
+    email = normalise_email(email)
+    if password is not None and (problem := password_problem(password)):
+        raise InvalidRequest(problem, param="password")
+    if await user_by_email(session, email) is not None:
+        raise Conflict("An account with this email already exists.", code="email_taken")
+    if await session.get(Workspace, workspace_id) is None:
+        raise NotFound("No such workspace.", code="workspace_not_found")
+    secret = password if password is not None else secrets.token_urlsafe(32)
+    user = User(email=email, password_hash=hash_password(secret), status="active", priority=priority)
+    session.add(user)
+    await session.flush()
+    session.add(Membership(user_id=user.id, workspace_id=workspace_id, role=role))
+    after = {**user_image(user), "workspace_id": workspace_id, "role": role}
+    audit(session, actor, "user.create", "user", user.id, workspace_id=workspace_id, after=after)
+    return user
 
 
 async def set_user_status(session: AsyncSession, actor: Actor, user: User, status: str, action: str) -> None:

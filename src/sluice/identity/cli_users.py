@@ -1,12 +1,13 @@
-"""``sluice admin user-set|reset-link|workspaces|workspace-update|workspace-disable|workspace-enable``.
+"""``sluice admin user-create|user-set|reset-link|workspaces|workspace-update|workspace-disable|workspace-enable``.
 
-The same changes as ``PATCH /admin/v1/users/{id}``, ``POST /admin/v1/users/{id}/password-reset`` and
-``PATCH /admin/v1/workspaces/{id}``, through :mod:`sluice.identity.changes`, so they read alike in the audit log.
+The same changes as ``POST /admin/v1/users``, ``PATCH /admin/v1/users/{id}``,
+``POST /admin/v1/users/{id}/password-reset`` and ``PATCH /admin/v1/workspaces/{id}``, through
+:mod:`sluice.identity.changes`, so they read alike in the audit log.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -17,13 +18,13 @@ from sluice.cli_common import ConfigOpt, DataDirOpt, load, out, with_db
 from sluice.errors import NotFound, SluiceError
 from sluice.identity.accounts import RESET_TTL, create_reset
 from sluice.identity.audit import CLI_ACTOR
-from sluice.identity.changes import update_user, update_workspace
+from sluice.identity.changes import create_user, update_user, update_workspace
 from sluice.identity.cli import admin_cli, fail, notify
 from sluice.identity.cli_keys import model_list, usage
 from sluice.identity.key_service import find_user
 from sluice.identity.principal import PRIORITY_ORDER
 from sluice.store.db import Database
-from sluice.store.models import User, Workspace
+from sluice.store.models import DEFAULT_WORKSPACE_ID, User, Workspace
 
 UserArg = Annotated[str, typer.Argument(help="Id or email.")]
 WorkspaceArg = Annotated[str, typer.Argument(help="Workspace id.")]
@@ -39,6 +40,37 @@ def _priority_changes(priority: str | None, clear: bool) -> dict[str, Any]:
     if priority is not None or clear:
         return {"priority": priority}
     return {}
+
+
+@admin_cli.command("user-create")
+def user_create(
+    email: Annotated[str, typer.Argument(help="The new user's email.")],
+    workspace: Annotated[str, typer.Option(help="The workspace they join.")] = DEFAULT_WORKSPACE_ID,
+    role: Annotated[Literal["owner", "member", "viewer"], typer.Option(help="Their role there.")] = "member",
+    priority: PriorityOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create an active account (whatever the registration mode) and print the link to set its password."""
+    settings = load(config, data_dir=data_dir)
+    _priority_changes(priority, False)  # validates the class
+
+    async def work(db: Database) -> tuple[User, str]:
+        async with db.session() as session:
+            user = await create_user(
+                session, CLI_ACTOR, email, password=None, workspace_id=workspace, role=role, priority=priority
+            )
+            token, _expires = await create_reset(session, user.id, CLI_ACTOR)
+        return user, token
+
+    try:
+        user, token = with_db(settings, work)
+    except SluiceError as exc:
+        raise fail(exc) from None
+    hours = int(RESET_TTL.total_seconds() // 3600)
+    out.print(f"Created {user.email} ({user.id}), {role} in {workspace}.", markup=False)
+    out.print(f"Hand them this link to set a password (single use, valid {hours} h; after the gateway's address):")
+    out.print(f"/ui/reset?token={token}", markup=False, highlight=False)
 
 
 @admin_cli.command("user-set")

@@ -245,6 +245,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/auth/reset-password"): _reset,
     ("POST", "/auth/logout"): lambda w, c: None,
     ("POST", "/auth/password"): _own_password,
+    ("POST", "/users"): lambda w, c: {"email": f"{w.name('made')}@example.com", "workspace_id": w.home},
     ("POST", "/users/{user_id}/approve"): lambda w, c: None,
     ("POST", "/users/{user_id}/disable"): lambda w, c: None,
     ("POST", "/users/{user_id}/enable"): lambda w, c: None,

@@ -145,6 +145,35 @@ def test_closed_registration_refuses_invitations_too(server: SluiceServer, api: 
     assert _register(api, "invited@example.com", token).status_code == 201
 
 
+def test_admins_create_accounts_while_registration_is_closed(server: SluiceServer, api: Api) -> None:
+    admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+    api.call("PUT", "/settings", admin, json={"registration": "closed"})
+    lab = api.post("/workspaces", admin, json={"name": "lab"}).json()["id"]
+
+    made = api.post("/users", admin, json={"email": "Made@Example.com", "workspace_id": lab, "role": "owner"})
+    assert made.status_code == 201, made.text
+    link = made.json()["password_reset"]
+    assert made.json()["user"]["status"] == "active" and link["ui_path"] == f"/ui/reset?token={link['token']}"
+    assert (
+        api.post("/auth/reset-password", json={"token": link["token"], "new_password": "made-password-1"}).status_code
+        == 204
+    )
+    session = api.login("made@example.com", "made-password-1")
+    assert session["workspace_id"] == lab and api.get("/me", session["access_token"]).json()["role"] == "owner"
+
+    direct = api.post("/users", admin, json={"email": "direct@example.com", "password": "direct-password-1"})
+    assert direct.status_code == 201 and direct.json()["password_reset"] is None
+    assert api.login("direct@example.com", "direct-password-1")["workspace_id"] == "default"
+    assert api.post("/users", admin, json={"email": "direct@example.com"}).status_code == 409
+    assert api.post("/users", admin, json={"email": "x@example.com", "workspace_id": "nowhere"}).status_code == 404
+    assert api.post("/users", admin, json={"email": "y@example.com", "password": "short"}).status_code == 400
+    owner = session["access_token"]
+    assert api.post("/users", owner, json={"email": "z@example.com", "workspace_id": lab}).status_code == 403
+    created = api.get("/audit", admin, params={"action": "user.create"}).json()
+    assert [e["after"]["email"] for e in created] == ["direct@example.com", "made@example.com"]
+    assert all("password" not in str(e) for e in created)
+
+
 def test_login_failures_are_throttled_and_alike(server: SluiceServer, api: Api) -> None:
     unknown = api.post("/auth/login", json={"email": "nobody@example.com", "password": "whatever-1"})
     wrong = api.post("/auth/login", json={"email": ADMIN_EMAIL, "password": "wrong-password"})

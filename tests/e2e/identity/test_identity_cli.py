@@ -131,6 +131,11 @@ def test_operator_commands_change_what_the_api_changes_and_are_audited_alike(tmp
         r"/ui/reset\?token=(sl-reset-[\w-]+)", cli(["admin", "reset-link", "root@example.com", *base]).stdout
     )
     assert link is not None
+    made = cli(["admin", "user-create", "New@Example.com", "--workspace", lab_id, "--role", "viewer", *base])
+    assert made.returncode == 0, made.stderr
+    first_password = re.search(r"/ui/reset\?token=(sl-reset-[\w-]+)", made.stdout)
+    assert first_password is not None
+    assert cli(["admin", "user-create", "new@example.com", *base]).returncode == 1  # taken
 
     settings = make_settings(data, {"auth": {"jwt_secret": JWT_SECRET}})
     with SluiceServer(settings) as server:
@@ -138,6 +143,9 @@ def test_operator_commands_change_what_the_api_changes_and_are_audited_alike(tmp
         reset = api.post("/auth/reset-password", json={"token": link.group(1), "new_password": "after-reset-1"})
         assert reset.status_code == 204
         root = api.login("root@example.com", "after-reset-1")["access_token"]
+        chosen = {"token": first_password.group(1), "new_password": "new-user-password"}
+        assert api.post("/auth/reset-password", json=chosen).status_code == 204
+        assert api.login("new@example.com", "new-user-password")["workspace_id"] == lab_id
         assert api.get("/me", root).json()["priority"] == "batch"
         workspace = api.get(f"/workspaces/{lab_id}", root).json()
         assert (workspace["name"], workspace["priority"], workspace["allowed_models"]) == (
@@ -168,7 +176,14 @@ def test_operator_commands_change_what_the_api_changes_and_are_audited_alike(tmp
         cli(["admin", "audit", "--actor", "cli", "--since", "1h", "--limit", "50", "--json", *base]).stdout
     )
     actions = [e["action"] for e in events]
-    for action in ("user.update", "workspace.update", "key.update", "settings.update", "user.password_reset_link"):
+    for action in (
+        "user.create",
+        "user.update",
+        "workspace.update",
+        "key.update",
+        "settings.update",
+        "user.password_reset_link",
+    ):
         assert action in actions, action
     assert actions.count("workspace.update") == 3  # update, disable, enable
     cli_edit = next(e for e in events if e["action"] == "key.update")
