@@ -30,7 +30,7 @@ from sluice.errors import InvalidRequest, NotFound, PermissionDenied
 from sluice.identity.accounts import hash_invite, invite_expiry, new_invite_token
 from sluice.identity.audit import audit, audit_events
 from sluice.identity.changes import invite_image, rule_image
-from sluice.identity.network import parse_network
+from sluice.identity.network import normalise_networks, parse_network
 from sluice.identity.runtime_settings import (
     registration_mode,
     set_registration_mode,
@@ -223,7 +223,7 @@ async def _settings_out(session: AsyncSession, settings: Settings) -> SettingsOu
     stored = await stored_trusted_proxies(session)
     return SettingsOut(
         registration=await registration_mode(session, settings),
-        trusted_proxies=stored if stored is not None else list(settings.server.trusted_proxies),
+        trusted_proxies=stored if stored is not None else normalise_networks(settings.server.trusted_proxies),
         trusted_proxies_stored=stored is not None,
     )
 

@@ -16,7 +16,6 @@ import typer
 from rich.table import Table
 
 from sluice.cli_common import ConfigOpt, DataDirOpt, load, out, with_db
-from sluice.config import Settings
 from sluice.identity.audit import CLI_ACTOR, audit, audit_events
 from sluice.identity.cli import admin_cli, notify
 from sluice.identity.cli_keys import usage
@@ -112,18 +111,9 @@ def audit_log(
     out.print(table)
 
 
-def _image_of(settings: Settings, stored: list[str] | None) -> dict[str, object]:
+def _proxies_image(configured: list[str], stored: list[str] | None) -> dict[str, object]:
     """The settings' audit image of the trusted proxies (the API's fields)."""
-    effective = stored if stored is not None else list(settings.server.trusted_proxies)
-    return {"trusted_proxies": effective, "trusted_proxies_stored": stored is not None}
-
-
-def _show(settings: Settings, stored: list[str] | None) -> None:
-    if stored is None:
-        listed = ", ".join(settings.server.trusted_proxies) or "none"
-        out.print(f"Trusted proxies: {listed} (from the configuration).", markup=False)
-    else:
-        out.print(f"Trusted proxies: {', '.join(stored) or 'none'} (set at run time).", markup=False)
+    return {"trusted_proxies": configured if stored is None else stored, "trusted_proxies_stored": stored is not None}
 
 
 @admin_cli.command("trusted-proxies")
@@ -136,6 +126,10 @@ def trusted_proxies(
 ) -> None:
     """Show or set the trusted proxies (no arguments: show them)."""
     settings = load(config, data_dir=data_dir)
+    try:
+        configured = normalise_networks(settings.server.trusted_proxies)
+    except ValueError as exc:
+        raise usage(f"server.trusted_proxies: {exc}") from None
     if sum((bool(cidrs), none, reset)) > 1:
         raise usage("Give networks, --none or --reset, not several.")
     change: list[str] | None = None
@@ -153,15 +147,7 @@ def trusted_proxies(
             if change is None and not reset:
                 return before
             await set_trusted_proxies(session, change)
-            configured = list(settings.server.trusted_proxies)
-            old = {
-                "trusted_proxies": configured if before is None else before,
-                "trusted_proxies_stored": before is not None,
-            }
-            new = {
-                "trusted_proxies": configured if change is None else change,
-                "trusted_proxies_stored": change is not None,
-            }
+            old, new = _proxies_image(configured, before), _proxies_image(configured, change)
             changed = [name for name in old if old[name] != new[name]]  # as the API records it
             audit(
                 session,
@@ -175,6 +161,9 @@ def trusted_proxies(
             return change
 
     stored = with_db(settings, work)
-    _show(settings, stored)
+    if stored is None:
+        out.print(f"Trusted proxies: {', '.join(configured) or 'none'} (from the configuration).", markup=False)
+    else:
+        out.print(f"Trusted proxies: {', '.join(stored) or 'none'} (set at run time).", markup=False)
     if change is not None or reset:
         notify(settings, "rules")

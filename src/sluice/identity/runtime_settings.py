@@ -48,8 +48,9 @@ async def stored_trusted_proxies(session: AsyncSession) -> list[str] | None:
 
 
 async def trusted_proxies(session: AsyncSession, settings: Settings) -> list[str]:
+    """The list in force, normalised (the configuration's was validated at start-up)."""
     stored = await stored_trusted_proxies(session)
-    return stored if stored is not None else list(settings.server.trusted_proxies)
+    return stored if stored is not None else normalise_networks(settings.server.trusted_proxies)
 
 
 async def set_trusted_proxies(session: AsyncSession, cidrs: list[str] | None) -> None:
