@@ -18,7 +18,7 @@ from sluice.accounting.cli import prices_cli, usage_cli
 from sluice.app import create_app
 from sluice.cli_common import ConfigOpt, DataDirOpt, err, load, out, with_db
 from sluice.config import Settings
-from sluice.identity import cli_access  # noqa: F401 - registers the membership and IP-rule commands
+from sluice.identity import cli_access, cli_keys, cli_settings, cli_users  # noqa: F401 - register their commands
 from sluice.identity.cli import admin_cli, invites_cli, keys_cli
 from sluice.identity.master import MASTER_KEY_FILE, load_or_create_master_key
 from sluice.limits.cli import limits_cli

@@ -27,7 +27,7 @@ from sluice.identity.bootstrap import ensure_first_admin, load_network_rules
 from sluice.identity.invalidation import Invalidation
 from sluice.identity.jwt_tokens import TokenCodec, WeakSecret, resolve_secret
 from sluice.identity.keys import KeyResolver
-from sluice.identity.network import TrustedProxies
+from sluice.identity.network import TrustedProxies, vouch_key
 from sluice.identity.throttle import LoginThrottle
 from sluice.identity.users import UserResolver
 from sluice.limits.service import Limiter
@@ -93,7 +93,7 @@ class Services:
         codec = TokenCodec(secret, settings.auth)
         users = UserResolver(db, codec, settings.auth)
         try:
-            proxies = TrustedProxies(settings.server.trusted_proxies)
+            proxies = TrustedProxies(settings.server.trusted_proxies, vouch_key(secret))
         except ValueError as exc:
             raise ConfigError([f"server.trusted_proxies: {exc}"]) from None
         authenticator = Authenticator(keys, users, proxies)
@@ -117,7 +117,9 @@ class Services:
         throttle = LoginThrottle(settings.auth.login_attempts, settings.auth.login_window_seconds, redis)
 
         async def reload_rules() -> None:
-            authenticator.rules = await load_network_rules(db)
+            authenticator.rules, cidrs = await load_network_rules(db, settings)
+            if cidrs != authenticator.proxies.cidrs:
+                authenticator.proxies = authenticator.proxies.with_cidrs(cidrs)
 
         invalidation = Invalidation(keys, users, reload_rules, redis)
         stored_models = StoredCatalog(db, catalog, set(providers))

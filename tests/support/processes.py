@@ -45,9 +45,11 @@ class SluiceProcess:
         name: str = "sluice",
         args: tuple[str, ...] = (),
         start_timeout: float = START_TIMEOUT,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.args = args
         self.start_timeout = start_timeout  # several workers import everything each, at once
+        self.env = env or {}  # SLUICE_* variables for the process (the test's own never leak in)
         self.directory = directory
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -75,7 +77,7 @@ class SluiceProcess:
                 *self.args,
             ],
             cwd=self.directory,
-            env=clean_env(),
+            env=clean_env(**self.env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

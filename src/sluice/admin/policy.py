@@ -20,6 +20,7 @@ from fastapi import Request
 from sluice.errors import InvalidRequest, PermissionDenied
 from sluice.identity.audit import Actor
 from sluice.identity.authenticate import token_from_headers
+from sluice.identity.network import BROWSER_HEADER, Address
 from sluice.identity.principal import PRIORITY_ORDER, Principal
 from sluice.observability.request_id import scope_request_id
 
@@ -65,6 +66,23 @@ def request_id(request: Request) -> str | None:
     return scope_request_id(request.scope)
 
 
+def _header(request: Request, name: str) -> bytes | None:
+    value = request.headers.get(name)
+    return value.encode("latin-1") if value is not None else None
+
+
+def network_of(request: Request) -> tuple[str | None, bytes | None, bytes | None]:
+    """What the client-address rule judges: the TCP peer, ``X-Forwarded-For``, and the UI's vouched browser."""
+    peer = request.client.host if request.client else None
+    return peer, _header(request, "x-forwarded-for"), _header(request, BROWSER_HEADER.decode())
+
+
+def client_address(request: Request) -> Address | None:
+    """The caller's address by the trusted-proxies rule (the one the IP rules use)."""
+    services: Services = request.app.state.services
+    return services.gateway.authenticator.proxies.client_address(*network_of(request))
+
+
 CallerDependency = Callable[[Request], Awaitable[Caller]]
 
 
@@ -78,18 +96,8 @@ def requires(role: str) -> CallerDependency:
 
     async def caller(request: Request) -> Caller:
         services: Services = request.app.state.services
-        authorization = request.headers.get("authorization")
-        api_key = request.headers.get("x-api-key")
-        token = token_from_headers(
-            authorization.encode("latin-1") if authorization is not None else None,
-            api_key.encode("latin-1") if api_key is not None else None,
-        )
-        forwarded = request.headers.get("x-forwarded-for")
-        principal = await services.gateway.authenticator.identify_token(
-            token,
-            request.client.host if request.client else None,
-            forwarded.encode("latin-1") if forwarded is not None else None,
-        )
+        token = token_from_headers(_header(request, "authorization"), _header(request, "x-api-key"))
+        principal = await services.gateway.authenticator.identify_token(token, *network_of(request))
         if ROLE_RANK.get(principal.role, 0) < ROLE_RANK[role]:
             raise PermissionDenied(f"This needs the '{role}' role.", code="insufficient_role")
         return Caller(principal, actor_for(principal, request_id(request)), services)

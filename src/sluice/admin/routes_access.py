@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sluice.admin.policy import Caller, check_grant, requires
 from sluice.admin.schemas import (
@@ -24,12 +25,19 @@ from sluice.admin.schemas import (
     SettingsOut,
     SettingsUpdate,
 )
+from sluice.config import Settings
 from sluice.errors import InvalidRequest, NotFound, PermissionDenied
 from sluice.identity.accounts import hash_invite, invite_expiry, new_invite_token
-from sluice.identity.audit import audit
-from sluice.identity.network import parse_network
-from sluice.identity.runtime_settings import registration_mode, set_registration_mode
-from sluice.store.models import ApiKey, AuditEvent, IpRule, RegistrationToken, Workspace
+from sluice.identity.audit import audit, audit_events
+from sluice.identity.changes import invite_image, rule_image
+from sluice.identity.network import normalise_networks, parse_network
+from sluice.identity.runtime_settings import (
+    registration_mode,
+    set_registration_mode,
+    set_trusted_proxies,
+    stored_trusted_proxies,
+)
+from sluice.store.models import ApiKey, IpRule, RegistrationToken, Workspace
 from sluice.store.types import utcnow
 
 router = APIRouter()
@@ -94,7 +102,7 @@ async def create_invite(body: InviteCreate, caller: Owner) -> InviteCreated:
             "invite",
             invite.id,
             workspace_id=workspace_id,
-            after=invite_out(invite).model_dump(mode="json"),
+            after=invite_image(invite),
         )
     return InviteCreated(**invite_out(invite).model_dump(), token=token)
 
@@ -150,6 +158,10 @@ async def create_ip_rule(body: IpRuleCreate, caller: Owner) -> IpRuleOut:
         raise PermissionDenied("Global and anonymous-network rules need the 'admin' role.", code="insufficient_role")
     if body.anonymous and body.scope == "key":
         raise InvalidRequest("An anonymous rule cannot be scoped to a key.", param="anonymous")
+    if not body.anonymous:  # they would be stored and never used: refuse rather than mislead
+        for name in ("priority", "allowed_models"):
+            if getattr(body, name) is not None:
+                raise InvalidRequest(f"{name} applies only to anonymous rules.", param=name)
     workspace_id = body.workspace_id if caller.is_admin else caller.principal.workspace_id
     if not caller.is_admin and body.workspace_id not in (None, workspace_id):
         raise NotFound("No such workspace.", code="workspace_not_found")
@@ -181,7 +193,7 @@ async def create_ip_rule(body: IpRuleCreate, caller: Owner) -> IpRuleOut:
             "ip_rule",
             rule.id,
             workspace_id=rule.workspace_id,
-            after=rule_out(rule).model_dump(mode="json"),
+            after=rule_image(rule),
         )
     await caller.services.invalidation.publish("rules")
     return rule_out(rule)
@@ -196,7 +208,7 @@ async def delete_ip_rule(rule_id: str, caller: Owner) -> None:
             or (rule.workspace_id == caller.principal.workspace_id and rule.scope != "global" and not rule.anonymous)
         ):
             raise NotFound("No such IP rule.", code="ip_rule_not_found")
-        before = rule_out(rule).model_dump(mode="json")
+        before = rule_image(rule)
         await session.delete(rule)
         audit(
             session, caller.actor, "ip_rule.delete", "ip_rule", rule_id, workspace_id=rule.workspace_id, before=before
@@ -207,27 +219,47 @@ async def delete_ip_rule(rule_id: str, caller: Owner) -> None:
 # --- settings and audit ---------------------------------------------------------------------------------------
 
 
+async def _settings_out(session: AsyncSession, settings: Settings) -> SettingsOut:
+    stored = await stored_trusted_proxies(session)
+    return SettingsOut(
+        registration=await registration_mode(session, settings),
+        trusted_proxies=stored if stored is not None else normalise_networks(settings.server.trusted_proxies),
+        trusted_proxies_stored=stored is not None,
+    )
+
+
 @router.get("/settings", response_model=SettingsOut, tags=["settings"])
 async def get_settings(caller: Admin) -> SettingsOut:
     async with caller.services.db.session() as session:
-        return SettingsOut(registration=await registration_mode(session, caller.services.settings))
+        return await _settings_out(session, caller.services.settings)
 
 
 @router.put("/settings", response_model=SettingsOut, tags=["settings"])
 async def put_settings(body: SettingsUpdate, caller: Admin) -> SettingsOut:
+    """Change the registration mode or the trusted proxies (fields left out stay as they are)."""
+    fields = body.model_fields_set
+    settings = caller.services.settings
     async with caller.services.db.session() as session:
-        before = await registration_mode(session, caller.services.settings)
-        await set_registration_mode(session, body.registration)
+        before = (await _settings_out(session, settings)).model_dump()
+        if body.registration is not None:
+            await set_registration_mode(session, body.registration)
+        if "trusted_proxies" in fields:
+            await set_trusted_proxies(session, body.trusted_proxies)
+        await session.flush()
+        after = (await _settings_out(session, settings)).model_dump()
+        changed = sorted(name for name in after if after[name] != before[name])
         audit(
             session,
             caller.actor,
             "settings.update",
             "settings",
-            "registration",
-            before={"registration": before},
-            after={"registration": body.registration},
+            ",".join(sorted(fields)),
+            before={name: before[name] for name in changed},
+            after={name: after[name] for name in changed},
         )
-    return SettingsOut(registration=body.registration)
+    if "trusted_proxies" in fields:
+        await caller.services.invalidation.publish("rules")  # every replica reloads rules and proxies together
+    return SettingsOut.model_validate(after)
 
 
 @router.get("/audit", response_model=list[AuditOut], tags=["audit"])
@@ -235,20 +267,23 @@ async def list_audit(
     caller: Owner,
     since: datetime | None = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    target_id: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
-    query = select(AuditEvent).order_by(AuditEvent.id.desc())
-    scope = caller.workspace_scope()
-    if scope is not None:
-        query = query.where(AuditEvent.workspace_id == scope)
-    if since is not None:
-        if since.tzinfo is None:
-            raise InvalidRequest("since needs a time zone (e.g. 2026-01-01T00:00:00Z).", param="since")
-        query = query.where(AuditEvent.at >= since)
-    if action is not None:
-        query = query.where(AuditEvent.action == action)
+    """The newest changes first (owners: their workspace's), filtered by time, action, actor or target."""
+    if since is not None and since.tzinfo is None:
+        raise InvalidRequest("since needs a time zone (e.g. 2026-01-01T00:00:00Z).", param="since")
     async with caller.services.db.session() as session:
-        rows = (await session.execute(query.limit(limit))).scalars()
+        rows = await audit_events(
+            session,
+            workspace_id=caller.workspace_scope(),
+            since=since,
+            action=action,
+            actor=actor,
+            target_id=target_id,
+            limit=limit,
+        )
         return [
             AuditOut(
                 id=r.id,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
-from sluice.admin.policy import Caller, public, request_id, requires
+from sluice.admin.policy import Caller, client_address, public, request_id, requires
 from sluice.admin.schemas import (
     LoginRequest,
     Me,
@@ -54,10 +54,6 @@ def tokens_out(pair: TokenPair) -> Tokens:
     )
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 @router.post("/auth/register", status_code=201, response_model=Registered)
 async def register_user(body: RegisterRequest, request: Request, services: Public) -> Registered:
     async with services.db.session() as session:
@@ -74,7 +70,9 @@ async def login(body: LoginRequest, request: Request, services: Public) -> Token
         email_subject = "email:" + normalise_email(body.email)
     except InvalidRequest:
         email_subject = "email:invalid"
-    subjects = (email_subject, "addr:" + _client(request))
+    # The address by the trusted-proxies rule: behind a proxy or through the UI, each browser is its own subject.
+    address = client_address(request)
+    subjects = (email_subject, f"addr:{address if address is not None else 'unknown'}")
     wait = await services.throttle.blocked(*subjects)
     if wait is not None:
         raise RateLimited(

@@ -17,6 +17,7 @@ from sluice.admin.policy import Caller, check_grant, requires
 from sluice.admin.schemas import KeyCreate, KeyCreated, KeyOut, KeyUpdate
 from sluice.errors import InvalidRequest, NotFound, PermissionDenied
 from sluice.identity.audit import audit
+from sluice.identity.changes import check_expiry, edit_key, key_image, key_role
 from sluice.identity.keys import generate_key, hash_key, visible_prefix
 from sluice.identity.network import parse_network
 from sluice.store.models import ApiKey, IpRule, Membership, User, Workspace
@@ -44,14 +45,6 @@ def key_out(key: ApiKey) -> KeyOut:
         last_used_at=key.last_used_at,
         cache=key.cache,
     )
-
-
-def key_role(key: ApiKey) -> str:
-    return str((key.settings or {}).get("role", "member"))
-
-
-def key_image(key: ApiKey) -> dict[str, object]:
-    return key_out(key).model_dump(mode="json")
 
 
 def _filter_for(caller: Caller, workspace_id: str | None) -> tuple[str | None, str | None, bool]:
@@ -100,10 +93,7 @@ async def list_keys(
 
 def _checked_terms(body: KeyCreate) -> list[str]:
     """Validate the expiry; return the key's IP networks, normalised."""
-    if body.expires_at is not None and body.expires_at.tzinfo is None:
-        raise InvalidRequest("expires_at needs a time zone (e.g. 2027-01-01T00:00:00Z).", param="expires_at")
-    if body.expires_at is not None and body.expires_at <= utcnow():
-        raise InvalidRequest("expires_at is in the past.", param="expires_at")
+    check_expiry(body.expires_at)
     networks = []
     for cidr in body.ip_allow or []:
         try:
@@ -180,36 +170,11 @@ async def update_key(key_id: str, body: KeyUpdate, caller: Annotated[Caller, Dep
         models=body.allowed_models,
         grants_models="allowed_models" in fields,
     )
-    if "expires_at" in fields and body.expires_at is not None:
-        if body.expires_at.tzinfo is None:
-            raise InvalidRequest("expires_at needs a time zone (e.g. 2027-01-01T00:00:00Z).", param="expires_at")
-        if body.expires_at <= utcnow():
-            raise InvalidRequest("expires_at is in the past.", param="expires_at")
+    if "expires_at" in fields:
+        check_expiry(body.expires_at)
     async with caller.services.db.session() as session:
         key = await visible_key(session, caller, key_id)
-        if key.revoked_at is not None:
-            raise InvalidRequest("A revoked key cannot be changed.", code="key_revoked")
-        before = key_image(key)
-        if body.name is not None:
-            key.name = body.name
-        if "allowed_models" in fields:
-            key.allowed_models = body.allowed_models
-        if body.priority is not None:
-            key.priority = body.priority
-        if "expires_at" in fields:
-            key.expires_at = body.expires_at
-        if "cache" in fields:
-            key.cache = body.cache
-        audit(
-            session,
-            caller.actor,
-            "key.update",
-            "key",
-            key.id,
-            workspace_id=key.workspace_id,
-            before=before,
-            after=key_image(key),
-        )
+        edit_key(session, caller.actor, key, body.model_dump(include=fields))
     await caller.services.invalidation.publish("key", key.key_hash)
     return key_out(key)
 

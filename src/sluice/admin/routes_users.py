@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,8 @@ from sluice.admin.schemas import (
     MembershipOut,
     MembershipPut,
     PasswordResetCreated,
+    UserCreate,
+    UserCreated,
     UserOut,
     UserUpdate,
     WorkspaceCreate,
@@ -27,10 +29,10 @@ from sluice.admin.schemas import (
     WorkspaceUpdate,
 )
 from sluice.errors import InvalidRequest, NotFound
-from sluice.identity.accounts import Conflict, create_reset, user_image
+from sluice.identity.accounts import Conflict, create_reset
 from sluice.identity.audit import audit
-from sluice.store.models import DEFAULT_WORKSPACE_ID, Membership, RefreshToken, User, Workspace
-from sluice.store.types import utcnow
+from sluice.identity.changes import create_user, set_user_status, update_user, update_workspace, workspace_image
+from sluice.store.models import Membership, User, Workspace
 
 router = APIRouter()
 
@@ -48,10 +50,6 @@ def workspace_out(ws: Workspace) -> WorkspaceOut:
         allowed_models=ws.allowed_models,
         created_at=ws.created_at,
     )
-
-
-def workspace_image(ws: Workspace) -> dict[str, object]:
-    return workspace_out(ws).model_dump(mode="json")
 
 
 async def visible_user(session: AsyncSession, caller: Caller, user_id: str) -> User:
@@ -91,6 +89,26 @@ async def list_users(
         return [user_out(u) for u in (await session.execute(query.limit(10_000))).scalars()]
 
 
+@router.post("/users", status_code=201, response_model=UserCreated, tags=["users"])
+async def create_user_account(body: UserCreate, caller: Admin) -> UserCreated:
+    """Make an active account in a workspace (how people get in while registration is closed)."""
+    async with caller.services.db.session() as session:
+        user = await create_user(
+            session,
+            caller.actor,
+            body.email,
+            password=body.password,
+            workspace_id=body.workspace_id,
+            role=body.role,
+            priority=body.priority,
+        )
+        reset = None
+        if body.password is None:
+            token, expires = await create_reset(session, user.id, caller.actor)
+            reset = PasswordResetCreated(token=token, ui_path=f"/ui/reset?token={token}", expires_at=expires)
+    return UserCreated(user=user_out(user), workspace_id=body.workspace_id, role=body.role, password_reset=reset)
+
+
 @router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
 async def get_user(user_id: str, caller: Owner) -> UserOut:
     async with caller.services.db.session() as session:
@@ -100,15 +118,7 @@ async def get_user(user_id: str, caller: Owner) -> UserOut:
 async def _set_status(caller: Caller, user_id: str, status: str, action: str) -> UserOut:
     async with caller.services.db.session() as session:
         user = await visible_user(session, caller, user_id)
-        before = user_image(user)
-        user.status = status
-        if status == "disabled":
-            await session.execute(
-                update(RefreshToken)
-                .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
-        audit(session, caller.actor, action, "user", user.id, before=before, after=user_image(user))
+        await set_user_status(session, caller.actor, user, status, action)
     await caller.services.invalidation.publish("user", user.id)
     return user_out(user)
 
@@ -140,15 +150,10 @@ async def create_password_reset(user_id: str, caller: Admin) -> PasswordResetCre
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, tags=["users"])
-async def update_user(user_id: str, body: UserUpdate, caller: Admin) -> UserOut:
+async def patch_user(user_id: str, body: UserUpdate, caller: Admin) -> UserOut:
     async with caller.services.db.session() as session:
         user = await visible_user(session, caller, user_id)
-        before = user_image(user)
-        if body.is_admin is not None:
-            user.is_admin = body.is_admin
-        if "priority" in body.model_fields_set:
-            user.priority = body.priority
-        audit(session, caller.actor, "user.update", "user", user.id, before=before, after=user_image(user))
+        update_user(session, caller.actor, user, body.model_dump(include=body.model_fields_set))
     await caller.services.invalidation.publish("user", user.id)
     return user_out(user)
 
@@ -193,32 +198,11 @@ async def get_workspace(workspace_id: str, caller: Viewer) -> WorkspaceOut:
 
 
 @router.patch("/workspaces/{workspace_id}", response_model=WorkspaceOut, tags=["workspaces"])
-async def update_workspace(workspace_id: str, body: WorkspaceUpdate, caller: Admin) -> WorkspaceOut:
+async def patch_workspace(workspace_id: str, body: WorkspaceUpdate, caller: Admin) -> WorkspaceOut:
     try:
         async with caller.services.db.session() as session:
             ws = await visible_workspace(session, caller, workspace_id)
-            before = workspace_image(ws)
-            if body.name is not None:
-                ws.name = body.name
-            if body.disabled is not None:
-                if body.disabled and ws.id == DEFAULT_WORKSPACE_ID:
-                    raise InvalidRequest("The default workspace cannot be disabled.", param="disabled")
-                ws.disabled_at = (ws.disabled_at or utcnow()) if body.disabled else None
-            if "priority" in body.model_fields_set:
-                ws.priority = body.priority
-            if "allowed_models" in body.model_fields_set:
-                ws.allowed_models = body.allowed_models
-            await session.flush()
-            audit(
-                session,
-                caller.actor,
-                "workspace.update",
-                "workspace",
-                ws.id,
-                workspace_id=ws.id,
-                before=before,
-                after=workspace_image(ws),
-            )
+            await update_workspace(session, caller.actor, ws, body.model_dump(include=body.model_fields_set))
     except IntegrityError:
         raise Conflict("A workspace with this name already exists.", code="name_taken") from None
     await caller.services.invalidation.publish("workspace", ws.id)

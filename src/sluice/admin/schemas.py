@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from sluice.identity.network import parse_network
 from sluice.identity.principal import PRIORITY_ORDER
 
 
@@ -134,6 +135,23 @@ class Me(BaseModel):
 
 
 # --- users, workspaces, memberships ---------------------------------------------------------------------------
+
+
+class UserCreate(Body):
+    """An account an admin makes; without ``password`` the answer carries a link for the user to set one."""
+
+    email: str = Field(min_length=3, max_length=320)
+    password: str | None = Field(None, min_length=1, max_length=1024)
+    workspace_id: str = Field("default", max_length=64)
+    role: WorkspaceRole = "member"
+    priority: Priority | None = None
+
+
+class UserCreated(BaseModel):
+    user: UserOut
+    workspace_id: str
+    role: str
+    password_reset: PasswordResetCreated | None  # shown once: the link the user sets a password with
 
 
 class UserUpdate(Body):
@@ -272,12 +290,32 @@ class IpRuleOut(BaseModel):
     created_at: datetime
 
 
+def _network(cidr: str) -> str:
+    return str(parse_network(cidr))  # its ValueError names the entry; the 422's loc gives its position
+
+
+Network = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_network)]
+
+
 class SettingsOut(BaseModel):
     registration: Literal["closed", "invite", "approval"]
+    trusted_proxies: list[str]  # in force: the stored list, else the configuration's
+    trusted_proxies_stored: bool  # False: the configuration file's value applies
 
 
 class SettingsUpdate(Body):
-    registration: Literal["closed", "invite", "approval"]
+    """Fields left out stay as they are; ``trusted_proxies: null`` goes back to the configuration's list."""
+
+    registration: Literal["closed", "invite", "approval"] | None = None
+    trusted_proxies: list[Network] | None = Field(None, max_length=100)
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> SettingsUpdate:
+        if not self.model_fields_set:
+            raise ValueError("name at least one setting to change (registration, trusted_proxies)")
+        if "registration" in self.model_fields_set and self.registration is None:
+            raise ValueError("registration cannot be null")
+        return self
 
 
 class AuditOut(BaseModel):

@@ -1,5 +1,9 @@
 """Users' own account lifecycle: registration (by mode), login, token refresh with rotation, logout, password.
 
+Registration: ``closed`` refuses everyone (invitations too: they wait until the mode is ``invite`` or
+``approval``); ``invite`` needs a registration token; ``approval`` takes anyone as ``pending``, or active at once
+with a token.
+
 Login answers alike for an unknown email and a wrong password (same message, same argon2 work). Refresh tokens
 rotate: each is good once; presenting a used one again revokes its whole session family (a stolen token that was
 already rotated ends the session for both holders).
@@ -113,7 +117,7 @@ async def register(
     problem = password_problem(password)
     if problem:
         raise InvalidRequest(problem, param="password")
-    if mode == "closed" and invite_token is None:
+    if mode == "closed":  # no self-registration at all, invitation or not: admins create the accounts
         raise PermissionDenied("Registration is closed.", code="registration_closed")
     if mode == "invite" and invite_token is None:
         raise PermissionDenied("Registration needs an invitation token.", code="invite_required")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sluice.store.models import AuditEvent
@@ -60,3 +61,28 @@ def audit(
             request_id=actor.request_id,
         )
     )
+
+
+async def audit_events(
+    session: AsyncSession,
+    *,
+    workspace_id: str | None = None,
+    since: datetime | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    target_id: str | None = None,
+    limit: int = 100,
+) -> list[AuditEvent]:
+    """The newest events first, narrowed by whichever filters are given (the API and the CLI read it alike)."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc())
+    if workspace_id is not None:
+        query = query.where(AuditEvent.workspace_id == workspace_id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)
+    if target_id is not None:
+        query = query.where(AuditEvent.target_id == target_id)
+    return list((await session.execute(query.limit(limit))).scalars())

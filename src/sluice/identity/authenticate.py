@@ -10,7 +10,7 @@ from __future__ import annotations
 from sluice.errors import AuthenticationFailed, PermissionDenied
 from sluice.identity.jwt_tokens import looks_like_jwt
 from sluice.identity.keys import KeyResolver
-from sluice.identity.network import NetworkRules, TrustedProxies
+from sluice.identity.network import BROWSER_HEADER, NetworkRules, TrustedProxies
 from sluice.identity.principal import Principal
 from sluice.identity.users import UserResolver
 from sluice.server.exchange import Exchange
@@ -42,17 +42,22 @@ class Authenticator:
     ) -> None:
         self.keys = keys
         self.users = users
+        # Both replaced as a whole when IP rules or the trusted proxies change (never mutated in place).
         self.proxies = proxies or TrustedProxies([])
-        self.rules = NetworkRules()  # replaced as a whole when IP rules change
+        self.rules = NetworkRules()
 
     async def identify(self, ex: Exchange) -> Principal:
-        return await self.identify_token(presented_token(ex), ex.client_host, ex.header(b"x-forwarded-for"))
+        return await self.identify_token(
+            presented_token(ex), ex.client_host, ex.header(b"x-forwarded-for"), ex.header(BROWSER_HEADER)
+        )
 
-    async def identify_token(self, token: str | None, peer: str | None, forwarded_for: bytes | None) -> Principal:
+    async def identify_token(
+        self, token: str | None, peer: str | None, forwarded_for: bytes | None, browser: bytes | None = None
+    ) -> Principal:
         rules = self.rules
         if token is None:
             if rules.anonymous:
-                principal = rules.anonymous_principal(self.proxies.client_address(peer, forwarded_for))
+                principal = rules.anonymous_principal(self.proxies.client_address(peer, forwarded_for, browser))
                 if principal is not None:
                     return principal
             raise AuthenticationFailed(MISSING, code="missing_api_key")
@@ -60,7 +65,7 @@ class Authenticator:
             principal = await self.users.authenticate(token)
         else:
             principal = await self.keys.authenticate(token)
-        if not rules.empty and not rules.admits(principal, self.proxies.client_address(peer, forwarded_for)):
+        if not rules.empty and not rules.admits(principal, self.proxies.client_address(peer, forwarded_for, browser)):
             raise PermissionDenied(
                 "Requests with these credentials are not allowed from your network.", code="ip_denied"
             )

@@ -1,15 +1,16 @@
-"""Start-up work for identity: the first admin from the environment, and loading the IP rules."""
+"""Start-up work for identity: the first admin from the environment, and loading the IP rules and trusted proxies."""
 
 from __future__ import annotations
 
 import structlog
 from sqlalchemy import select
 
-from sluice.config import AuthConfig
+from sluice.config import AuthConfig, Settings
 from sluice.identity.accounts import normalise_email, user_image
 from sluice.identity.audit import Actor, audit
 from sluice.identity.network import NetworkRules
 from sluice.identity.passwords import hash_password, password_problem
+from sluice.identity.runtime_settings import trusted_proxies
 from sluice.store.db import Database
 from sluice.store.models import DEFAULT_WORKSPACE_ID, IpRule, Membership, User
 
@@ -48,7 +49,9 @@ async def ensure_first_admin(db: Database, config: AuthConfig) -> None:
     log.info("created the first admin from the environment")
 
 
-async def load_network_rules(db: Database) -> NetworkRules:
+async def load_network_rules(db: Database, settings: Settings) -> tuple[NetworkRules, list[str]]:
+    """The compiled IP rules and the trusted proxies in force (the stored list, else the configuration's)."""
     async with db.session() as session:
         rows = (await session.execute(select(IpRule))).scalars().all()
-    return NetworkRules.compile(rows)
+        proxies = await trusted_proxies(session, settings)
+    return NetworkRules.compile(rows), proxies

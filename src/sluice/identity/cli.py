@@ -1,41 +1,48 @@
 """``sluice keys …``, ``sluice admin …`` and ``sluice invites …``: the admin API's identity operations offline.
 
-Changes are audited with the actor ``cli``. When ``redis_url`` is configured, running gateways are told at once;
-otherwise they notice within their cache lifetimes (``key_cache.ttl_seconds``, ``auth.user_cache_ttl_seconds``).
+The command groups live here with the first admin, user status, workspaces' creation, the registration mode and
+invitations; :mod:`cli_keys`, :mod:`cli_users`, :mod:`cli_access` and :mod:`cli_settings` add the rest.
+
+The CLI is the operator's tool: it works on the database directly, without a principal, so it is not the way users
+create their own keys (they use the API or the UI, within their grants); ``sluice keys create --user`` makes one
+for them. Changes are audited with the actor ``cli``, with the same actions and images as the API's. When
+``redis_url`` is configured, running gateways are told at once; otherwise they notice within their cache lifetimes
+(``key_cache.ttl_seconds``, ``auth.user_cache_ttl_seconds``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from sluice.cli_common import ConfigOpt, DataDirOpt, err, load, out, with_db
 from sluice.config import Settings
-from sluice.errors import SluiceError
-from sluice.identity.accounts import hash_invite, invite_expiry, new_invite_token, user_image
+from sluice.errors import NotFound, SluiceError
+from sluice.identity.accounts import hash_invite, invite_expiry, new_invite_token
 from sluice.identity.audit import CLI_ACTOR, audit
 from sluice.identity.bootstrap import create_admin
+from sluice.identity.changes import invite_image, set_user_status, workspace_image
 from sluice.identity.invalidation import notify_replicas
-from sluice.identity.key_service import NewKey, create_key, find_user, list_keys, revoke_key
-from sluice.identity.principal import PRIORITY_ORDER
-from sluice.identity.runtime_settings import set_registration_mode
+from sluice.identity.key_service import find_user
+from sluice.identity.runtime_settings import registration_mode, set_registration_mode
 from sluice.store.db import Database
 from sluice.store.models import DEFAULT_WORKSPACE_ID, RegistrationToken, User, Workspace
 from sluice.store.types import utcnow
 
-keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+keys_cli = typer.Typer(help="Create, list, edit and revoke API keys.", no_args_is_help=True)
 admin_cli = typer.Typer(help="Users, workspaces and gateway settings.", no_args_is_help=True)
 invites_cli = typer.Typer(help="Registration tokens (invitations).", no_args_is_help=True)
 
 Role = Literal["owner", "member", "viewer"]
 
 
-def _fail(exc: SluiceError | ValueError) -> typer.Exit:
+def fail(exc: SluiceError | ValueError) -> typer.Exit:
+    """Print the error's message (never a traceback) for exit status 1."""
     err.print(getattr(exc, "message", str(exc)), markup=False)
     return typer.Exit(1)
 
@@ -44,101 +51,6 @@ def notify(settings: Settings, kind: str, ident: str | None = None) -> None:
     url = settings.redis_url.get_secret_value() if settings.redis_url else None
     if asyncio.run(notify_replicas(url, kind, ident)):
         out.print("Running gateways were notified.")
-
-
-# --- keys -----------------------------------------------------------------------------------------------------
-
-
-@keys_cli.command("create")
-def keys_create(
-    name: Annotated[str, typer.Option("--name", "-n", help="A label for the key.")],
-    models: Annotated[str | None, typer.Option(help="Comma-separated models the key may use (default all).")] = None,
-    priority: Annotated[str, typer.Option(help=f"Priority class: {', '.join(PRIORITY_ORDER)}.")] = "standard",
-    user: Annotated[str | None, typer.Option(help="Owner of the key: a user's id or email.")] = None,
-    workspace: Annotated[str, typer.Option(help="Workspace id the key belongs to.")] = DEFAULT_WORKSPACE_ID,
-    role: Annotated[str, typer.Option(help="Role the key acts with: admin, owner, member or viewer.")] = "member",
-    expires_in_days: Annotated[float | None, typer.Option(help="Expire after this many days.")] = None,
-    cache: Annotated[
-        bool | None,
-        typer.Option("--cache/--no-cache", help="Cache this key's answers, or never (default: as the model says)."),
-    ] = None,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Create a virtual key; the key is shown once and never again."""
-    settings = load(config, data_dir=data_dir)
-    if priority not in PRIORITY_ORDER or role not in ("admin", "owner", "member", "viewer"):
-        err.print(f"Unknown priority class or role (classes: {', '.join(PRIORITY_ORDER)}).", markup=False)
-        raise typer.Exit(2)
-    allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-
-    async def work(db: Database) -> NewKey:
-        owner = await find_user(db, user) if user else None
-        return await create_key(
-            db,
-            name,
-            workspace_id=workspace,
-            user_id=owner.id if owner else None,
-            allowed_models=allowed,
-            priority=priority,
-            role=role,
-            expires_at=expires,
-            created_by="cli",
-            cache=cache,
-        )
-
-    try:
-        new = with_db(settings, work)
-    except SluiceError as exc:
-        raise _fail(exc) from None
-    out.print(f"Created key {new.key.id} ({new.key.prefix}…). Copy it now; it is not shown again:")
-    out.print(new.secret, markup=False, highlight=False)
-
-
-@keys_cli.command("list")
-def keys_list(
-    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """List keys (never the secrets: only their visible prefixes)."""
-    settings = load(config, data_dir=data_dir)
-    rows = with_db(settings, lambda db: list_keys(db, include_revoked=all_keys))
-    table = Table(
-        "id", "name", "prefix", "workspace", "user", "models", "priority", "cache", "created", "expires", "status"
-    )
-    for key in rows:
-        table.add_row(
-            key.id,
-            key.name,
-            key.prefix + "…",
-            key.workspace_id,
-            key.user_id or "-",
-            ",".join(key.allowed_models) if key.allowed_models is not None else "all",
-            key.priority,
-            {True: "on", False: "off", None: "-"}[key.cache],
-            key.created_at.strftime("%Y-%m-%d %H:%M"),
-            key.expires_at.strftime("%Y-%m-%d %H:%M") if key.expires_at else "-",
-            "revoked" if key.revoked_at else "active",
-        )
-    out.print(table)
-
-
-@keys_cli.command("revoke")
-def keys_revoke(
-    ident: Annotated[str, typer.Argument(help="The key's id or its visible prefix.")],
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Revoke a key: at once on gateways sharing Redis, otherwise within the key cache lifetime (30 s)."""
-    settings = load(config, data_dir=data_dir)
-    try:
-        key = with_db(settings, lambda db: revoke_key(db, ident))
-    except SluiceError as exc:
-        raise _fail(exc) from None
-    out.print(f"Revoked key {key.id} ({key.prefix}…).")
-    notify(settings, "key", key.key_hash)
 
 
 # --- admin: users, workspaces, settings -------------------------------------------------------------------------
@@ -158,7 +70,7 @@ def admin_create(
     try:
         user = with_db(settings, lambda db: create_admin(db, email, password, CLI_ACTOR))
     except (SluiceError, ValueError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"Admin {user.email} ({user.id}) is ready; log in at /admin/v1/auth/login.", markup=False)
 
 
@@ -198,16 +110,15 @@ def _set_user_status(ident: str, status: str, action: str, config: ConfigOpt, da
         found = await find_user(db, ident)
         async with db.session() as session:
             user = await session.get(User, found.id)
-            assert user is not None
-            before = user_image(user)
-            user.status = status
-            audit(session, CLI_ACTOR, action, "user", user.id, before=before, after=user_image(user))
+            if user is None:
+                raise NotFound(f"No user {ident!r}.")
+            await set_user_status(session, CLI_ACTOR, user, status, action)
         return user
 
     try:
         user = with_db(settings, work)
     except SluiceError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"User {user.email} is now {status}.", markup=False)
     notify(settings, "user", user.id)
 
@@ -248,10 +159,21 @@ def workspace_create(
             ws = Workspace(name=name)
             session.add(ws)
             await session.flush()
-            audit(session, CLI_ACTOR, "workspace.create", "workspace", ws.id, workspace_id=ws.id, after={"name": name})
+            audit(
+                session,
+                CLI_ACTOR,
+                "workspace.create",
+                "workspace",
+                ws.id,
+                workspace_id=ws.id,
+                after=workspace_image(ws),
+            )
         return ws
 
-    ws = with_db(settings, work)
+    try:
+        ws = with_db(settings, work)
+    except IntegrityError:
+        raise fail(ValueError(f"A workspace named {name!r} already exists.")) from None
     out.print(f"Created workspace {ws.name} ({ws.id}).", markup=False)
 
 
@@ -266,11 +188,22 @@ def admin_registration(
 
     async def work(db: Database) -> None:
         async with db.session() as session:
+            before = await registration_mode(session, settings)
             await set_registration_mode(session, mode)
-            audit(session, CLI_ACTOR, "settings.update", "settings", "registration", after={"registration": mode})
+            audit(
+                session,
+                CLI_ACTOR,
+                "settings.update",
+                "settings",
+                "registration",
+                before={"registration": before},
+                after={"registration": mode},
+            )
 
     with_db(settings, work)
     out.print(f"Registration is now {mode}.")
+    if mode == "closed":
+        out.print("Nobody can sign up, not even with an invitation; admins create accounts.")
 
 
 # --- invites --------------------------------------------------------------------------------------------------
@@ -294,7 +227,7 @@ def invites_create(
         raise typer.Exit(2)
     token = new_invite_token()
 
-    async def work(db: Database) -> RegistrationToken:
+    async def work(db: Database) -> tuple[RegistrationToken, str]:
         async with db.session() as session:
             if workspace is not None and await session.get(Workspace, workspace) is None:
                 raise SluiceError(f"No workspace {workspace!r}.")
@@ -315,16 +248,19 @@ def invites_create(
                 "invite",
                 invite.id,
                 workspace_id=workspace,
-                after={"role": role, "workspace_id": workspace},
+                after=invite_image(invite),
             )
-        return invite
+            mode = await registration_mode(session, settings)
+        return invite, mode
 
     try:
-        invite = with_db(settings, work)
+        invite, mode = with_db(settings, work)
     except SluiceError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"Invitation {invite.id}, valid until {invite.expires_at:%Y-%m-%d %H:%M} UTC. Copy it now:")
     out.print(token, markup=False, highlight=False)
+    if mode == "closed":
+        err.print("Registration is closed: the invitation works once it is 'invite' or 'approval'.", markup=False)
 
 
 @invites_cli.command("list")

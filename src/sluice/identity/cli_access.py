@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sluice.cli_common import ConfigOpt, DataDirOpt, err, load, out, with_db
 from sluice.errors import NotFound, SluiceError
 from sluice.identity.audit import CLI_ACTOR, audit
+from sluice.identity.changes import rule_image
 from sluice.identity.cli import admin_cli, notify
 from sluice.identity.key_service import find_user
 from sluice.identity.network import parse_network
@@ -146,6 +147,8 @@ def ip_rule_add(
         raise _fail(str(exc), 2) from None
     if priority is not None and priority not in PRIORITY_ORDER:
         raise _fail(f"Unknown priority class (known: {', '.join(PRIORITY_ORDER)}).", 2)
+    if priority is not None and not anonymous:
+        raise _fail("--priority applies only to --anonymous rules.", 2)
     if (scope == "workspace" and not workspace) or (scope == "key" and not key) or (anonymous and scope == "key"):
         raise _fail("Scope workspace needs --workspace, scope key needs --key; anonymous rules cannot be per key.", 2)
 
@@ -153,12 +156,14 @@ def ip_rule_add(
         async with db.session() as session:
             if workspace is not None and await session.get(Workspace, workspace) is None:
                 raise NotFound(f"No workspace {workspace!r}.")
-            if key is not None and await session.get(ApiKey, key) is None:
+            found = await session.get(ApiKey, key) if key is not None else None
+            if key is not None and found is None:
                 raise NotFound(f"No API key {key!r}.")
             rule = IpRule(
                 cidr=network,
                 scope=scope,
-                workspace_id=workspace,
+                # as the API files them: a key's rule under the key's workspace (its owners see it)
+                workspace_id=found.workspace_id if found is not None and scope == "key" else workspace,
                 key_id=key if scope == "key" else None,
                 anonymous=anonymous,
                 priority=priority,
@@ -173,8 +178,8 @@ def ip_rule_add(
                 "ip_rule.create",
                 "ip_rule",
                 rule.id,
-                workspace_id=workspace,
-                after={"cidr": network, "scope": scope, "anonymous": anonymous},
+                workspace_id=rule.workspace_id,
+                after=rule_image(rule),
             )
         return rule
 
@@ -198,8 +203,9 @@ def ip_rule_remove(
             rule = await session.get(IpRule, ident)
             if rule is None:
                 return False
+            before = rule_image(rule)
             await session.delete(rule)
-            audit(session, CLI_ACTOR, "ip_rule.delete", "ip_rule", ident, workspace_id=rule.workspace_id)
+            audit(session, CLI_ACTOR, "ip_rule.delete", "ip_rule", ident, workspace_id=rule.workspace_id, before=before)
         return True
 
     if not with_db(settings, work):

@@ -1,15 +1,20 @@
-"""Creating, listing and revoking API keys from the CLI (the admin API has its own, role-checked, route)."""
+"""Creating, listing, editing and revoking API keys from the CLI (the admin API has its own, role-checked, routes).
+
+The audit rows carry the same images as the API's (:func:`sluice.identity.changes.key_image`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
 from sluice.errors import NotFound
 from sluice.identity.audit import CLI_ACTOR, Actor, audit
+from sluice.identity.changes import edit_key, key_image
 from sluice.identity.key_repository import KeyRepository
 from sluice.identity.keys import generate_key, hash_key, visible_prefix
 from sluice.store.db import Database
@@ -72,14 +77,7 @@ async def create_key(
             "key",
             key.id,
             workspace_id=workspace_id,
-            after={
-                "name": name,
-                "prefix": key.prefix,
-                "role": role,
-                "priority": priority,
-                "user_id": user_id,
-                "cache": cache,
-            },
+            after=key_image(key),
         )
     return NewKey(key, secret)
 
@@ -97,6 +95,26 @@ async def revoke_key(db: Database, ident: str, actor: Actor = CLI_ACTOR) -> ApiK
         if key is None:
             raise NotFound(f"No API key with id or prefix {ident!r}.")
         if key.revoked_at is None:
+            before = key_image(key)
             await repo.revoke(key)
-            audit(session, actor, "key.revoke", "key", key.id, workspace_id=key.workspace_id)
+            audit(
+                session,
+                actor,
+                "key.revoke",
+                "key",
+                key.id,
+                workspace_id=key.workspace_id,
+                before=before,
+                after=key_image(key),
+            )
+        return key
+
+
+async def update_key(db: Database, ident: str, changes: Mapping[str, Any], actor: Actor = CLI_ACTOR) -> ApiKey:
+    """Change a key found by id or visible prefix (see :func:`sluice.identity.changes.edit_key`)."""
+    async with db.session() as session:
+        key = await KeyRepository(session).by_id_or_prefix(ident)
+        if key is None:
+            raise NotFound(f"No API key with id or prefix {ident!r}.")
+        edit_key(session, actor, key, changes)
         return key

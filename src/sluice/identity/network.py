@@ -4,6 +4,12 @@ The client address is the TCP peer, unless the peer is a configured trusted prox
 right to left and the first address that is not itself a trusted proxy is the client. A forged header from an
 untrusted peer is therefore ignored, and a client cannot prepend its way past the proxies.
 
+The gateway's own web UI calls the API over loopback for the browsers it serves. It works out each browser's address
+by the same rule (from the page request) and vouches for it in :data:`BROWSER_HEADER`: the address with an HMAC
+under a key derived from the JWT secret. That header is believed only from a loopback peer and only with a valid
+MAC, so an outside caller (even one behind a reverse proxy on the same host) cannot forge it; the key is the same in
+every worker and replica, so a UI request answered by another worker is still recognised.
+
 Rules (compiled once per change into :class:`NetworkRules`, checked in memory on every request):
 - ``global`` allow rules: when any exist, every caller must come from one of them;
 - ``workspace`` rules: credentials of that workspace are accepted only from those networks;
@@ -14,6 +20,8 @@ Rules (compiled once per change into :class:`NetworkRules`, checked in memory on
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +32,9 @@ from sluice.store.models import DEFAULT_WORKSPACE_ID, IpRule
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+BROWSER_HEADER = b"x-sluice-browser"
+MAX_PROXIES = 100
+
 
 def parse_network(cidr: str) -> Network:
     """A CIDR (or a single address); raises ValueError with a readable message."""
@@ -31,6 +42,24 @@ def parse_network(cidr: str) -> Network:
         return ipaddress.ip_network(cidr.strip(), strict=False)
     except ValueError:
         raise ValueError(f"{cidr!r} is not a valid IP network (expected CIDR such as 10.0.0.0/8)") from None
+
+
+def normalise_networks(cidrs: Iterable[str]) -> list[str]:
+    """The CIDRs in canonical form, or ValueError naming the first bad entry (and its position)."""
+    networks = []
+    for index, cidr in enumerate(cidrs):
+        try:
+            networks.append(str(parse_network(cidr)))
+        except ValueError as exc:
+            raise ValueError(f"entry {index}: {exc}") from None
+    if len(networks) > MAX_PROXIES:
+        raise ValueError(f"at most {MAX_PROXIES} networks")
+    return networks
+
+
+def vouch_key(jwt_secret: str) -> bytes:
+    """The key the UI signs browser addresses with: derived from the JWT secret, so every worker shares it."""
+    return hmac.new(jwt_secret.encode(), b"sluice-ui-browser-address", hashlib.sha256).digest()
 
 
 def parse_address(text: str) -> Address | None:
@@ -53,11 +82,46 @@ def _within(address: Address, networks: Iterable[Network]) -> bool:
 
 
 class TrustedProxies:
-    def __init__(self, cidrs: Sequence[str]) -> None:
-        self.networks = [parse_network(c) for c in cidrs]
+    """The one rule for "which address is this caller at": every client-address decision goes through here."""
 
-    def client_address(self, peer: str | None, forwarded_for: bytes | None) -> Address | None:
+    def __init__(self, cidrs: Sequence[str], vouch_key: bytes | None = None) -> None:
+        self.networks = [parse_network(c) for c in cidrs]
+        self.cidrs = [str(n) for n in self.networks]
+        self._vouch_key = vouch_key
+
+    def with_cidrs(self, cidrs: Sequence[str]) -> TrustedProxies:
+        """The same resolver with other proxies (a run-time change); the UI's vouching key stays."""
+        return TrustedProxies(cidrs, self._vouch_key)
+
+    def vouch(self, address: Address) -> str:
+        """The :data:`BROWSER_HEADER` value by which this gateway's UI names the browser it acts for."""
+        if self._vouch_key is None:
+            raise RuntimeError("no vouching key: the resolver was built without one")
+        text = str(address)
+        return f"{text} {self._mac(text)}"
+
+    def _mac(self, text: str) -> str:
+        assert self._vouch_key is not None
+        return hmac.new(self._vouch_key, text.encode(), hashlib.sha256).hexdigest()
+
+    def _vouched(self, value: bytes) -> Address | None:
+        if self._vouch_key is None:
+            return None
+        text, _, mac = value.decode("latin-1").partition(" ")
+        if not hmac.compare_digest(mac.encode("latin-1"), self._mac(text).encode()):
+            return None
+        return parse_address(text)
+
+    def client_address(
+        self, peer: str | None, forwarded_for: bytes | None, browser: bytes | None = None
+    ) -> Address | None:
+        """The caller's address: the UI's vouched browser address, else the peer, else (from a trusted proxy) the
+        right-most untrusted ``X-Forwarded-For`` hop."""
         address = parse_address(peer) if peer else None
+        if browser is not None and address is not None and address.is_loopback:
+            vouched = self._vouched(browser)
+            if vouched is not None:
+                return vouched
         if address is None or not self.networks or not _within(address, self.networks):
             return address
         if not forwarded_for:

@@ -3,7 +3,9 @@
 Every action the UI takes goes through the admin REST API and the OpenAI-compatible API exactly as any client's
 would, so the UI can never see or do more than the user's role allows, and no business rule lives twice. Calls
 use loopback HTTP to this same process (in-process ASGI transports buffer whole responses, which would defeat
-streaming and the Stop button). The user's tokens live server-side in the UI session, never in the page.
+streaming and the Stop button). The user's tokens live server-side in the UI session, never in the page. Each
+call names the browser it is made for in a signed header (:func:`sluice.web.session.browser_headers`), so the
+login throttle and IP rules judge the browser's address rather than the UI's loopback one.
 """
 
 from __future__ import annotations
@@ -64,18 +66,30 @@ class StreamEvent:
 class GatewayClient:
     """A signed-in user's handle on the gateway (``tokens`` may be replaced by a refresh)."""
 
-    def __init__(self, http: httpx.AsyncClient, tokens: Tokens | None, on_tokens: Callable[[Tokens | None], None]):
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        tokens: Tokens | None,
+        on_tokens: Callable[[Tokens | None], None],
+        browser: dict[str, str] | None = None,
+    ):
         self.http = http
         self.tokens = tokens
         self._on_tokens = on_tokens
+        # The signed header naming the browser this client acts for (see session.browser_headers), on every call.
+        self._browser = browser or {}
 
     def _headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.tokens.access}"} if self.tokens else {}
+        if self.tokens is None:
+            return dict(self._browser)
+        return {**self._browser, "authorization": f"Bearer {self.tokens.access}"}
 
     async def _refresh(self) -> bool:
         if self.tokens is None:
             return False
-        response = await self.http.post(f"{ADMIN}/auth/refresh", json={"refresh_token": self.tokens.refresh})
+        response = await self.http.post(
+            f"{ADMIN}/auth/refresh", json={"refresh_token": self.tokens.refresh}, headers=self._browser
+        )
         if response.status_code != 200:
             self.tokens = None
             self._on_tokens(None)

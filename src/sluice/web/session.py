@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from nicegui import app, ui
 
+from sluice.identity.network import BROWSER_HEADER
 from sluice.web.client import ADMIN, GatewayClient, Tokens, error_of
 
 ROLE_RANK = {"viewer": 1, "member": 2, "owner": 3, "admin": 4}
@@ -45,12 +46,34 @@ def _store(tokens: Tokens | None) -> None:
         app.storage.user.update(access=tokens.access, refresh=tokens.refresh)
 
 
+def browser_headers() -> dict[str, str]:
+    """The header naming the browser this page serves, for the API calls made on its behalf.
+
+    The UI reaches the API over loopback, so without it every browser would share the UI's own address (one
+    browser's failed sign-ins would lock everyone out; IP rules would judge 127.0.0.1). The browser's address
+    comes from its page request through the trusted-proxies rule, and is signed so the API believes it only from
+    here (see :mod:`sluice.identity.network`).
+    """
+    try:
+        page = ui.context.client.request
+    except RuntimeError:  # no page behind this call: the API sees the UI's own address
+        return {}
+    proxies = context().services.gateway.authenticator.proxies
+    forwarded = page.headers.get("x-forwarded-for")
+    address = proxies.client_address(
+        page.client.host if page.client else None, forwarded.encode("latin-1") if forwarded is not None else None
+    )
+    return {BROWSER_HEADER.decode(): proxies.vouch(address)} if address is not None else {}
+
+
 def gateway() -> GatewayClient | None:
     """The signed-in user's client, or None."""
     stored = app.storage.user
     if "access" not in stored:
         return None
-    return GatewayClient(context().client_http(), Tokens(stored["access"], stored["refresh"]), _store)
+    return GatewayClient(
+        context().client_http(), Tokens(stored["access"], stored["refresh"]), _store, browser_headers()
+    )
 
 
 def me() -> dict[str, Any]:
@@ -67,7 +90,7 @@ async def sign_in(email: str, password: str, workspace_id: str | None) -> None:
     body: dict[str, Any] = {"email": email, "password": password}
     if workspace_id:
         body["workspace_id"] = workspace_id
-    response = await http.post(f"{ADMIN}/auth/login", json=body)
+    response = await http.post(f"{ADMIN}/auth/login", json=body, headers=browser_headers())
     if response.status_code != 200:
         raise error_of(response)
     tokens = response.json()

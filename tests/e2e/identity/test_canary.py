@@ -1,9 +1,15 @@
-"""The canary: a known password and a known key used throughout a run never show up where they must not.
+"""The canary: known secrets used throughout a run never show up where they must not.
 
-A real `sluice serve` process runs with debug logging, the access log and prompt logging on; the canary password
-and key go through registration, login, key creation, proxied calls on every surface, failures and revocation.
-Afterwards neither they nor their hashes appear in the process log, any response except the one-time key
-display, the audit rows, the database's other tables, or the metrics.
+A real `sluice serve` process runs with debug logging, the access log and prompt logging on. A user's passwords
+(three over the run: registered, changed, reset), an API key, every JWT access and refresh token issued, an
+invitation token and a password-reset token go through registration, login, refresh (and a replay), key creation,
+proxied calls on every surface, failures, revocation, a reset and logout. Every password hash the database ever
+held for that user is captured as it is written.
+
+Afterwards none of them appears in the process log, the metrics, the audit rows, any response except the one
+that hands that secret out (the login's tokens, the key's and the invitation's and the reset link's one-time
+display), or any table — except a secret's own hash in the one table that verifies it (the key's, the
+invitation's, the reset token's, the current password's).
 
 Prompts are the other thing logs must not hold: by default a known prompt sent on every surface never appears in
 a debug-level log; with ``observability.log_prompts`` it appears, and only in debug lines.
@@ -14,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,8 +32,126 @@ from tests.e2e.identity.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, JWT_SECRET
 from tests.support.processes import SluiceProcess
 from tests.support.server import MASTER_KEY
 
-CANARY_PASSWORD = "canary-Pa55word-7f3a9c"
 CANARY_PROMPT = "canary-prompt-5d2e8b: what the operator must never read"
+PASSWORDS = ["canary-Pa55word-7f3a9c", "canary-Pa55word-7f3a9c-2", "canary-Pa55word-7f3a9c-3"]
+CHAT = {"model": "mock-1", "messages": [{"role": "user", "content": "hello"}]}
+
+
+@dataclass
+class Secret:
+    value: str
+    table: str | None = None  # the one table allowed to hold it (a hash in its verifying table)
+
+
+@dataclass
+class Run:
+    client: httpx.Client
+    database: Path
+    responses: list[tuple[str, set[str]]] = field(default_factory=list)  # (text, secrets it may show)
+    secrets: dict[str, Secret] = field(default_factory=dict)
+
+    def call(
+        self, method: str, path: str, token: str | None = None, shows: frozenset[str] = frozenset(), **kw: Any
+    ) -> httpx.Response:
+        """Make a request and record its answer, with the names of the secrets it hands out (if any)."""
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        response = self.client.request(method, path, headers=headers, **kw)
+        self.responses.append((response.text + str(response.headers), set(shows)))
+        return response
+
+    def keep(self, name: str, value: str, table: str | None = None) -> str:
+        self.secrets[name] = Secret(value, table)
+        return value
+
+    def tokens(self, name: str, response: httpx.Response) -> tuple[str, str]:
+        """Take the access and refresh token out of a login/refresh answer (the one answer that may show them)."""
+        assert response.status_code == 200, response.text
+        body = response.json()
+        for kind in ("access", "refresh"):
+            token = body[f"{kind}_token"]
+            for secret, value in ((f"{name} {kind} token", token), (f"{name} {kind} signature", token.rsplit(".")[2])):
+                self.keep(secret, value)
+                self.responses[-1][1].add(secret)
+        return body["access_token"], body["refresh_token"]
+
+    def password_hash(self, version: int) -> None:
+        """The user's stored hash now; only the latest may stay, and only in the users table."""
+        with sqlite3.connect(self.database) as db:
+            (encoded,) = db.execute("SELECT password_hash FROM users WHERE email='c@example.com'").fetchone()
+        for name, secret in self.secrets.items():
+            if name.startswith("password hash"):
+                secret.table = None  # superseded: nowhere at all
+        self.keep(f"password hash v{version}", encoded.split("$")[-1], "users")
+        self.keep(f"password salt v{version}", encoded.split("$")[-2], "users")
+
+
+def exercise(run: Run) -> tuple[str, str]:
+    """Everything a user, an admin and a client do with the secrets; returns (metrics, audit)."""
+    admin, _ = run.tokens(
+        "admin", run.call("POST", f"{PREFIX}/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    )
+    invite = run.call("POST", f"{PREFIX}/invites", admin, shows=frozenset({"invite"}), json={"role": "member"}).json()[
+        "token"
+    ]
+    run.keep("invite", invite)
+    run.keep("invite hash", hashlib.sha256(invite.encode()).hexdigest(), "registration_tokens")
+    for i, password in enumerate(PASSWORDS):
+        run.keep(f"password v{i + 1}", password)
+
+    user = run.call("POST", f"{PREFIX}/auth/register", json={"email": "c@example.com", "password": PASSWORDS[0]})
+    run.password_hash(1)
+    run.call("POST", f"{PREFIX}/users/{user.json()['user']['id']}/approve", admin)
+    run.call("POST", f"{PREFIX}/auth/login", json={"email": "c@example.com", "password": "wrong" + PASSWORDS[0]})
+    login = {"email": "c@example.com", "password": PASSWORDS[0]}
+    access, refresh = run.tokens("first", run.call("POST", f"{PREFIX}/auth/login", json=login))
+
+    created = run.call(
+        "POST", f"{PREFIX}/keys", access, shows=frozenset({"key", "key body"}), json={"name": "c"}
+    ).json()
+    key = run.keep("key", created["key"])
+    run.keep("key hash", hashlib.sha256(key.encode()).hexdigest(), "api_keys")
+    run.keep("key body", key.removeprefix("sk-sl-")[8:])
+    run.call("POST", "/v1/chat/completions", key, json=CHAT)
+    run.call("POST", "/v1/chat/completions", key, json={**CHAT, "stream": True})
+    run.call("POST", "/v1/chat/completions", access, json=CHAT)  # with the JWT
+    run.call("POST", "/v1/chat/completions", key, json={"model": "nope", "messages": []})
+    run.call("POST", "/v1/messages", key, json={"model": "mock-1", "max_tokens": 5, "messages": CHAT["messages"]})
+    run.call("POST", "/api/chat", key, json={**CHAT, "stream": False})
+    run.call("GET", f"{PREFIX}/me", key)
+    run.call("GET", f"{PREFIX}/keys", access)
+
+    rotated, newer_refresh = run.tokens(
+        "rotated", run.call("POST", f"{PREFIX}/auth/refresh", json={"refresh_token": refresh})
+    )
+    run.call("POST", f"{PREFIX}/auth/refresh", json={"refresh_token": refresh})  # a replay: ends the session
+    run.call("POST", f"{PREFIX}/auth/refresh", json={"refresh_token": newer_refresh})
+    access, _ = run.tokens("second", run.call("POST", f"{PREFIX}/auth/login", json=login))
+    change = {"current_password": PASSWORDS[0], "new_password": PASSWORDS[1]}
+    run.call("POST", f"{PREFIX}/auth/password", access, json=change)
+    run.password_hash(2)
+    run.call("GET", f"{PREFIX}/me", rotated)  # a token of an ended session
+
+    reset = run.call(
+        "POST", f"{PREFIX}/users/{user.json()['user']['id']}/password-reset", admin, shows=frozenset({"reset"})
+    )
+    token = run.keep("reset", reset.json()["token"])
+    run.keep("reset hash", hashlib.sha256(token.encode()).hexdigest(), "password_resets")
+    run.call("POST", f"{PREFIX}/auth/reset-password", json={"token": token, "new_password": PASSWORDS[2]})
+    run.call("POST", f"{PREFIX}/auth/reset-password", json={"token": token, "new_password": PASSWORDS[2]})
+    run.password_hash(3)
+    third = {"email": "c@example.com", "password": PASSWORDS[2]}
+    access, _ = run.tokens("third", run.call("POST", f"{PREFIX}/auth/login", json=third))
+
+    invited = {"email": "d@example.com", "password": "d-password-1", "invite_token": invite}
+    run.call("POST", f"{PREFIX}/auth/register", json=invited)
+    run.call("POST", f"{PREFIX}/auth/register", json={**invited, "email": "e@example.com"})  # used up
+    run.call("DELETE", f"{PREFIX}/keys/{created['id']}", admin)
+    run.call("POST", "/v1/chat/completions", key, json=CHAT)  # a revoked key
+    run.call("POST", f"{PREFIX}/auth/logout", access)
+    run.call("GET", f"{PREFIX}/me", access)
+    metrics = run.call("GET", "/metrics").text
+    audit = run.call("GET", f"{PREFIX}/audit", MASTER_KEY, params={"limit": 1000}).text
+    return metrics, audit
 
 
 def test_canary_secrets_never_leak(tmp_path: Path) -> None:
@@ -41,71 +167,32 @@ def test_canary_secrets_never_leak(tmp_path: Path) -> None:
         },
     }
     process = SluiceProcess(tmp_path, config).start()
-    responses: list[str] = []
     try:
         with httpx.Client(base_url=process.url, timeout=30) as client:
-
-            def call(method: str, path: str, token: str | None = None, **kw: object) -> httpx.Response:
-                headers = {"authorization": f"Bearer {token}"} if token else {}
-                response = client.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
-                responses.append(response.text + str(response.headers))
-                return response
-
-            admin = call("POST", f"{PREFIX}/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
-            admin_token = admin.json()["access_token"]
-            user = call("POST", f"{PREFIX}/auth/register", json={"email": "c@example.com", "password": CANARY_PASSWORD})
-            call("POST", f"{PREFIX}/users/{user.json()['user']['id']}/approve", admin_token)
-            call("POST", f"{PREFIX}/auth/login", json={"email": "c@example.com", "password": "wrong" + CANARY_PASSWORD})
-            login = call("POST", f"{PREFIX}/auth/login", json={"email": "c@example.com", "password": CANARY_PASSWORD})
-            access = login.json()["access_token"]
-            created = client.post(f"{PREFIX}/keys", headers={"authorization": f"Bearer {access}"}, json={"name": "c"})
-            canary_key = created.json()["key"]  # the one response allowed to carry it
-            chat = {"model": "mock-1", "messages": [{"role": "user", "content": "hello"}]}
-            call("POST", "/v1/chat/completions", canary_key, json=chat)
-            call("POST", "/v1/chat/completions", canary_key, json={**chat, "stream": True})
-            call("POST", "/v1/chat/completions", canary_key, json={"model": "nope", "messages": []})
-            call(
-                "POST",
-                "/v1/messages",
-                canary_key,
-                json={"model": "mock-1", "max_tokens": 5, "messages": chat["messages"]},
-            )
-            call("POST", "/api/chat", canary_key, json={**chat, "stream": False})
-            call("GET", f"{PREFIX}/me", canary_key)
-            call("GET", f"{PREFIX}/keys", access)
-            call(
-                "POST",
-                f"{PREFIX}/auth/password",
-                access,
-                json={"current_password": CANARY_PASSWORD, "new_password": CANARY_PASSWORD + "-2"},
-            )
-            call("DELETE", f"{PREFIX}/keys/{created.json()['id']}", admin_token)
-            call("POST", "/v1/chat/completions", canary_key, json=chat)
-            metrics = call("GET", "/metrics").text
-            audit = call("GET", f"{PREFIX}/audit", MASTER_KEY).text
+            run = Run(client, tmp_path / "data" / "sluice.db")
+            metrics, audit = exercise(run)
     finally:
         process.stop()
 
-    secrets = {
-        "password": CANARY_PASSWORD,
-        "key": canary_key,
-        "key hash": hashlib.sha256(canary_key.encode()).hexdigest(),
-        "key body": canary_key.removeprefix("sk-sl-")[8:],
-    }
     database = sqlite3.connect(tmp_path / "data" / "sluice.db")
     tables = [r[0] for r in database.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    dumps = {
-        table: repr(database.execute(f'SELECT * FROM "{table}"').fetchall()) for table in tables if table != "api_keys"
-    }
-    password_hash = database.execute("SELECT password_hash FROM users WHERE email='c@example.com'").fetchone()[0]
+    dumps = {table: repr(database.execute(f'SELECT * FROM "{table}"').fetchall()) for table in tables}
     database.close()
-    secrets["password hash"] = password_hash.split("$")[-1]
-    places = {"log": process.log(), "metrics": metrics, "audit": audit, "responses": "\n".join(responses)}
-    places.update({f"table {t}": d for t, d in dumps.items() if t != "users"})
-    assert "request" in places["log"] and "c@example.com" in places["audit"]  # the places were really filled
-    for place, text in places.items():
-        for name, secret in secrets.items():
-            assert secret not in text, f"the canary {name} appears in {place}"
+
+    places = {"log": process.log(), "metrics": metrics, "audit": audit}
+    assert "request" in places["log"] and "c@example.com" in audit and "user.password_reset" in audit
+    assert len([n for n in run.secrets if n.endswith("access token")]) == 5  # every token issued is a canary
+    for name, secret in run.secrets.items():
+        for place, text in places.items():
+            assert secret.value not in text, f"the canary {name} appears in the {place}"
+        for table, text in dumps.items():
+            if table != secret.table:
+                assert secret.value not in text, f"the canary {name} appears in table {table}"
+        for text, shows in run.responses:
+            if name not in shows:
+                assert secret.value not in text, f"the canary {name} appears in a response: {text[:200]}"
+    latest = run.secrets["password hash v3"]
+    assert latest.value in dumps["users"]  # the check above really looked at the stored hashes
 
 
 @pytest.mark.parametrize("log_prompts", [False, True], ids=["default", "opted-in"])

@@ -113,14 +113,65 @@ def test_change_password_ends_other_sessions(server: SluiceServer, api: Api) -> 
     assert api.login(ADMIN_EMAIL, "a-new-admin-password")["access_token"]
 
 
+def _register(api: Api, email: str, invite: str | None = None) -> httpx.Response:
+    body = {"email": email, "password": "x-password-1"}
+    if invite is not None:
+        body["invite_token"] = invite
+    return api.post("/auth/register", json=body)
+
+
 @pytest.mark.parametrize("mode", ["closed", "invite"])
 def test_registration_modes_refuse_without_invite(server: SluiceServer, api: Api, mode: str) -> None:
     admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
-    assert api.call("PUT", "/settings", admin, json={"registration": mode}).json() == {"registration": mode}
-    refused = api.post("/auth/register", json={"email": "x@example.com", "password": "x-password-1"})
+    changed = api.call("PUT", "/settings", admin, json={"registration": mode})
+    assert changed.status_code == 200 and changed.json()["registration"] == mode
+    refused = _register(api, "x@example.com")
     assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == ("registration_closed" if mode == "closed" else "invite_required")
     audit = api.get("/audit", admin, params={"action": "settings.update"}).json()
-    assert audit[0]["after"] == {"registration": mode}
+    assert audit[0]["before"] == {"registration": "approval"} and audit[0]["after"] == {"registration": mode}
+
+
+def test_closed_registration_refuses_invitations_too(server: SluiceServer, api: Api) -> None:
+    """closed means no self-registration at all; the token is not used up and works once the mode allows it."""
+    admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+    token = api.post("/invites", admin, json={"role": "member"}).json()["token"]
+    assert api.call("PUT", "/settings", admin, json={"registration": "closed"}).status_code == 200
+    refused = _register(api, "invited@example.com", token)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "registration_closed"
+    assert api.get("/invites", admin).json()[0]["used_at"] is None
+    assert all(u["email"] != "invited@example.com" for u in api.get("/users", admin).json())
+    assert api.call("PUT", "/settings", admin, json={"registration": "invite"}).status_code == 200
+    assert _register(api, "invited@example.com", token).status_code == 201
+
+
+def test_admins_create_accounts_while_registration_is_closed(server: SluiceServer, api: Api) -> None:
+    admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+    api.call("PUT", "/settings", admin, json={"registration": "closed"})
+    lab = api.post("/workspaces", admin, json={"name": "lab"}).json()["id"]
+
+    made = api.post("/users", admin, json={"email": "Made@Example.com", "workspace_id": lab, "role": "owner"})
+    assert made.status_code == 201, made.text
+    link = made.json()["password_reset"]
+    assert made.json()["user"]["status"] == "active" and link["ui_path"] == f"/ui/reset?token={link['token']}"
+    assert (
+        api.post("/auth/reset-password", json={"token": link["token"], "new_password": "made-password-1"}).status_code
+        == 204
+    )
+    session = api.login("made@example.com", "made-password-1")
+    assert session["workspace_id"] == lab and api.get("/me", session["access_token"]).json()["role"] == "owner"
+
+    direct = api.post("/users", admin, json={"email": "direct@example.com", "password": "direct-password-1"})
+    assert direct.status_code == 201 and direct.json()["password_reset"] is None
+    assert api.login("direct@example.com", "direct-password-1")["workspace_id"] == "default"
+    assert api.post("/users", admin, json={"email": "direct@example.com"}).status_code == 409
+    assert api.post("/users", admin, json={"email": "x@example.com", "workspace_id": "nowhere"}).status_code == 404
+    assert api.post("/users", admin, json={"email": "y@example.com", "password": "short"}).status_code == 400
+    owner = session["access_token"]
+    assert api.post("/users", owner, json={"email": "z@example.com", "workspace_id": lab}).status_code == 403
+    created = api.get("/audit", admin, params={"action": "user.create"}).json()
+    assert [e["after"]["email"] for e in created] == ["direct@example.com", "made@example.com"]
+    assert all("password" not in str(e) for e in created)
 
 
 def test_login_failures_are_throttled_and_alike(server: SluiceServer, api: Api) -> None:

@@ -1,22 +1,80 @@
-"""Every admin route declares a policy, and the role x route matrix generated from the router holds.
+"""SECURITY.md case 8 and the audit log, generated from the admin router.
 
-For each route and each kind of caller (anonymous, viewer, member, owner, admin), a caller below the declared role
-is refused (401 anonymous, 403 otherwise) and a caller at or above it is never refused for its role. Every request
-body model forbids unknown fields, so no field outside the model (role, workspace, budget, spend…) can be set.
+Every admin route declares a policy (a route without one fails), and for every route, every kind of caller
+(anonymous, viewer, member, owner, admin) and every privileged field (role, workspace, admin flag, owner, priority
+class, models, budget, spend, scope, anonymity) the generated requests show:
+
+- a caller below the route's role is refused *for its role* (401 anonymous, 403 ``insufficient_role``), and the
+  database does not change;
+- a caller the route admits gets the route's valid example accepted (so a refusal below is the field's doing),
+  and the same example with a privileged value beyond the caller's own (another workspace, a higher role or
+  priority, models it may not use, a budget…) is either refused with the database unchanged or accepted with the
+  value not applied.
+
+And every route that changes something writes an audit event carrying the request's id.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from sluice.admin.api import admin_routes
 from sluice.admin.policy import PUBLIC, ROLE_RANK, declared_policy
-from tests.e2e.identity.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, make_user
+from sluice.store.models import AuditEvent
+from tests.e2e.identity.admin_world import ENDS_SESSIONS, EXAMPLES, HOME_MODELS, Caller, World, changed_rows
+from tests.e2e.identity.conftest import Api, identity_settings
 from tests.support.server import SluiceServer
+
+MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+ALLOWED = (400, 403, 404, 422)  # the ways a refused request may answer
+PRIVILEGED_FIELDS = (
+    "role",
+    "workspace_id",
+    "is_admin",
+    "user_id",
+    "priority",
+    "allowed_models",
+    "budget",
+    "spend",
+    "scope",
+    "anonymous",
+)
+# Changes that are not configuration: sessions come and go with every sign-in, and a provider test only probes.
+NOT_AUDITED = {
+    ("POST", "/auth/login"): "a session, not a change",
+    ("POST", "/auth/refresh"): "a session, not a change",
+    ("POST", "/auth/logout"): "a session, not a change",
+    ("POST", "/providers/{name}/test"): "a probe of the upstream; nothing is stored",
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with SluiceServer(identity_settings(tmp_path_factory.mktemp("matrix"))) as server:
+        api = Api(server.url)
+        yield World(server, api)
+        api.close()
+
+
+def _body_model(route: APIRoute) -> type[BaseModel] | None:
+    if route.body_field is None:
+        return None
+    model = route.body_field.field_info.annotation
+    assert isinstance(model, type) and issubclass(model, BaseModel), route.path
+    return model
+
+
+def _routes() -> list[tuple[str, APIRoute]]:
+    return [(method, route) for route in admin_routes() for method in sorted(route.methods)]
 
 
 def test_every_admin_route_declares_a_policy() -> None:
@@ -27,8 +85,6 @@ def test_every_admin_route_declares_a_policy() -> None:
 
 
 def test_a_route_without_a_policy_is_detected() -> None:
-    from fastapi import APIRouter
-
     router = APIRouter()
 
     @router.get("/sneaky")
@@ -39,59 +95,146 @@ def test_a_route_without_a_policy_is_detected() -> None:
     assert declared_policy(route.dependant.dependencies) is None
 
 
+def test_every_mutating_route_has_a_valid_example_and_no_example_is_stale() -> None:
+    mutating = {(m, r.path) for m, r in _routes() if m in MUTATING}
+    assert mutating - set(EXAMPLES) == set(), "describe these routes in admin_world.EXAMPLES"
+    assert set(EXAMPLES) - mutating == set()
+    assert set(NOT_AUDITED) <= mutating
+
+
 def test_every_request_body_forbids_unknown_fields() -> None:
-    for route in admin_routes():
-        body = route.body_field
-        if body is None:
-            continue
-        model = body.field_info.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel), route.path
-        assert model.model_config.get("extra") == "forbid", f"{route.path}: {model.__name__}"
+    for _method, route in _routes():
+        model = _body_model(route)
+        if model is not None:
+            assert model.model_config.get("extra") == "forbid", f"{route.path}: {model.__name__}"
 
 
-def _fill(path: str) -> str:
-    values = {"scope": "key"}
-    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "no-such-id"), path)
+def beyond(world: World, caller: Caller, field: str) -> Any:
+    """A value for ``field`` that grants more than ``caller`` holds."""
+    return {
+        "role": "admin",
+        "workspace_id": world.other,
+        "is_admin": True,
+        "user_id": world.outsider.user_id,
+        "priority": "interactive",  # every non-admin caller here is 'standard'
+        "allowed_models": [*HOME_MODELS, "beyond-the-grant"],
+        "budget": 1e9,
+        "spend": 0,
+        "scope": "global",
+        "anonymous": True,
+    }[field]
 
 
-def test_role_by_route_matrix(server: SluiceServer, api: Api) -> None:
-    admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
-    tokens: dict[str, str | None] = {
-        "anonymous": None,
-        "viewer": make_user(api, admin, "viewer@example.com", role="viewer"),
-        "member": make_user(api, admin, "member@example.com", role="member"),
-        "owner": make_user(api, admin, "owner@example.com", role="owner"),
-        "admin": admin,
-    }
-    checked = 0
-    for route in sorted(admin_routes(), key=lambda r: r.path == "/auth/logout"):  # logout ends the sessions: last
-        policy = declared_policy(route.dependant.dependencies)
-        assert policy is not None
-        for method in sorted(route.methods):
-            for who, token in tokens.items():
-                path = _fill(route.path)
-                json: Any = {} if method in ("POST", "PUT", "PATCH") else None
-                response = api.call(method, path, token, json=json)
-                status = response.status_code
-                assert status < 500, (method, path, who, response.text)
-                if policy == PUBLIC:
-                    continue
-                if who == "anonymous":
-                    assert status == 401, (method, path, who, status)
-                elif ROLE_RANK[who] < ROLE_RANK[policy]:
-                    assert status == 403, (method, path, who, status)
+def applied(field: str, value: Any, rows: list[tuple[str, dict[str, Any]]]) -> bool:
+    """Whether a privileged value reached the database through one of the changed rows."""
+    for table, row in rows:
+        if field in ("budget", "spend") and table == "limit_policies":
+            return True
+        if field == "role" and isinstance(row.get("settings"), dict) and row["settings"].get("role") == value:
+            return True
+        if field in row and row[field] == value:
+            return True
+    return False
+
+
+def send(world: World, method: str, path: str, token: str | None, body: Any) -> httpx.Response:
+    return world.api.call(method, path, token, json=body)
+
+
+def _check_route(world: World, method: str, route: APIRoute, checked: list[str]) -> None:
+    policy = declared_policy(route.dependant.dependencies)
+    assert policy is not None
+    example = EXAMPLES.get((method, route.path), lambda w, c: None)
+    model = _body_model(route)
+    fields = set(model.model_fields) if model is not None else set()
+    mutating = method in MUTATING
+    callers: list[Caller | None] = [None] if policy == PUBLIC else [None, *world.callers.values()]
+    for caller in callers:
+        who = caller.role if caller is not None else "anonymous"
+        token = caller.token if caller is not None else None
+        admitted = policy == PUBLIC or (caller is not None and ROLE_RANK[caller.role] >= ROLE_RANK[policy])
+        where = f"{method} {route.path} as {who}"
+
+        if admitted and mutating and model is not None:
+            # For privileges, a public route's subject is the member whose credentials the example uses.
+            holder = caller or world.callers["member"]
+            for field in PRIVILEGED_FIELDS:
+                if holder.role == "admin" and field in fields:
+                    continue  # an admin holds every grant: only fields no body takes are tried on it
+                path = world.path(method, route.path, caller)
+                body = {**(example(world, caller) or {}), field: beyond(world, holder, field)}
+                before = world.snapshot()
+                response = send(world, method, path, token, body)
+                rows = changed_rows(before, world.snapshot())
+                if response.status_code < 300:
+                    assert not applied(field, body[field], rows), f"{where}: {field}={body[field]!r} was applied"
                 else:
-                    assert status not in (401, 403) or _refused_for_other_reason(response), (
-                        method,
-                        path,
-                        who,
-                        response.text,
-                    )
-                checked += 1
-    assert checked > 100
+                    assert response.status_code in ALLOWED, (where, field, response.status_code, response.text)
+                    assert rows == [], f"{where}: refused {field} but the database changed: {rows}"
+                checked.append(f"{where} {field}")
+
+        path = world.path(method, route.path, caller)
+        body = example(world, caller) if mutating else None
+        before = world.snapshot() if mutating else None
+        response = send(world, method, path, token, body)
+        if admitted:
+            assert response.status_code < 300, (where, response.status_code, response.text)
+            if caller is not None and (method, route.path) in ENDS_SESSIONS:
+                world.relogin(caller)
+        else:
+            expected = 401 if caller is None else 403
+            assert response.status_code == expected, (where, response.status_code, response.text)
+            if caller is not None:
+                assert response.json()["error"]["code"] == "insufficient_role", (where, response.text)
+            if before is not None:
+                assert changed_rows(before, world.snapshot()) == [], f"{where}: refused but the database changed"
+        checked.append(where)
 
 
-def _refused_for_other_reason(response: Any) -> bool:
-    """Allowed by role, refused for something else (e.g. logout with a key instead of a user token)."""
-    code = response.json().get("error", {}).get("code")
-    return code in {"user_token_required", "grant_exceeds_own", "insufficient_role", "invalid_credentials"}
+@pytest.mark.timeout(900)
+def test_role_route_field_matrix(world: World) -> None:
+    checked: list[str] = []
+    for method, route in _routes():
+        _check_route(world, method, route, checked)
+    assert len(checked) > 400
+
+
+@pytest.mark.timeout(600)
+def test_every_change_through_the_admin_api_is_audited(world: World) -> None:
+    """Each mutating route, called by the least role it admits, leaves an audit event with the request's id."""
+    audited = 0
+    for method, route in _routes():
+        if method not in MUTATING or (method, route.path) in NOT_AUDITED:
+            continue
+        policy = declared_policy(route.dependant.dependencies)
+        caller = None if policy == PUBLIC else next(c for c in world.callers.values() if c.role == policy)
+        path = world.path(method, route.path, caller)
+        request_id = f"audit-check-{audited}"
+        response = world.api.call(
+            method,
+            path,
+            caller.token if caller else None,
+            json=EXAMPLES[(method, route.path)](world, caller),
+            headers={"x-request-id": request_id},
+        )
+        assert response.status_code < 300, (method, path, response.text)
+        if caller is not None and (method, route.path) in ENDS_SESSIONS:
+            world.relogin(caller)
+
+        async def events(rid: str = request_id) -> list[str]:
+            async with world.server.services.db.session() as session:
+                rows = await session.execute(select(AuditEvent.action).where(AuditEvent.request_id == rid))
+                return list(rows.scalars())
+
+        assert world.server.call(events()) != [], f"{method} {route.path} changed something without an audit event"
+        audited += 1
+    assert audited >= 25
+
+
+def test_the_world_has_no_other_workspaces_keys_for_its_callers(world: World, tmp_path: Path) -> None:
+    """The matrix's premise: the non-admin callers hold only the home workspace and its models."""
+    for caller in world.callers.values():
+        me = world.api.get("/me", caller.token).json()
+        if caller.role != "admin":
+            assert me["workspace_id"] == world.home and me["allowed_models"] == HOME_MODELS
+            assert me["priority"] == "standard"

@@ -86,3 +86,28 @@ def test_revocation_and_disabling_reach_every_replica_at_once(tmp_path: Path, po
         assert api_a.post(f"/users/{user['user']['id']}/disable", admin).status_code == 200
         _until(lambda: not works_on_b(session))
         api_a.close()
+
+
+def test_trusted_proxies_changed_on_one_replica_apply_on_the_other_at_once(tmp_path: Path, postgres_url: str) -> None:
+    """The run-time setting travels like IP rules: stored, then announced on Redis (backstop: the 15 s refresh)."""
+    require_redis()
+    common = {"database_url": postgres_url, "redis_url": "redis://127.0.0.1:6379/0"}
+    with (
+        SluiceServer(identity_settings(tmp_path / "a", **common)) as a,
+        SluiceServer(identity_settings(tmp_path / "b", **common)) as b,
+    ):
+        api_a = Api(a.url)
+        admin = api_a.login(ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+        key = api_a.post("/keys", admin, json={"name": "office", "ip_allow": ["10.0.0.0/8"]}).json()["key"]
+
+        def works_on_b() -> bool:
+            headers = {"authorization": f"Bearer {key}", "x-forwarded-for": "10.1.2.3"}
+            return httpx.get(f"{b.url}/v1/models", headers=headers, timeout=10).status_code == 200
+
+        assert not works_on_b()
+        changed = api_a.call("PUT", "/settings", admin, json={"trusted_proxies": ["127.0.0.1/32"]})
+        assert changed.status_code == 200
+        _until(works_on_b)
+        api_a.call("PUT", "/settings", admin, json={"trusted_proxies": None})
+        _until(lambda: not works_on_b())
+        api_a.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import threading
 import time
@@ -13,9 +14,11 @@ import httpx
 import jwt
 import pytest
 
-from sluice.admin.api import PREFIX
+from sluice.admin.api import PREFIX, admin_routes
+from sluice.admin.policy import PUBLIC, declared_policy
 from sluice.app import create_app
 from sluice.errors import ConfigError
+from sluice.surfaces.ollama import routes as ollama_routes
 from tests.e2e.identity.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, JWT_SECRET, Api, identity_settings, make_user
 from tests.support.server import SluiceServer, make_settings
 from tests.support.services import create_postgres_database, drop_postgres_database
@@ -29,35 +32,61 @@ GARBAGE = [
     "sk-sl-" + "0" * 43,
     "\u00e9\u00e8",
 ]
-PROXY_ROUTES = [
-    ("POST", "/v1/chat/completions"),
-    ("POST", "/v1/completions"),
-    ("POST", "/v1/embeddings"),
-    ("GET", "/v1/models"),
-    ("POST", "/v1/messages"),
-    ("POST", "/api/chat"),
-    ("POST", "/api/generate"),
-    ("GET", "/api/tags"),
-    ("GET", "/admin/v1/me"),
-    ("GET", "/admin/v1/keys"),
-]
+# Proxy routes that answer without credentials by design (Ollama clients probe them before anything else).
+UNAUTHENTICATED = {("GET", "/"), ("HEAD", "/"), ("GET", "/api/version"), ("HEAD", "/api/version")}
 
 
-def _headers(route: str, token: str) -> dict[str, bytes]:
-    raw = token.encode("utf-8")  # raw bytes on the wire, as a hostile client would send them
-    if route == "/v1/messages":
-        return {"x-api-key": raw, "anthropic-version": b"2023-06-01"}
-    return {"authorization": b"Bearer " + raw}
+def every_authenticated_route(server: SluiceServer) -> list[tuple[str, str, bool]]:
+    """The dispatcher's proxy and prefix routes and every admin route that takes credentials, each with whether it
+    is Ollama model management (refused to everyone alike, 403, before credentials matter: SECURITY.md case 11)."""
+    app = server.app
+    routes = [(m, p, handler is ollama_routes.management) for (m, p), handler in app.routes.items()]
+    routes = [r for r in routes if r[:2] not in UNAUTHENTICATED]
+    routes += [(m, prefix + "sluice-probe", h is ollama_routes.management) for (m, prefix), h in app.prefix_routes]
+    for route in admin_routes():
+        if declared_policy(route.dependant.dependencies) == PUBLIC:
+            continue  # register, login, refresh, reset: they take no credentials (their own bodies are checked)
+        path = re.sub(r"\{(\w+)\}", lambda m: "workspace" if m.group(1) == "scope" else "sluice-probe", route.path)
+        routes += [(method, PREFIX + path, False) for method in sorted(route.methods)]
+    return sorted(set(routes))
 
 
-def test_garbage_tokens_on_every_route_answer_401_without_echo(server: SluiceServer) -> None:
+def shape_of(path: str, body: Any) -> str:
+    """Which API's error shape the body has."""
+    if path.startswith(PREFIX):
+        assert body["error"]["type"] == "authentication" and isinstance(body["error"]["message"], str)
+        return "admin"
+    if path.startswith("/v1/messages"):
+        assert body["type"] == "error" and body["error"]["type"] == "authentication_error"
+        return "anthropic"
+    if path.startswith("/v1/"):
+        assert body["error"]["type"] == "invalid_request_error" and isinstance(body["error"]["message"], str)
+        assert body["error"]["code"] in ("invalid_api_key", "invalid_token")  # a key, or something shaped as a JWT
+        return "openai"
+    assert isinstance(body["error"], str)
+    return "ollama"
+
+
+@pytest.mark.timeout(600)
+def test_garbage_tokens_on_every_route_answer_401_in_the_callers_format_without_echo(server: SluiceServer) -> None:
+    routes = every_authenticated_route(server)
+    paths = {(m, p) for m, p, _ in routes}
+    assert len(routes) > 60 and ("POST", "/v1/chat/completions") in paths and ("GET", "/admin/v1/me") in paths
+    shapes: set[str] = set()
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        for method, route in PROXY_ROUTES:
+        for method, route, management in routes:
             for token in GARBAGE:
-                response = client.request(method, route, headers=_headers(route, token), json={})
-                assert response.status_code == 401, (route, token[:20], response.text)
-                if len(token) > 3:
-                    assert token[:40] not in response.text
+                raw = token.encode("utf-8")  # raw bytes on the wire, as a hostile client would send them
+                for name, value in (("authorization", b"Bearer " + raw), ("x-api-key", raw)):
+                    headers = {name: value, "anthropic-version": b"2023-06-01"}
+                    response = client.request(method, route, headers=headers, json={} if method != "HEAD" else None)
+                    where = (method, route, token[:20], name)
+                    assert response.status_code == (403 if management else 401), (*where, response.text)
+                    if len(token) > 3:
+                        assert token[:40] not in response.text and token[-40:] not in response.text, where
+                    if method != "HEAD" and not management:
+                        shapes.add(shape_of(route, response.json()))
+    assert shapes == {"admin", "anthropic", "openai", "ollama"}
 
 
 def test_garbage_and_wrong_keys_take_the_same_time(server: SluiceServer) -> None:
