@@ -58,6 +58,10 @@ class UsageBucket(BaseModel):
     completion_tokens: int
     cached_tokens: int
     cost_nanos: int
+    latency_p50_ms: float | None = Field(
+        None, description="Median latency of the bucket's successful requests (from a histogram; null: none)."
+    )
+    latency_p95_ms: float | None = Field(None, description="95th-percentile latency, likewise.")
 
 
 class Spender(BaseModel):

@@ -14,6 +14,7 @@ from sluice.web.session import require, role_at_least
 
 
 def series_chart(rows: list[dict[str, Any]], title: str) -> None:
+    """Requests, tokens, cost and error rate, with p50/p95 latency on their own axis (ms)."""
     days = [r["bucket"] for r in rows]
     errors = [round(100 * r["errors"] / r["requests"], 2) if r["requests"] else 0 for r in rows]
     ui.echart(
@@ -21,16 +22,28 @@ def series_chart(rows: list[dict[str, Any]], title: str) -> None:
             "title": {"text": title, "textStyle": {"fontSize": 14}},
             "tooltip": {"trigger": "axis"},
             "legend": {"bottom": 0},
+            "grid": {"right": 110},
             "xAxis": {"type": "category", "data": days},
-            "yAxis": [{"type": "value"}, {"type": "value", "name": "%"}],
+            "yAxis": [
+                {"type": "value"},
+                {"type": "value", "name": "%"},
+                {"type": "value", "name": "ms", "offset": 50},
+            ],
             "series": [
                 {"name": "requests", "type": "bar", "data": [r["requests"] for r in rows]},
                 {"name": "tokens", "type": "line", "data": [r["prompt_tokens"] + r["completion_tokens"] for r in rows]},
                 {"name": "cost", "type": "line", "data": [r["cost_nanos"] / 1e9 for r in rows]},
                 {"name": "error rate", "type": "line", "yAxisIndex": 1, "data": errors},
+                {"name": "p50 latency", "type": "line", "yAxisIndex": 2, "data": latency_points(rows, "p50")},
+                {"name": "p95 latency", "type": "line", "yAxisIndex": 2, "data": latency_points(rows, "p95")},
             ],
         }
     ).classes("w-full h-80")
+
+
+def latency_points(rows: list[dict[str, Any]], which: str) -> list[float | None]:
+    """One latency per bucket; None (a gap in the line) where a bucket had no successful request."""
+    return [r.get(f"latency_{which}_ms") for r in rows]
 
 
 @ui.page("/admin")
@@ -52,7 +65,7 @@ async def overview_page() -> None:
                 ui.label(str(value)).classes("text-2xl font-bold")
                 ui.label(label).classes("text-sm text-gray-500")
     series = await attempt(lambda: client.admin("GET", "/usage/series", params={"granularity": "day"})) or []
-    series_chart(series, "Requests, tokens, cost and error rate per day")
+    series_chart(series, "Requests, tokens, cost, error rate and latency per day")
     with ui.row().classes("w-full gap-4"):
         for by in ("model", "user", "key"):
             top = await attempt(_top(client, by)) or []
