@@ -52,7 +52,8 @@ def _backfill() -> None:
     dims = [sa.func.coalesce(records.c[d], "") for d in DIMENSIONS]
     query = sa.select(day, *dims, bucket, sa.func.count()).where(records.c.status < 400).group_by(day, *dims, bucket)
     rows: dict[tuple[Any, ...], list[int]] = {}
-    for found_day, workspace, key, user, model, index, count in bind.execute(query):
+    for found in bind.execute(query):
+        found_day, workspace, key, user, model, index, count = tuple(found)
         rows.setdefault((str(found_day), workspace, key, user, model), [0] * len(COLUMNS))[int(index)] = int(count)
     if not rows:
         return
