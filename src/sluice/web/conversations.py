@@ -17,6 +17,7 @@ from sluice.store.models import ChatMessage, Conversation, UsageRecord
 from sluice.store.types import utcnow
 
 TITLE_LENGTH = 60
+NEW_CHAT = "New chat"  # a conversation's title (the column's default) until its first question names it
 
 
 @dataclass
@@ -92,8 +93,8 @@ class ConversationStore:
                     usage=message.usage,
                 )
             )
-            if message.role == "user" and found.title == "New chat":
-                found.title = message.content.strip().splitlines()[0][:TITLE_LENGTH] or "New chat"
+            if message.role == "user" and found.title == NEW_CHAT:
+                found.title = message.content.strip().splitlines()[0][:TITLE_LENGTH] or NEW_CHAT
             found.updated_at = utcnow()
         return position
 

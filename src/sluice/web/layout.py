@@ -81,10 +81,16 @@ def clear_errors(fields: dict[str, Any]) -> None:
 
 
 def transient_dialog() -> ui.dialog:
-    """A dialog that removes itself from the page once closed (however it is closed), so that opening one again
-    and again does not pile up hidden elements."""
+    """A dialog that is removed from the page once it has been closed and the next one opens, so that opening
+    dialogs again and again does not pile up hidden elements. (Not removed on closing itself: the handler that
+    closes it usually goes on to notify or navigate from inside it.)"""
+    earlier: list[ui.dialog] = app.storage.client.setdefault("dialogs", [])
+    for old in [d for d in earlier if not d.value]:
+        earlier.remove(old)
+        if not old.is_deleted:
+            old.delete()
     created = ui.dialog()
-    created.on_value_change(lambda event: None if event.value else created.delete())
+    earlier.append(created)
     return created
 
 

@@ -80,6 +80,7 @@ async def audit_page() -> None:
         return
     ui.page_title("Sluice · Audit log")
     frame("Audit log")
+    pager = Pager()
     with ui.row().classes("items-end gap-3"):
         since = ui.input("From (YYYY-MM-DD)", validation=date_problem).classes("w-40")
         until = ui.input("To (YYYY-MM-DD)", validation=date_problem).classes("w-40")
@@ -91,6 +92,7 @@ async def audit_page() -> None:
         if role_at_least("admin"):
             choices = {ALL: ALL, **(await workspace_choices(client))}
             workspace = ui.select(choices, value=ALL, label="Workspace").classes("w-64").mark("audit-workspace")
+        ui.button("Filter", on_click=lambda: turn(pager.restart)).props("id=audit-filter")
     fields: dict[str, ui.input | ui.select] = {
         "since": since,
         "until": until,
@@ -102,7 +104,6 @@ async def audit_page() -> None:
     if workspace is not None:
         fields["workspace_id"] = workspace
     area = ui.column().classes("w-full").mark("audit-events")
-    pager = Pager()
 
     async def show() -> None:
         values = {name: element.value for name, element in fields.items()}
@@ -128,7 +129,6 @@ async def audit_page() -> None:
         move()
         await show()
 
-    ui.button("Filter", on_click=lambda: turn(pager.restart)).props("id=audit-filter")
     await show()
 
 

@@ -16,7 +16,7 @@ from nicegui import background_tasks, ui
 
 from sluice.web.answers import AnswerView, usage_text
 from sluice.web.client import ApiError, GatewayClient
-from sluice.web.conversations import ConversationStore, Message
+from sluice.web.conversations import NEW_CHAT, ConversationStore, Message
 from sluice.web.layout import attempt, confirm, frame, transient_dialog
 from sluice.web.session import context, me, require
 
@@ -79,6 +79,7 @@ class ChatView:
         self.status: ui.label | None = None
         self.stop_button: ui.button | None = None
         self.prompt: ui.textarea | None = None
+        self.title: ui.link | None = None  # this conversation's entry in the side drawer
 
     def bubble(self, message: Message) -> Bubble:
         assert self.column is not None
@@ -176,7 +177,12 @@ class ChatView:
         self.prompt.set_value("")
         message = Message("user", content)
         self.history.append(message)
+        untitled = self.title is not None and self.title.text == NEW_CHAT
         await self.store.append(self.conversation_id, message)
+        if untitled and self.title is not None:  # the first question names the conversation: show its new name
+            found = await self.store.get(self.conversation_id)
+            if found is not None:
+                self.title.set_text(found.title)
         self.bubble(message)
         self.start()
 
@@ -238,6 +244,7 @@ async def chat_page(c: str | None = None) -> None:
                 link = ui.link(item.title, f"/chat?c={item.id}").classes("grow truncate")
                 if item.id == conversation.id:
                     link.classes("font-bold")
+                    view.title = link
 
                 def rename(item_id: str = item.id, title: str = item.title) -> None:
                     with transient_dialog() as dialog, ui.card():
