@@ -158,11 +158,7 @@ class Analytics:
         raw_group: Any = _RAW[group_by] if group_by else literal("")
         # One scan: rows come out per (hour, group, latency bucket) and are folded into one point per (hour, group)
         # below; failed calls get bucket -1 so they count as requests and errors but stay out of the histogram.
-        bucket = case(
-            (UsageRecord.status >= 400, -1),
-            *((UsageRecord.latency_ms < bound, i) for i, bound in enumerate(latency.BOUNDS_MS)),
-            else_=len(latency.BOUNDS_MS),
-        )
+        bucket = case((UsageRecord.status >= 400, -1), else_=bucket_expression(UsageRecord.latency_ms))
         query = _raw_where(
             select(
                 hour,
@@ -250,6 +246,19 @@ class Analytics:
                 return
             yield rows
             after = (rows[-1].created_at, rows[-1].id)
+
+
+def bucket_expression(column: Any, low: int = 0, high: int = latency.BUCKETS - 1) -> Any:
+    """``latency.bucket_of(column)`` in SQL: a binary search of nested CASEs, so a row costs five comparisons
+    rather than up to 31 (a flat CASE tries the edges in order); the edges are the same, so hourly and daily
+    series put every latency in the same bucket."""
+    if low == high:
+        return literal(low)
+    middle = (low + high + 1) // 2  # buckets below `middle` hold latencies under BOUNDS_MS[middle - 1]
+    return case(
+        (column < latency.BOUNDS_MS[middle - 1], bucket_expression(column, low, middle - 1)),
+        else_=bucket_expression(column, middle, high),
+    )
 
 
 def _int() -> Any:

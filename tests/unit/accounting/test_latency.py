@@ -18,7 +18,7 @@ from alembic import command
 from sqlalchemy import Connection
 
 from sluice.accounting import latency
-from sluice.accounting.analytics import Analytics, UsageFilter
+from sluice.accounting.analytics import Analytics, UsageFilter, bucket_expression
 from sluice.accounting.repository import UsageRepository
 from sluice.store.db import Database, alembic_config
 from sluice.store.models import UsageDaily, UsageRecord
@@ -197,6 +197,15 @@ async def test_a_bucket_of_failures_only_has_no_latency(tmp_path: Path) -> None:
     await database.close()
     for point in (daily[0], hourly[0]):
         assert point["requests"] == 1 and point["latency_p50_ms"] is None and point["latency_p95_ms"] is None
+
+
+async def test_the_sql_bucket_is_the_python_bucket_at_every_edge(db: Database) -> None:
+    values = [0.0, 10**9] + [b + d for b in latency.BOUNDS_MS for d in (-0.001, 0.0, 0.001)]
+    async with db.session() as session:
+        found = [
+            (await session.execute(sa.select(bucket_expression(sa.literal(v, sa.Float))))).scalar_one() for v in values
+        ]
+    assert found == [latency.bucket_of(v) for v in values]
 
 
 # --- migration 0007 -----------------------------------------------------------------------------------------

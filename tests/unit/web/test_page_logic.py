@@ -23,6 +23,7 @@ from sluice.web.conversations import ConversationStore, Message
 from sluice.web.cookies import SecureSessionCookie
 from sluice.web.pages_admin_audit import ALL, audit_params, image_text, scrub_deep
 from sluice.web.pages_admin_keys import expiry_value
+from sluice.web.pages_admin_ops import queue_rows
 from sluice.web.pages_chat import ordinal, queue_text
 from sluice.web.validation import cidr_problem, cidrs_problem, date_problem
 
@@ -299,3 +300,30 @@ def test_a_trusted_proxy_saying_https_makes_it_secure() -> None:
 def test_anyone_else_saying_https_is_not_believed() -> None:
     forged = {"client": ("203.0.113.9", 4000), "headers": [(b"x-forwarded-proto", b"https")]}
     assert b"secure" not in cookies_after(forged, ["10.0.0.0/24"])[b"session"]
+
+
+def test_queue_rows_break_waiting_down_by_class() -> None:
+    snapshot = {
+        "deployments": [
+            {
+                "deployment": "m#0:p/x",
+                "capacity": 2,
+                "in_flight": 2,
+                "waiting": 3,
+                "oldest_wait_ms": 2500.0,
+                "estimated_wait_ms": 900.0,
+                "classes": [
+                    {"name": "interactive", "waiting": 0, "oldest_wait_ms": None},
+                    {"name": "standard", "waiting": 2, "oldest_wait_ms": 2500.0},
+                    {"name": "batch", "waiting": 1, "oldest_wait_ms": 40.0},
+                ],
+                "tenants": [{"tenant": "w", "waiting": 3, "in_flight": 2}],
+            },
+            {"deployment": "idle", "capacity": 1, "in_flight": 0, "waiting": 0, "classes": []},
+        ]
+    }
+    busy, idle = queue_rows(snapshot)
+    assert busy["by_class"] == "standard 2, oldest 2.5 s · batch 1, oldest 0.0 s"
+    assert (busy["in_flight"], busy["waiting"], busy["estimated_wait_ms"]) == (2, 3, 900.0)
+    assert "tenants" not in busy and idle["by_class"] == "—"
+    assert queue_rows(None) == []
