@@ -323,6 +323,9 @@ class Settings(Strict):
     dev_mode: bool = False
     builtin_mock: bool = True  # expose the mock provider as model "mock-1"
     ui: bool = True  # the web UI at /ui (chat and admin panel)
+    # The UI session cookie's Secure flag: "auto" sets it for HTTPS requests (TLS, or X-Forwarded-Proto from a
+    # trusted proxy), "always" and "never" fix it.
+    ui_secure_cookie: Literal["auto", "always", "never"] = "auto"
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     key_cache: KeyCacheConfig = Field(default_factory=KeyCacheConfig)

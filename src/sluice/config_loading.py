@@ -62,6 +62,7 @@ _ENV_SHORTCUTS = {
     "SLUICE_MAX_BODY_BYTES": ["server", "max_body_bytes"],
     "SLUICE_BUILTIN_MOCK": ["builtin_mock"],
     "SLUICE_UI": ["ui"],
+    "SLUICE_UI_SECURE_COOKIE": ["ui_secure_cookie"],
     "SLUICE_JWT_SECRET": ["auth", "jwt_secret"],
     "SLUICE_REGISTRATION": ["auth", "registration"],
     "SLUICE_ADMIN_EMAIL": ["auth", "admin_email"],

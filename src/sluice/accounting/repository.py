@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sluice.accounting.latency import COLUMNS as LATENCY_COLUMNS
+from sluice.accounting.latency import bucket_of
 from sluice.store.models import UsageDaily, UsageRecord
 
 _RECORD_COLUMNS = frozenset(c.name for c in UsageRecord.__table__.columns)
@@ -21,6 +23,7 @@ _ROLLUP_SUMS = (
     "cached_tokens",
     "cost_nanos",
     "latency_ms_sum",
+    *LATENCY_COLUMNS,
 )
 _SCOPE_COLUMNS = {"key": UsageRecord.key_id, "user": UsageRecord.user_id, "workspace": UsageRecord.workspace_id}
 
@@ -100,6 +103,8 @@ class UsageRepository:
             for field in ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_nanos"):
                 t[field] += int(r[field])
             t["latency_ms_sum"] += float(r["latency_ms"])
+            if r["status"] < 400:  # the p50/p95 histogram counts answered requests only
+                t[LATENCY_COLUMNS[bucket_of(float(r["latency_ms"]))]] += 1
         if not totals:
             return
         table = UsageDaily.__table__

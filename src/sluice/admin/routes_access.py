@@ -265,23 +265,40 @@ async def put_settings(body: SettingsUpdate, caller: Admin) -> SettingsOut:
 @router.get("/audit", response_model=list[AuditOut], tags=["audit"])
 async def list_audit(
     caller: Owner,
-    since: datetime | None = None,
+    since: Annotated[datetime | None, Query(description="Events at or after this moment (with a time zone).")] = None,
+    until: Annotated[datetime | None, Query(description="Events before this moment (with a time zone).")] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
-    actor: Annotated[str | None, Query(max_length=200)] = None,
-    target_id: Annotated[str | None, Query(max_length=200)] = None,
+    actor: Annotated[str | None, Query(max_length=128, description="e.g. user:<id>, key:<prefix>, master")] = None,
+    target_type: Annotated[str | None, Query(max_length=32)] = None,
+    target_id: Annotated[str | None, Query(max_length=64)] = None,
+    workspace_id: Annotated[
+        str | None, Query(max_length=64, description="Gateway admins: one workspace's events.")
+    ] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Paging: events older than this id (the last page's last).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
-    """The newest changes first (owners: their workspace's), filtered by time, action, actor or target."""
-    if since is not None and since.tzinfo is None:
-        raise InvalidRequest("since needs a time zone (e.g. 2026-01-01T00:00:00Z).", param="since")
+    """Newest first. Owners see their own workspace's events only; naming another workspace finds nothing."""
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidRequest(f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z).", param=name)
+    if since is not None and until is not None and since >= until:
+        raise InvalidRequest("since must be before until.", param="since")
+    scope = caller.workspace_scope(workspace_id)
+    if not caller.is_admin and workspace_id not in (None, scope):
+        return []  # another workspace: nothing, exactly like a workspace without events
     async with caller.services.db.session() as session:
         rows = await audit_events(
             session,
-            workspace_id=caller.workspace_scope(),
+            workspace_id=scope,
             since=since,
+            until=until,
             action=action,
             actor=actor,
+            target_type=target_type,
             target_id=target_id,
+            before_id=before_id,
             limit=limit,
         )
         return [

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sluice.accounting.analytics import MAX_HOURLY_SPAN, Analytics, UsageFilter
 from sluice.accounting.export import CSV_COLUMNS, csv_row
@@ -50,6 +50,10 @@ class UsageBucket(BaseModel):
     completion_tokens: int
     cached_tokens: int
     cost_nanos: int
+    latency_p50_ms: float | None = Field(
+        None, description="Median latency of the bucket's successful requests (from a histogram; null: none)."
+    )
+    latency_p95_ms: float | None = Field(None, description="95th-percentile latency, likewise.")
 
 
 class Spender(BaseModel):

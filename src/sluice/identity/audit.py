@@ -68,21 +68,33 @@ async def audit_events(
     *,
     workspace_id: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
     action: str | None = None,
     actor: str | None = None,
+    target_type: str | None = None,
     target_id: str | None = None,
+    before_id: int | None = None,
     limit: int = 100,
 ) -> list[AuditEvent]:
-    """The newest events first, narrowed by whichever filters are given (the API and the CLI read it alike)."""
+    """The newest events first, narrowed by whichever filters are given (the API and the CLI read it alike).
+
+    ``before_id`` pages: the events older than the last one of the previous page.
+    """
     query = select(AuditEvent).order_by(AuditEvent.id.desc())
     if workspace_id is not None:
         query = query.where(AuditEvent.workspace_id == workspace_id)
     if since is not None:
         query = query.where(AuditEvent.at >= since)
-    if action is not None:
-        query = query.where(AuditEvent.action == action)
-    if actor is not None:
-        query = query.where(AuditEvent.actor == actor)
-    if target_id is not None:
-        query = query.where(AuditEvent.target_id == target_id)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
+    for column, value in (
+        (AuditEvent.action, action),
+        (AuditEvent.actor, actor),
+        (AuditEvent.target_type, target_type),
+        (AuditEvent.target_id, target_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if before_id is not None:
+        query = query.where(AuditEvent.id < before_id)
     return list((await session.execute(query.limit(limit))).scalars())

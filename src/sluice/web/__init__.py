@@ -35,11 +35,13 @@ def install_ui(api: FastAPI, services: Any) -> bool:
     storage.mkdir(parents=True, exist_ok=True)
     storage.chmod(0o700)  # sessions hold the users' refresh tokens
     os.environ.setdefault("NICEGUI_STORAGE_PATH", str(storage))
-    from nicegui import ui
+    from nicegui import app, ui
 
-    from sluice.web import pages_admin_access, pages_admin_models, pages_admin_ops, pages_auth, pages_chat, session
+    from sluice.web import session
+    from sluice.web.cookies import SecureSessionCookie
+    from sluice.web.pages import register_pages
 
-    del pages_admin_access, pages_admin_models, pages_admin_ops, pages_auth, pages_chat  # for their @ui.page routes
+    register_pages()
     session.CONTEXT = session.Context(self_url(settings.server.host, settings.server.port), services)
     # The session cookie is signed with a key derived from the JWT secret: stable across restarts and replicas.
     secret = hmac.new(services.accounts.codec.secret.encode(), b"sluice-ui-session", hashlib.sha256).hexdigest()
@@ -51,7 +53,11 @@ def install_ui(api: FastAPI, services: Any) -> bool:
         show_welcome_message=False,
         reconnect_timeout=10.0,
         binding_refresh_interval=None,  # no bindings are used: no 100 ms wake-ups for the life of the gateway
-        session_middleware_kwargs={"https_only": False, "same_site": "lax"},
+        session_middleware_kwargs={"https_only": settings.ui_secure_cookie == "always", "same_site": "lax"},
     )
+    if settings.ui_secure_cookie == "auto":
+        # Outermost in NiceGUI's app, so it sees the cookie the session middleware sets. The proxies are looked up
+        # per request: the authenticator's list is the one the gateway trusts right now.
+        app.add_middleware(SecureSessionCookie, proxies=lambda: services.gateway.authenticator.proxies)
     _INSTALLED = True
     return True

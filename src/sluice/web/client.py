@@ -115,12 +115,17 @@ class GatewayClient:
     async def admin(self, method: str, path: str, **kwargs: Any) -> Any:
         return await self.json(method, ADMIN + path, **kwargs)
 
-    async def stream_chat(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+    async def stream_chat(
+        self, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> AsyncIterator[StreamEvent]:
         """``/v1/chat/completions`` streamed; closing the iterator closes the connection (the gateway then
-        cancels the upstream request and frees the slot)."""
+        cancels the upstream request and frees the slot). ``headers`` go along (the chat page's request id)."""
         for attempt in range(2):
             async with self.http.stream(
-                "POST", "/v1/chat/completions", json={**body, "stream": True}, headers=self._headers()
+                "POST",
+                "/v1/chat/completions",
+                json={**body, "stream": True},
+                headers={**(headers or {}), **self._headers()},
             ) as response:
                 if response.status_code == 401 and attempt == 0 and await self._refresh():
                     continue

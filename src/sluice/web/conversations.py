@@ -1,4 +1,8 @@
-"""Chat history, per user: every query is scoped by the signed-in user's id, so nobody reads another's chats."""
+"""Chat history, per user: every query is scoped by the signed-in user's id, so nobody reads another's chats.
+
+One read reaches beyond the UI's own tables: the usage record of an answer the user just received, found by the
+request id the chat page chose for that request and only among the user's own records, to show its cost.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
+from sluice.accounting.prices import nanos_to_units
 from sluice.store.db import Database
-from sluice.store.models import ChatMessage, Conversation
+from sluice.store.models import ChatMessage, Conversation, UsageRecord
 from sluice.store.types import utcnow
 
 TITLE_LENGTH = 60
+NEW_CHAT = "New chat"  # a conversation's title (the column's default) until its first question names it
 
 
 @dataclass
@@ -68,11 +74,12 @@ class ConversationStore:
             rows = (await session.execute(query)).scalars()
             return [Message(r.role, r.content, r.usage) for r in rows]
 
-    async def append(self, conversation_id: str, message: Message) -> None:
+    async def append(self, conversation_id: str, message: Message) -> int | None:
+        """Add a message at the end; its position, or None when the conversation is not the user's."""
         async with self.db.session() as session:
             found = await session.get(Conversation, conversation_id)
             if found is None or found.user_id != self.user_id:
-                return
+                return None
             last = await session.execute(
                 select(func.max(ChatMessage.position)).where(ChatMessage.conversation_id == conversation_id)
             )
@@ -86,9 +93,40 @@ class ConversationStore:
                     usage=message.usage,
                 )
             )
-            if message.role == "user" and found.title == "New chat":
-                found.title = message.content.strip().splitlines()[0][:TITLE_LENGTH] or "New chat"
+            if message.role == "user" and found.title == NEW_CHAT:
+                found.title = message.content.strip().splitlines()[0][:TITLE_LENGTH] or NEW_CHAT
             found.updated_at = utcnow()
+        return position
+
+    async def set_usage(self, conversation_id: str, position: int, usage: dict[str, Any]) -> None:
+        """Replace the usage kept with one message (when its cost is known)."""
+        if await self.get(conversation_id) is None:
+            return
+        async with self.db.session() as session:
+            row = (
+                await session.execute(
+                    select(ChatMessage).where(
+                        ChatMessage.conversation_id == conversation_id, ChatMessage.position == position
+                    )
+                )
+            ).scalar_one_or_none()
+            if row is not None:
+                row.usage = usage
+
+    async def answer_usage(self, request_id: str) -> dict[str, Any] | None:
+        """Tokens and cost from the gateway's usage record of this user's request, once it has been shipped."""
+        query = select(UsageRecord).where(UsageRecord.request_id == request_id, UsageRecord.user_id == self.user_id)
+        async with self.db.session() as session:
+            record = (await session.execute(query.limit(1))).scalar_one_or_none()
+        if record is None:
+            return None
+        return {
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "cost": nanos_to_units(record.cost_nanos),
+            "estimated": record.estimated,
+            "request_id": request_id,
+        }
 
     async def truncate(self, conversation_id: str, keep: int) -> None:
         """Keep the first ``keep`` messages (for regenerate and edit-and-resend)."""

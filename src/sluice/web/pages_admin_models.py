@@ -12,14 +12,12 @@ from typing import Any
 from nicegui import ui
 
 from sluice.web.client import GatewayClient
-from sluice.web.layout import attempt, confirm, frame
-from sluice.web.pages_admin_access import table
+from sluice.web.layout import attempt, confirm, frame, table
 from sluice.web.session import require
 
 KINDS = ["openai", "anthropic", "ollama", "azure", "gemini", "mock"]
 
 
-@ui.page("/admin/models")
 async def models_page() -> None:
     client = require("admin")
     if client is None:

@@ -1,4 +1,4 @@
-"""Admin pages for operations: overview, usage (with CSV export), limits and spend, queues, models, audit log."""
+"""Admin pages for operations: overview, usage (with CSV export), limits and spend, queues."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any
 from nicegui import ui
 
 from sluice.web.client import ADMIN, GatewayClient, error_of
-from sluice.web.layout import attempt, frame, show_error
-from sluice.web.pages_admin_access import table
+from sluice.web.layout import attempt, frame, show_error, table
 from sluice.web.session import require, role_at_least
 
 
 def series_chart(rows: list[dict[str, Any]], title: str) -> None:
+    """Requests, tokens, cost and error rate, with p50/p95 latency on their own axis (ms)."""
     days = [r["bucket"] for r in rows]
     errors = [round(100 * r["errors"] / r["requests"], 2) if r["requests"] else 0 for r in rows]
     ui.echart(
@@ -21,19 +21,37 @@ def series_chart(rows: list[dict[str, Any]], title: str) -> None:
             "title": {"text": title, "textStyle": {"fontSize": 14}},
             "tooltip": {"trigger": "axis"},
             "legend": {"bottom": 0},
+            "grid": {"right": 110},
             "xAxis": {"type": "category", "data": days},
-            "yAxis": [{"type": "value"}, {"type": "value", "name": "%"}],
+            "yAxis": [
+                {"type": "value"},
+                {"type": "value", "name": "%"},
+                {"type": "value", "name": "ms", "offset": 50},
+            ],
             "series": [
                 {"name": "requests", "type": "bar", "data": [r["requests"] for r in rows]},
                 {"name": "tokens", "type": "line", "data": [r["prompt_tokens"] + r["completion_tokens"] for r in rows]},
                 {"name": "cost", "type": "line", "data": [r["cost_nanos"] / 1e9 for r in rows]},
                 {"name": "error rate", "type": "line", "yAxisIndex": 1, "data": errors},
+                {"name": "p50 latency", "type": "line", "yAxisIndex": 2, "data": latency_points(rows, "p50")},
+                {"name": "p95 latency", "type": "line", "yAxisIndex": 2, "data": latency_points(rows, "p95")},
             ],
         }
     ).classes("w-full h-80")
 
 
-@ui.page("/admin")
+OVERVIEW_SPANS = {"30 days, per day": ("day", 30 * 24), "48 hours, per hour": ("hour", 48)}
+
+
+def _z(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def latency_points(rows: list[dict[str, Any]], which: str) -> list[float | None]:
+    """One latency per bucket; None (a gap in the line) where a bucket had no successful request."""
+    return [r.get(f"latency_{which}_ms") for r in rows]
+
+
 async def overview_page() -> None:
     client = require("owner")
     if client is None:
@@ -51,8 +69,20 @@ async def overview_page() -> None:
             with ui.card():
                 ui.label(str(value)).classes("text-2xl font-bold")
                 ui.label(label).classes("text-sm text-gray-500")
-    series = await attempt(lambda: client.admin("GET", "/usage/series", params={"granularity": "day"})) or []
-    series_chart(series, "Requests, tokens, cost and error rate per day")
+    span = ui.toggle(list(OVERVIEW_SPANS), value="30 days, per day").mark("overview-span")
+    chart = ui.column().classes("w-full")
+
+    async def draw() -> None:
+        granularity, hours = OVERVIEW_SPANS[str(span.value)]
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        params = {"granularity": granularity, "start": _z(end - timedelta(hours=hours)), "end": _z(end)}
+        series = await attempt(lambda: client.admin("GET", "/usage/series", params=params)) or []
+        chart.clear()
+        with chart:
+            series_chart(series, f"Requests, tokens, cost, error rate and p50/p95 latency per {granularity}")
+
+    span.on_value_change(draw)
+    await draw()
     with ui.row().classes("w-full gap-4"):
         for by in ("model", "user", "key"):
             top = await attempt(_top(client, by)) or []
@@ -70,34 +100,44 @@ def _top(client: GatewayClient, by: str) -> Any:
     return call
 
 
+QUEUE_COLUMNS = ["deployment", "capacity", "in_flight", "waiting", "by_class", "oldest_wait_ms", "estimated_wait_ms"]
+
+
+def queue_rows(snapshot: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per deployment, its waiting requests broken down by priority class ('standard 2, oldest 1.5 s')."""
+    rows = []
+    for deployment in (snapshot or {}).get("deployments", []):
+        classes = []
+        for cls in deployment.get("classes") or []:
+            if cls.get("waiting"):
+                oldest = cls.get("oldest_wait_ms")
+                classes.append(
+                    f"{cls['name']} {cls['waiting']}" + (f", oldest {oldest / 1000:.1f} s" if oldest else "")
+                )
+        row = {name: deployment.get(name) for name in QUEUE_COLUMNS}
+        row["by_class"] = " · ".join(classes) or "—"
+        rows.append(row)
+    return rows
+
+
 async def queues_panel(client: GatewayClient) -> None:
-    area = ui.column().classes("w-full")
+    """The live queues: one table whose rows are replaced every 2 s (the page is not rebuilt)."""
+    empty = ui.label("No deployment with a capacity limit has seen traffic yet.").classes("text-gray-500")
+    shown = table([], QUEUE_COLUMNS, key="deployment").mark("queues")
 
     async def refresh() -> None:
         snapshot = await attempt(lambda: client.admin("GET", "/queues"))
-        area.clear()
-        with area:
-            if not snapshot:
-                return
-            rows = []
-            for deployment in snapshot.get("deployments", []):
-                row = {k: v for k, v in deployment.items() if not isinstance(v, (dict, list))}
-                row["waiting"] = (
-                    deployment.get("waiting")
-                    if not isinstance(deployment.get("waiting"), dict)
-                    else (", ".join(f"{k}: {v}" for k, v in deployment["waiting"].items()))
-                )
-                rows.append(row)
-            if rows:
-                table(rows, list(rows[0].keys()), key="deployment" if "deployment" in rows[0] else "id")
-            else:
-                ui.label("No deployment with a capacity limit has seen traffic yet.").classes("text-gray-500")
+        if snapshot is None:
+            return
+        rows = queue_rows(snapshot)
+        shown.rows = rows
+        shown.update()
+        empty.set_visibility(not rows)
 
     await refresh()
     ui.timer(2.0, refresh)
 
 
-@ui.page("/admin/queues")
 async def queues_page() -> None:
     client = require("owner")
     if client is None:
@@ -107,7 +147,6 @@ async def queues_page() -> None:
     await queues_panel(client)
 
 
-@ui.page("/admin/usage")
 async def usage_page() -> None:
     client = require("viewer")
     if client is None:
@@ -134,25 +173,22 @@ async def usage_page() -> None:
 
     async def show() -> None:
         totals = await attempt(lambda: client.admin("GET", "/usage", params=params()))
-        rows = await attempt(
-            lambda: client.admin(
-                "GET", "/usage/series", params={**params(), "granularity": "day", "group_by": group.value}
-            )
-        )
+        daily = {**params(), "granularity": "day"}
+        overall = await attempt(lambda: client.admin("GET", "/usage/series", params=daily))
+        rows = await attempt(lambda: client.admin("GET", "/usage/series", params={**daily, "group_by": group.value}))
         area.clear()
-        if totals is None or rows is None:
+        if totals is None or rows is None or overall is None:
             return
         with area:
             ui.label(
                 f"{totals['requests']} requests, {totals['errors']} errors, "
                 f"{totals['prompt_tokens'] + totals['completion_tokens']} tokens, cost {totals['cost']:.6f}"
             ).props("id=usage-totals")
-            series_chart(rows, f"Per day by {group.value}")
-            table(
-                rows,
-                ["bucket", "group", "requests", "errors", "prompt_tokens", "completion_tokens", "cost_nanos"],
-                key="bucket",
-            )
+            series_chart(overall, "Per day")
+            for row in rows:
+                row["row"] = f"{row['bucket']}/{row['group']}"
+            columns = ["bucket", "group", "requests", "errors", "prompt_tokens", "completion_tokens", "cost_nanos"]
+            table(rows, [*columns, "latency_p50_ms", "latency_p95_ms"], key="row").mark("usage-table")
 
     async def export() -> None:
         response = await client.request("GET", f"{ADMIN}/usage/export.csv", params=params())
@@ -174,7 +210,6 @@ def _next_day(value: str | None) -> str:
         return str(datetime.now(UTC).date() + timedelta(days=1))
 
 
-@ui.page("/admin/limits")
 async def limits_page() -> None:
     client = require("owner")
     if client is None:
@@ -218,26 +253,3 @@ async def limits_page() -> None:
                 ui.button("Save limits", on_click=save)
 
     ui.button("Load", on_click=load)
-
-
-@ui.page("/admin/audit")
-async def audit_page() -> None:
-    client = require("owner")
-    if client is None:
-        return
-    ui.page_title("Sluice · Audit log")
-    frame("Audit log")
-    action = ui.input("Action (e.g. key.create)")
-    area = ui.column().classes("w-full")
-
-    async def show() -> None:
-        params = {"limit": "200"}
-        if action.value:
-            params["action"] = action.value
-        events = await attempt(lambda: client.admin("GET", "/audit", params=params)) or []
-        area.clear()
-        with area:
-            table(events, ["at", "actor", "action", "target_type", "target_id", "workspace_id"])
-
-    ui.button("Filter", on_click=show)
-    await show()

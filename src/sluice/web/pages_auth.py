@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-from nicegui import app, ui
+from nicegui import ui
 
 from sluice.web.client import ADMIN, ApiError, error_of
 from sluice.web.layout import attempt, clear_errors, frame, show_error
-from sluice.web.session import context, gateway, require, sign_in
+from sluice.web.session import context, forget, gateway, require, sign_in
 
 
-@ui.page("/")
 def index() -> None:
     ui.navigate.to("/chat" if gateway() is not None else "/login")
 
 
-@ui.page("/login")
 def login_page() -> None:
     ui.page_title("Sluice · Sign in")
     with ui.card().classes("absolute-center w-96"):
         ui.label("Sign in to Sluice").classes("text-xl font-semibold")
-        email = ui.input("Email").props("autofocus type=email autocomplete=username").classes("w-full")
+        email = ui.input("Email").props("autofocus type=email autocomplete=username").classes("w-full").mark("email")
         password = (
             ui.input("Password", password=True, password_toggle_button=True)
             .props("autocomplete=current-password")
             .classes("w-full")
+            .mark("password")
         )
-        workspace = ui.input("Workspace id (optional)").classes("w-full")
+        workspace = ui.input("Workspace id (optional)").classes("w-full").mark("workspace")
         fields = {"email": email, "password": password, "workspace_id": workspace}
 
         async def submit() -> None:
@@ -48,7 +47,6 @@ def login_page() -> None:
         ui.link("Create an account", "/register")
 
 
-@ui.page("/register")
 def register_page() -> None:
     ui.page_title("Sluice · Create an account")
     with ui.card().classes("absolute-center w-96"):
@@ -82,7 +80,6 @@ def register_page() -> None:
         ui.link("I have an account", "/login")
 
 
-@ui.page("/pending")
 def pending_page() -> None:
     ui.page_title("Sluice · Waiting for approval")
     with ui.card().classes("absolute-center w-96"):
@@ -91,7 +88,6 @@ def pending_page() -> None:
         ui.link("Back to sign-in", "/login")
 
 
-@ui.page("/account")
 def account_page() -> None:
     client = require()
     if client is None:
@@ -100,22 +96,21 @@ def account_page() -> None:
     frame("Account")
     with ui.card().classes("w-96"):
         ui.label("Change password").classes("font-semibold")
-        current = ui.input("Current password", password=True).classes("w-full")
-        new = ui.input("New password (8+ characters)", password=True).classes("w-full")
+        current = ui.input("Current password", password=True).classes("w-full").mark("current-password")
+        new = ui.input("New password (8+ characters)", password=True).classes("w-full").mark("new-password")
         fields = {"current_password": current, "new_password": new}
 
         async def change() -> None:
             body = {"current_password": current.value, "new_password": new.value}
             if await attempt(lambda: client.admin("POST", "/auth/password", json=body), fields) is None:
                 return
-            app.storage.user.clear()
+            forget()
             ui.notify("Password changed: every session ends; sign in again.", type="positive")
             ui.navigate.to("/login")
 
         ui.button("Change password", on_click=change)
 
 
-@ui.page("/reset")
 def reset_page(token: str = "") -> None:
     """Set a new password with the single-use link an admin created."""
     ui.page_title("Sluice · Reset password")

@@ -1,17 +1,23 @@
 """The chat page: models the user may use, streamed answers, Stop, regenerate, edit and resend, a system prompt
-per conversation, conversations kept per user, the place in line while waiting, usage per answer on hover."""
+per conversation, conversations kept per user, the place in line while waiting, usage and cost per answer on hover.
+
+Each request carries a request id the page chose, so the answer's cost can be read from the gateway's own usage
+record of that request once it has been shipped to the database (about a second after the answer ends).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from typing import Any
 
 from nicegui import background_tasks, ui
 
+from sluice.web.answers import AnswerView, usage_text
 from sluice.web.client import ApiError, GatewayClient
-from sluice.web.conversations import ConversationStore, Message
-from sluice.web.layout import attempt, confirm, frame
+from sluice.web.conversations import NEW_CHAT, ConversationStore, Message
+from sluice.web.layout import attempt, confirm, frame, transient_dialog
 from sluice.web.session import context, me, require
 
 
@@ -29,17 +35,42 @@ def queue_text(entries: list[dict[str, Any]]) -> str:
     return f"{ordinal(int(first['position']))} in line, about {seconds} s"
 
 
-def usage_text(usage: dict[str, Any] | None) -> str:
-    if not usage:
-        return ""
-    return f"{usage.get('prompt_tokens', 0)} tokens in, {usage.get('completion_tokens', 0)} tokens out"
+COST_TRIES = 20  # looks for the answer's usage record, COST_PAUSE apart: the shipper writes every second
+COST_PAUSE = 0.5
+NO_USAGE = "no usage reported"
+
+
+class Bubble:
+    """One message on the page: its body, and for answers the usage tooltip (updated when usage arrives)."""
+
+    def __init__(self, message: Message) -> None:
+        align = "self-end bg-blue-100 dark:bg-blue-900" if message.role == "user" else "self-start"
+        with ui.card().classes(f"max-w-3xl {align}").props(f"data-role={message.role}"):
+            self.body = AnswerView(ui.column().classes("answer gap-1 w-full").mark(f"message-{message.role}"))
+            self.body.update(message.content)
+            self.tooltip: ui.tooltip | None = None
+            if message.role == "assistant":
+                with ui.row().classes("gap-1 items-center"):
+                    ui.button(icon="content_copy", on_click=lambda: ui.clipboard.write(message.content)).props(
+                        "flat dense size=sm aria-label='Copy answer'"
+                    )
+                    with ui.icon("info_outline").classes("text-gray-500").mark("usage"):
+                        self.tooltip = ui.tooltip(usage_text(message.usage) or NO_USAGE)
+
+    def show(self, content: str) -> None:
+        self.body.update(content)
+
+    def show_usage(self, usage: dict[str, Any] | None) -> None:
+        if self.tooltip is not None:
+            self.tooltip.set_text(usage_text(usage) or NO_USAGE)
 
 
 class ChatView:
-    def __init__(self, client: GatewayClient, store: ConversationStore, conversation_id: str) -> None:
+    def __init__(self, client: GatewayClient, store: ConversationStore, conversation_id: str, header: str) -> None:
         self.client = client
         self.store = store
         self.conversation_id = conversation_id
+        self.request_id_header = header
         self.history: list[Message] = []
         self.task: asyncio.Task[None] | None = None
         self.model: ui.select | None = None
@@ -48,21 +79,12 @@ class ChatView:
         self.status: ui.label | None = None
         self.stop_button: ui.button | None = None
         self.prompt: ui.textarea | None = None
+        self.title: ui.link | None = None  # this conversation's entry in the side drawer
 
-    def bubble(self, message: Message) -> ui.markdown:
+    def bubble(self, message: Message) -> Bubble:
         assert self.column is not None
         with self.column:
-            align = "self-end bg-blue-100 dark:bg-blue-900" if message.role == "user" else "self-start"
-            with ui.card().classes(f"max-w-3xl {align}").props(f"data-role={message.role}"):
-                text = ui.markdown(message.content, extras=["fenced-code-blocks", "tables"]).classes("answer")
-                if message.role == "assistant":
-                    with ui.row().classes("gap-1"):
-                        ui.button(icon="content_copy", on_click=lambda t=text: ui.clipboard.write(t.content)).props(
-                            "flat dense size=sm aria-label='Copy answer'"
-                        )
-                        info = ui.icon("info_outline").classes("text-gray-500")
-                        info.tooltip(usage_text(message.usage) or "no usage reported")
-        return text
+            return Bubble(message)
 
     def render(self) -> None:
         assert self.column is not None
@@ -81,36 +103,57 @@ class ChatView:
         if self.system.value:
             messages.insert(0, {"role": "system", "content": self.system.value})
         body = {"model": self.model.value, "messages": messages, "stream_options": {"include_usage": True}}
+        request_id = "ui-" + secrets.token_hex(12)
         reply = Message("assistant", "")
-        text = self.bubble(reply)
+        shown = self.bubble(reply)
         self.status.set_text("Waiting for the model…")
         assert self.column is not None
         with self.column:  # a background task has no slot of its own
             poller = ui.timer(1.0, self.poll_queue)
         self.streaming(True)
         try:
-            async for event in self.client.stream_chat(body):
+            async for event in self.client.stream_chat(body, {self.request_id_header: request_id}):
                 if event.text:
                     if poller.active:
                         poller.deactivate()
                         self.status.set_text("")
                     reply.content += event.text
-                    text.set_content(reply.content)
+                    shown.show(reply.content)
                 if event.usage is not None:
-                    reply.usage = event.usage
+                    reply.usage = {**event.usage, "request_id": request_id}
+                    shown.show_usage(reply.usage)
         except asyncio.CancelledError:
             reply.content += "\n\n*(stopped)*"
-            text.set_content(reply.content)
+            shown.show(reply.content)
         except ApiError as exc:
             reply.content = f"**Could not answer:** {exc.message}"
-            text.set_content(reply.content)
+            shown.show(reply.content)
         finally:
             poller.deactivate()
             self.status.set_text(usage_text(reply.usage))
             self.streaming(False)
             self.history.append(reply)
-            await self.store.append(self.conversation_id, reply)
+            position = await self.store.append(self.conversation_id, reply)
             self.task = None
+            if position is not None:
+                background_tasks.create(self.fill_cost(reply, position, request_id, shown), name="sluice-ui-cost")
+
+    async def fill_cost(self, reply: Message, position: int, request_id: str, shown: Bubble) -> None:
+        """Show (and keep) the answer's tokens and cost from the gateway's usage record once it is written.
+
+        A stopped or failed answer has a record too (what was generated is billed). If the record has not arrived
+        after the last try (the database is down; the record waits in the spool), the tokens streamed stay shown.
+        """
+        for _ in range(COST_TRIES):
+            recorded = await self.store.answer_usage(request_id)
+            if recorded is not None:
+                reply.usage = recorded
+                shown.show_usage(recorded)
+                if self.status is not None and self.task is None:
+                    self.status.set_text(usage_text(recorded))
+                await self.store.set_usage(self.conversation_id, position, recorded)
+                return
+            await asyncio.sleep(COST_PAUSE)
 
     async def poll_queue(self) -> None:
         assert self.status is not None
@@ -134,7 +177,12 @@ class ChatView:
         self.prompt.set_value("")
         message = Message("user", content)
         self.history.append(message)
+        untitled = self.title is not None and self.title.text == NEW_CHAT
         await self.store.append(self.conversation_id, message)
+        if untitled and self.title is not None:  # the first question names the conversation: show its new name
+            found = await self.store.get(self.conversation_id)
+            if found is not None:
+                self.title.set_text(found.title)
         self.bubble(message)
         self.start()
 
@@ -164,7 +212,6 @@ class ChatView:
         self.render()
 
 
-@ui.page("/chat")
 async def chat_page(c: str | None = None) -> None:
     client = require()
     if client is None:
@@ -181,7 +228,7 @@ async def chat_page(c: str | None = None) -> None:
     if conversation is None:
         existing = await store.all()
         conversation = existing[0] if existing else await store.create(names[0] if names else None)
-    view = ChatView(client, store, conversation.id)
+    view = ChatView(client, store, conversation.id, context().services.settings.server.request_id_header)
     view.history = await store.messages(conversation.id)
     frame("Chat")
 
@@ -197,9 +244,10 @@ async def chat_page(c: str | None = None) -> None:
                 link = ui.link(item.title, f"/chat?c={item.id}").classes("grow truncate")
                 if item.id == conversation.id:
                     link.classes("font-bold")
+                    view.title = link
 
                 def rename(item_id: str = item.id, title: str = item.title) -> None:
-                    with ui.dialog() as dialog, ui.card():
+                    with transient_dialog() as dialog, ui.card():
                         name = ui.input("Title", value=title).props("autofocus")
 
                         async def save() -> None:
@@ -229,6 +277,7 @@ async def chat_page(c: str | None = None) -> None:
                 )
                 .classes("w-64")
                 .props("id=model")
+                .mark("model")
             )
             view.model.on_value_change(lambda e: store.update(conversation.id, model=e.value))
             view.system = (
@@ -237,11 +286,12 @@ async def chat_page(c: str | None = None) -> None:
             view.system.on("blur", lambda: store.update(conversation.id, system_prompt=view.system.value or ""))
         view.column = ui.column().classes("w-full gap-2").props("id=messages")
         view.render()
-        view.status = ui.label("").classes("text-sm text-gray-500").props("id=status")
+        view.status = ui.label("").classes("text-sm text-gray-500").props("id=status").mark("status")
         view.prompt = (
             ui.textarea("Message", placeholder="Ask anything (Ctrl+Enter sends)")
             .classes("w-full")
             .props("autogrow id=prompt")
+            .mark("prompt")
         )
         view.prompt.on("keydown.ctrl.enter", view.send)
         with ui.row():

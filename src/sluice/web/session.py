@@ -39,9 +39,15 @@ def context() -> Context:
     return CONTEXT
 
 
+def forget() -> None:
+    """End the browser's sign-in; its preferences (dark mode) stay."""
+    for name in ("access", "refresh", "me"):
+        app.storage.user.pop(name, None)
+
+
 def _store(tokens: Tokens | None) -> None:
     if tokens is None:
-        app.storage.user.clear()
+        forget()
     else:
         app.storage.user.update(access=tokens.access, refresh=tokens.refresh)
 
@@ -105,7 +111,7 @@ async def sign_out() -> None:
     if client is not None:
         with contextlib.suppress(httpx.HTTPError):
             await client.request("POST", f"{ADMIN}/auth/logout")
-    app.storage.user.clear()
+    forget()
 
 
 def require(role: str = "viewer") -> GatewayClient | None:

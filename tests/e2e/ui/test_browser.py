@@ -11,73 +11,17 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import re
-import shutil
+import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.e2e.ui.browser import By, WebDriver, click, field, new_browser, no_secrets, retype, shot, sign_in, until
+from tests.e2e.ui.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, USER_EMAIL, USER_PASSWORD
 from tests.support.processes import SluiceProcess
 from tests.support.server import MASTER_KEY
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "ui"
-ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "admin-Password-0001"
-USER_EMAIL, USER_PASSWORD = "dana@example.com", "dana-Password-0001"
-WAIT = 20.0
-
-if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-    if os.environ.get("SLUICE_REQUIRE_SERVICES") == "1":
-        raise RuntimeError("Chromium and chromedriver are required (apt-get install -y chromium chromium-driver)")
-    pytest.skip(
-        "Chromium / chromedriver not installed (apt-get install -y chromium chromium-driver)", allow_module_level=True
-    )
-
-from selenium import webdriver  # noqa: E402 - only when a browser exists
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceProcess]:
-    config = {
-        "ui": True,
-        "logging": {"level": "warning", "access_log": False},
-        "auth": {"admin_email": ADMIN_EMAIL, "admin_password": ADMIN_PASSWORD, "registration": "invite"},
-        "providers": [
-            {"name": "slow", "kind": "mock", "mock": {"latency_ms": 50, "tokens_per_second": 25, "reply_tokens": 400}}
-        ],
-        "models": [
-            {"name": "slow-1", "deployments": [{"provider": "slow", "capacity": 2}]},
-            {"name": "one-slot", "deployments": [{"provider": "slow", "capacity": 1}]},
-        ],
-        "builtin_mock": False,
-    }
-    process = SluiceProcess(tmp_path_factory.mktemp("ui"), config).start()
-    yield process
-    process.stop()
-
-
-def new_browser() -> WebDriver:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(argument)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
 @pytest.fixture
@@ -85,56 +29,6 @@ def browser() -> Iterator[WebDriver]:
     driver = new_browser()
     yield driver
     driver.quit()
-
-
-def until(predicate: Callable[[], Any], what: str, seconds: float = WAIT) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def field(driver: WebDriver, label: str) -> WebElement:
-    return until(
-        lambda: driver.find_element(By.XPATH, f"//input[@aria-label='{label}'] | //textarea[@aria-label='{label}']"),
-        f"the field '{label}'",
-    )
-
-
-def click(driver: WebDriver, text: str) -> None:
-    button = until(
-        lambda: driver.find_element(By.XPATH, f"//button[.//span[normalize-space()='{text}']]"), f"the button '{text}'"
-    )
-    button.click()
-
-
-def shot(driver: WebDriver, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
-
-
-def sign_in(driver: WebDriver, base: str, email: str, password: str) -> None:
-    driver.get(f"{base}/ui/login")
-    field(driver, "Email").send_keys(email)
-    field(driver, "Password").send_keys(password)
-    click(driver, "Sign in")
-    until(lambda: driver.current_url.endswith("/ui/chat"), "the chat page after signing in")
-
-
-def no_secrets(driver: WebDriver, allowed: str | None = None) -> None:
-    html = driver.page_source
-    if allowed:
-        html = html.replace(allowed, "")
-    assert MASTER_KEY not in html
-    assert "eyJhbGciOi" not in html  # no JWT (access or refresh token) in the page
-    assert re.search(r"sk-sl-[A-Za-z0-9_-]{20,}", html) is None  # key prefixes only, never a whole key
-    assert "sl-inv-" not in html  # invitation tokens only in their one-time display
 
 
 def usage_rows(gateway: SluiceProcess) -> list[dict[str, str]]:
@@ -254,8 +148,6 @@ def test_pending_page_queue_place_regenerate_edit_and_conversations(gateway: Slu
         body = {"model": "one-slot", "messages": [{"role": "user", "content": "x"}], "max_tokens": 150}  # ~6 s
         httpx.post(f"{base}/v1/chat/completions", headers=master, json=body, timeout=60)
 
-    import threading
-
     holder = threading.Thread(target=occupy)
     holder.start()
     time.sleep(0.5)  # the holder has the slot
@@ -344,10 +236,11 @@ def test_admin_manages_models_edits_keys_and_resets_a_password(gateway: SluicePr
         ),
         "the edit dialog",
     )
-    name.clear()
-    name.send_keys("edited in the ui")
+    retype(name, "edited in the ui")
     click(browser, "Save")
     until(lambda: "edited in the ui" in browser.page_source, "the renamed key")
+    names = [k["name"] for k in httpx.get(f"{base}/admin/v1/keys", headers=master).json()]
+    assert "edited in the ui" in names  # exactly the new name, nothing of the old one left
 
     invite = httpx.post(f"{base}/admin/v1/invites", headers=master, json={"role": "member"}).json()["token"]
     forgetful = {"email": "sam@example.com", "password": "sam-Password-01", "invite_token": invite}

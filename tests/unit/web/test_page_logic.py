@@ -1,21 +1,31 @@
 """The UI's page logic without a browser: wording of the queue line and usage, error extraction, chat history
-scoping (a user never reads or changes another user's conversations)."""
+scoping (a user never reads or changes another user's conversations), Markdown split around code blocks, the
+checks forms run as you type, the audit page's query and secret-free images, the session cookie's Secure flag."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from sluice.accounting.repository import UsageRepository
 from sluice.config import sqlite_url
+from sluice.identity.network import TrustedProxies
 from sluice.store.db import Database
 from sluice.store.models import User
 from sluice.web import self_url
+from sluice.web.answers import Segment, fenced, split_fences, usage_text
 from sluice.web.client import error_of
 from sluice.web.conversations import ConversationStore, Message
-from sluice.web.pages_chat import ordinal, queue_text, usage_text
+from sluice.web.cookies import SecureSessionCookie
+from sluice.web.pages_admin_audit import ALL, audit_params, image_text, scrub_deep
+from sluice.web.pages_admin_keys import expiry_value
+from sluice.web.pages_admin_ops import queue_rows
+from sluice.web.pages_chat import ordinal, queue_text
+from sluice.web.validation import cidr_problem, cidrs_problem, date_problem
 
 
 @pytest.mark.parametrize(("n", "text"), [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"), (22, "22nd")])
@@ -29,9 +39,12 @@ def test_queue_line_names_the_place_and_the_estimate() -> None:
     assert queue_text([{"position": 1, "estimated_wait_ms": 0}]) == "1st in line, about 1 s"
 
 
-def test_usage_text() -> None:
+def test_usage_text_names_tokens_and_once_recorded_the_cost() -> None:
     assert usage_text(None) == ""
     assert usage_text({"prompt_tokens": 12, "completion_tokens": 34}) == "12 tokens in, 34 tokens out"
+    recorded = {"prompt_tokens": 12, "completion_tokens": 34, "cost": 0.00021, "estimated": False}
+    assert usage_text(recorded) == "12 tokens in, 34 tokens out · cost 0.000210"
+    assert usage_text({**recorded, "estimated": True}).endswith("(estimated tokens)")
 
 
 def test_errors_carry_the_gateways_message_and_field() -> None:
@@ -83,3 +96,234 @@ def test_conversations_are_private_to_their_user(tmp_path: Path) -> None:
         await db.close()
 
     asyncio.run(scenario())
+
+
+def test_an_answers_cost_is_read_from_its_own_users_usage_record_only(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = Database(sqlite_url(tmp_path))
+        await db.migrate()
+        async with db.session() as session:
+            session.add_all(
+                [User(id="ann", email="ann@x.io", password_hash="-"), User(id="bob", email="b@x.io", password_hash="-")]
+            )
+        record = {
+            "id": "u1",
+            "request_id": "ui-abc",
+            "created_ts": 1_790_000_000.0,
+            "finished_ts": 1_790_000_001.0,
+            "principal_kind": "user",
+            "key_id": None,
+            "user_id": "ann",
+            "workspace_id": "default",
+            "surface": "openai",
+            "endpoint": "chat",
+            "model": "m",
+            "deployment": "d",
+            "provider": "p",
+            "upstream_model": "m",
+            "stream": True,
+            "status": 499,
+            "error_type": "cancelled",
+            "prompt_tokens": 7,
+            "completion_tokens": 3,
+            "cached_tokens": 0,
+            "estimated": True,
+            "cost_nanos": 1_250_000,
+            "cache_hit": False,
+            "queue_wait_ms": 0.0,
+            "ttft_ms": None,
+            "latency_ms": 900.0,
+            "overhead_ms": None,
+        }
+        async with db.session() as session:
+            await UsageRepository(session).insert_new([record])
+        ann, bob = ConversationStore(db, "ann"), ConversationStore(db, "bob")
+        assert await bob.answer_usage("ui-abc") is None  # the id alone reveals nothing of someone else's
+        assert await ann.answer_usage("ui-missing") is None
+        usage = await ann.answer_usage("ui-abc")
+        assert usage == {
+            "prompt_tokens": 7,
+            "completion_tokens": 3,
+            "cost": 0.00125,
+            "estimated": True,
+            "request_id": "ui-abc",
+        }
+        chat = await ann.create("m")
+        position = await ann.append(chat.id, Message("assistant", "partial", {"prompt_tokens": 7}))
+        assert position == 1 and await bob.append(chat.id, Message("user", "x")) is None
+        await bob.set_usage(chat.id, 1, {"cost": 99})
+        await ann.set_usage(chat.id, 1, usage)
+        assert [m.usage for m in await ann.messages(chat.id)] == [usage]
+        await db.close()
+
+    asyncio.run(scenario())
+
+
+# --- Markdown around code blocks --------------------------------------------------------------------------------
+
+
+def test_prose_and_closed_code_blocks_come_apart_in_order() -> None:
+    text = "Try:\n```python\nprint(1)\n```\nthen\n~~~\nls -l\n~~~\n"
+    assert split_fences(text) == [
+        Segment("text", "Try:"),
+        Segment("code", "print(1)", "python"),
+        Segment("text", "then"),
+        Segment("code", "ls -l", ""),
+    ]
+
+
+def test_a_block_still_streaming_runs_to_the_end() -> None:
+    assert split_fences("Here:\n```js\nlet a = 1;\nlet b") == [
+        Segment("text", "Here:"),
+        Segment("code", "let a = 1;\nlet b", "js"),
+    ]
+    assert split_fences("Here:\n``") == [Segment("text", "Here:\n``")]  # not a fence (yet)
+
+
+def test_a_fence_closes_only_with_its_own_character_at_least_as_long() -> None:
+    text = "````md\n```\ninner\n```\n````\nafter"
+    assert split_fences(text) == [Segment("code", "```\ninner\n```", "md"), Segment("text", "after")]
+    assert split_fences("```\na\n~~~\nb") == [Segment("code", "a\n~~~\nb", "")]
+
+
+def test_plain_text_is_one_segment_and_blank_tails_are_dropped() -> None:
+    assert split_fences("just words\nand more") == [Segment("text", "just words\nand more")]
+    assert split_fences("```\nx\n```\n\n") == [Segment("code", "x", "")]
+    assert split_fences("") == []
+
+
+def test_a_block_is_fenced_again_longer_than_any_backticks_it_holds() -> None:
+    assert fenced(Segment("code", "a = 1", "py")) == "```py\na = 1\n```"
+    assert fenced(Segment("code", "use ```x``` here", "")) == "````\nuse ```x``` here\n````"
+
+
+# --- checks as you type -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [None, "", " ", "10.0.0.0/8", "192.168.1.7", "2001:db8::/32", " 10.1.0.0/16 "])
+def test_networks_that_pass(value: str | None) -> None:
+    assert cidr_problem(value) is None
+
+
+@pytest.mark.parametrize("value", ["10.0.0.0/33", "300.1.1.1", "ten", "10.0.0.0/8/8"])
+def test_networks_that_do_not(value: str) -> None:
+    assert cidr_problem(value) == "Enter a network such as 10.0.0.0/8"
+
+
+def test_a_list_of_networks_names_the_bad_one() -> None:
+    assert cidrs_problem("10.0.0.0/8, 192.168.0.0/16") is None
+    assert cidrs_problem("10.0.0.0/8, nope") == "'nope' is not a network (e.g. 10.0.0.0/8)"
+
+
+def test_days_and_expiries() -> None:
+    assert date_problem("") is None and date_problem("2027-01-31") is None
+    assert date_problem("31/01/2027") == "Use the form YYYY-MM-DD"
+    assert expiry_value("2027-01-31") == "2027-01-31T00:00:00Z"
+    assert expiry_value("  ") is None
+    assert expiry_value("soon") == "soon"  # sent as typed: the gateway's refusal names the field
+
+
+# --- the audit page ---------------------------------------------------------------------------------------------
+
+
+def test_audit_query_from_the_filter_fields() -> None:
+    values = {
+        "since": "2026-11-01",
+        "until": "2026-11-30",
+        "action": " key.create ",
+        "actor": "",
+        "target_type": "key",
+        "target_id": None,
+        "workspace_id": ALL,
+    }
+    assert audit_params(values, 41) == {
+        "limit": "50",
+        "action": "key.create",
+        "target_type": "key",
+        "since": "2026-11-01T00:00:00Z",
+        "until": "2026-12-01T00:00:00Z",  # the whole last day
+        "before_id": "41",
+    }
+    assert audit_params({"workspace_id": "w1", "since": "not a day"}, None) == {"limit": "50", "workspace_id": "w1"}
+
+
+def test_audit_images_never_show_secrets_at_any_depth() -> None:
+    image = {
+        "name": "k",
+        "key_hash": "abc",
+        "definition": {"api_key_value": "x", "base_url": "http://u", "nested": [{"password": "p", "ok": 1}]},
+    }
+    assert scrub_deep(image) == {"name": "k", "definition": {"base_url": "http://u", "nested": [{"ok": 1}]}}
+    assert "abc" not in image_text(image) and image_text(None) == "—"
+
+
+# --- the session cookie's Secure flag ---------------------------------------------------------------------------
+
+
+def cookies_after(scope_update: dict[str, Any], trusted: list[str]) -> dict[bytes, bytes]:
+    """The cookies (name → whole header) a request gets through the middleware; the app behind sets two."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"set-cookie", b"session=abc; path=/; httponly; samesite=lax"), (b"set-cookie", b"other=1")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    scope = {"type": "http", "scheme": "http", "client": ("203.0.113.9", 5000), "headers": [], **scope_update}
+    asyncio.run(SecureSessionCookie(app, lambda: TrustedProxies(trusted))(scope, receive, send))
+    return {value.split(b"=")[0]: value for name, value in sent[0]["headers"] if name == b"set-cookie"}
+
+
+def test_the_session_cookie_is_secure_on_https() -> None:
+    cookies = cookies_after({"scheme": "https"}, [])
+    assert cookies[b"session"].endswith(b"; secure") and cookies[b"other"] == b"other=1"
+
+
+def test_the_session_cookie_is_not_secure_on_plain_http() -> None:
+    assert b"secure" not in cookies_after({}, [])[b"session"]
+
+
+def test_a_trusted_proxy_saying_https_makes_it_secure() -> None:
+    proxied = {"client": ("10.0.0.2", 4000), "headers": [(b"x-forwarded-proto", b"https")]}
+    assert cookies_after(proxied, ["10.0.0.0/24"])[b"session"].endswith(b"; secure")
+    plain = {"client": ("10.0.0.2", 4000), "headers": [(b"x-forwarded-proto", b"http")]}
+    assert b"secure" not in cookies_after(plain, ["10.0.0.0/24"])[b"session"]
+
+
+def test_anyone_else_saying_https_is_not_believed() -> None:
+    forged = {"client": ("203.0.113.9", 4000), "headers": [(b"x-forwarded-proto", b"https")]}
+    assert b"secure" not in cookies_after(forged, ["10.0.0.0/24"])[b"session"]
+
+
+def test_queue_rows_break_waiting_down_by_class() -> None:
+    snapshot = {
+        "deployments": [
+            {
+                "deployment": "m#0:p/x",
+                "capacity": 2,
+                "in_flight": 2,
+                "waiting": 3,
+                "oldest_wait_ms": 2500.0,
+                "estimated_wait_ms": 900.0,
+                "classes": [
+                    {"name": "interactive", "waiting": 0, "oldest_wait_ms": None},
+                    {"name": "standard", "waiting": 2, "oldest_wait_ms": 2500.0},
+                    {"name": "batch", "waiting": 1, "oldest_wait_ms": 40.0},
+                ],
+                "tenants": [{"tenant": "w", "waiting": 3, "in_flight": 2}],
+            },
+            {"deployment": "idle", "capacity": 1, "in_flight": 0, "waiting": 0, "classes": []},
+        ]
+    }
+    busy, idle = queue_rows(snapshot)
+    assert busy["by_class"] == "standard 2, oldest 2.5 s · batch 1, oldest 0.0 s"
+    assert (busy["in_flight"], busy["waiting"], busy["estimated_wait_ms"]) == (2, 3, 900.0)
+    assert "tenants" not in busy and idle["by_class"] == "—"
+    assert queue_rows(None) == []

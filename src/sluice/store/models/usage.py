@@ -10,6 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sluice.store.models.base import Base
 from sluice.store.types import UTCDateTime
 
+# The roll-up's latency histogram: one counter column per bucket of sluice.accounting.latency.BOUNDS_MS.
+LATENCY_COLUMNS: tuple[str, ...] = tuple(f"latency_h{i:02d}" for i in range(32))
+
 
 class UsageRecord(Base):
     """What one request did and cost. ``id`` is Sluice's own id, unique per call, so replays never duplicate."""
@@ -74,6 +77,10 @@ class UsageDaily(Base):
     cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    # Successful requests per latency bucket. Counters in columns (not a JSON blob) so the roll-up's additive
+    # upsert keeps them exact when several replicas ship at once; the class namespace is filled from the list
+    # of names because 32 hand-written lines would only hide which bucket is which.
+    locals().update({name: mapped_column(Integer, default=0, nullable=False) for name in LATENCY_COLUMNS})
 
     __table_args__ = (
         UniqueConstraint("day", "workspace_id", "key_id", "user_id", "model", name="uq_usage_daily_dims"),
