@@ -56,7 +56,7 @@ def test_every_dashboard_metric_is_a_sample_name_metrics_exports(tmp_path: Path)
                 },
                 {"name": "b", "deployments": [{"provider": "up", "model": "other"}]},
             ],
-            "routing": {"max_attempts": 1},
+            "routing": {"max_attempts": 2},  # one budget per request: m's deployment, then the fallback b
             "breaker": {"consecutive_failures": 1, "open_seconds": 600},
             "health": {"interval_seconds": 60},
             "limits": {"defaults": {"key": {"rpm": 1}}},

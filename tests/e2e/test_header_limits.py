@@ -23,6 +23,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SluiceServer
             "server": {"max_header_count": MAX_COUNT, "max_header_bytes": MAX_BYTES},
             "providers": [{"name": "oa", "kind": "openai", "base_url": fake.base_url}],
             "models": [{"name": "gpt", "deployments": [{"provider": "oa", "model": "gpt-fake"}]}],
+            "health": {"interval_seconds": 0},  # no background model-list probes among what the fake records
         }
         with SluiceServer(make_settings(Path(tmp_path_factory.mktemp("gw")), config)) as gateway:
             yield gateway, fake

@@ -191,7 +191,8 @@ def test_retries_fallbacks_and_circuit_state_are_counted(tmp_path: Path) -> None
                 {"name": "backup", "deployments": [{"provider": "up", "model": "c"}]},
             ],
             "observability": {"metrics_token": METRICS_TOKEN},
-            "routing": {"max_attempts": 2, "backoff_base": 0.001},
+            # One budget of attempts per request, fallbacks included: a, b, then backup's c.
+            "routing": {"max_attempts": 3, "backoff_base": 0.001},
             "breaker": {"consecutive_failures": 1, "open_seconds": 600},  # one failure opens a circuit
         }
         with SluiceServer(make_settings(tmp_path, config)) as server:

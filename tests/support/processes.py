@@ -26,6 +26,7 @@ import yaml
 from tests.support.server import JWT_SECRET, MASTER_KEY, free_port
 
 START_TIMEOUT = 30.0
+STOP_TIMEOUT = 45.0
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -102,7 +103,14 @@ class SluiceProcess:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
+            try:
+                # Longer than uvicorn's own graceful shutdown (30 s) plus the lifespan's: a SIGTERM that does not
+                # end the process in that time is a hang worth reporting, not a slow machine.
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)  # never leave a process behind for the next test
+                raise TimeoutError(f"sluice did not exit {STOP_TIMEOUT} s after signal {sig}:\n{self.log()}") from None
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)

@@ -140,6 +140,11 @@ class World:
             self.admin("PUT", f"/limits/workspace/{self.home}", json={"rpm": 100_000})
         return self.home
 
+    def role_defaults(self, method: str) -> str:
+        if method == "DELETE":  # something to delete
+            self.admin("PUT", "/limits/roles/viewer", json={"rpm": 100_000})
+        return "viewer"
+
     def model(self, method: str) -> str:
         if method == "GET":
             return "mock-1"
@@ -166,6 +171,7 @@ class World:
             "rule_id": self.rule,
             "scope": lambda: "workspace",
             "scope_id": lambda: self.limits_scope(method),
+            "role": lambda: self.role_defaults(method),
             "name": lambda: self.model(method) if path.startswith("/models") else self.provider(method),
         }
 
@@ -265,6 +271,8 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("PUT", "/settings"): lambda w, c: {"registration": "approval"},
     ("PUT", "/limits/{scope}/{scope_id}"): lambda w, c: {"rpm": 100_000},
     ("DELETE", "/limits/{scope}/{scope_id}"): lambda w, c: None,
+    ("PUT", "/limits/roles/{role}"): lambda w, c: {"rpm": 100_000},
+    ("DELETE", "/limits/roles/{role}"): lambda w, c: None,
     ("PUT", "/models/{name}"): lambda w, c: {"definition": {"deployments": [{"provider": "mock"}]}},
     ("DELETE", "/models/{name}"): lambda w, c: None,
     ("PUT", "/providers/{name}"): lambda w, c: {"definition": {"kind": "mock"}},

@@ -56,7 +56,8 @@ def shape_of(path: str, body: Any) -> str:
     if path.startswith(PREFIX):
         assert body["error"]["type"] == "authentication" and isinstance(body["error"]["message"], str)
         return "admin"
-    if path.startswith("/v1/messages"):
+    # The model list answers in Anthropic's shape for callers that send anthropic-version, as these do.
+    if path.startswith(("/v1/messages", "/v1/models")):
         assert body["type"] == "error" and body["error"]["type"] == "authentication_error"
         return "anthropic"
     if path.startswith("/v1/"):
