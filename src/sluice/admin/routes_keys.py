@@ -18,10 +18,10 @@ from sluice.admin.schemas import KeyCreate, KeyCreated, KeyOut, KeyUpdate
 from sluice.errors import InvalidRequest, NotFound, PermissionDenied
 from sluice.identity.audit import audit
 from sluice.identity.changes import check_expiry, edit_key, key_image, key_role
+from sluice.identity.changes import revoke_key as revoke
 from sluice.identity.keys import generate_key, hash_key, visible_prefix
 from sluice.identity.network import parse_network
 from sluice.store.models import ApiKey, IpRule, Membership, User, Workspace
-from sluice.store.types import utcnow
 
 router = APIRouter(tags=["keys"])
 
@@ -183,18 +183,6 @@ async def update_key(key_id: str, body: KeyUpdate, caller: Annotated[Caller, Dep
 async def revoke_key(key_id: str, caller: Annotated[Caller, Depends(requires("member"))]) -> KeyOut:
     async with caller.services.db.session() as session:
         key = await visible_key(session, caller, key_id)
-        before = key_image(key)
-        if key.revoked_at is None:
-            key.revoked_at = utcnow()
-        audit(
-            session,
-            caller.actor,
-            "key.revoke",
-            "key",
-            key.id,
-            workspace_id=key.workspace_id,
-            before=before,
-            after=key_image(key),
-        )
+        revoke(session, caller.actor, key)
     await caller.services.invalidation.publish("key", key.key_hash)
     return key_out(key)

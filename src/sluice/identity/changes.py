@@ -189,6 +189,24 @@ async def update_workspace(session: AsyncSession, actor: Actor, ws: Workspace, c
     )
 
 
+def revoke_key(session: AsyncSession, actor: Actor, key: ApiKey) -> None:
+    """Revoke a key (audited); revoking a revoked key changes nothing and records nothing."""
+    if key.revoked_at is not None:
+        return
+    before = key_image(key)
+    key.revoked_at = utcnow()
+    audit(
+        session,
+        actor,
+        "key.revoke",
+        "key",
+        key.id,
+        workspace_id=key.workspace_id,
+        before=before,
+        after=key_image(key),
+    )
+
+
 def edit_key(session: AsyncSession, actor: Actor, key: ApiKey, changes: Mapping[str, Any]) -> None:
     """Name, allowed models (``None``: every model), priority class, expiry (``None``: never), response caching
     (``None``: as the model says)."""

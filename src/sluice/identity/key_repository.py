@@ -9,7 +9,6 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sluice.store.models import ApiKey
-from sluice.store.types import utcnow
 
 
 class KeyRepository:
@@ -45,10 +44,6 @@ class KeyRepository:
         if not include_revoked:
             query = query.where(ApiKey.revoked_at.is_(None))
         return (await self.session.execute(query)).scalars().all()
-
-    async def revoke(self, key: ApiKey) -> None:
-        key.revoked_at = utcnow()
-        await self.session.flush()
 
     async def touch(self, last_used: dict[str, datetime]) -> None:
         """Record last-use times collected off the hot path (one statement per key, one transaction)."""

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sluice.errors import NotFound
 from sluice.identity.audit import CLI_ACTOR, Actor, audit
 from sluice.identity.changes import edit_key, key_image
+from sluice.identity.changes import revoke_key as revoke
 from sluice.identity.key_repository import KeyRepository
 from sluice.identity.keys import generate_key, hash_key, visible_prefix
 from sluice.store.db import Database
@@ -94,19 +95,7 @@ async def revoke_key(db: Database, ident: str, actor: Actor = CLI_ACTOR) -> ApiK
         key = await repo.by_id_or_prefix(ident)
         if key is None:
             raise NotFound(f"No API key with id or prefix {ident!r}.")
-        if key.revoked_at is None:
-            before = key_image(key)
-            await repo.revoke(key)
-            audit(
-                session,
-                actor,
-                "key.revoke",
-                "key",
-                key.id,
-                workspace_id=key.workspace_id,
-                before=before,
-                after=key_image(key),
-            )
+        revoke(session, actor, key)
         return key
 
 

@@ -87,7 +87,9 @@ async def user(gateway: SluiceServer, tmp_path: Path) -> AsyncIterator[User]:
     """A simulated browser on the UI, whose pages talk to ``gateway`` over loopback HTTP."""
     # The chat history lives in the gateway's database; this loop gets its own engine on the same file.
     db = Database(gateway.settings.database_url or sqlite_url(gateway.settings.data_dir))
-    session.CONTEXT = session.Context(gateway.url, SimpleNamespace(db=db, settings=gateway.settings))
+    # The pages read the trusted-proxies rule (pure) from the gateway's authenticator to vouch for the browser.
+    services = SimpleNamespace(db=db, settings=gateway.settings, gateway=gateway.services.gateway)
+    session.CONTEXT = session.Context(gateway.url, services)
     Storage.path = tmp_path / "ui-storage"  # the user storage of this test only (the sessions' tokens)
     app.storage = Storage()
     # On leaving, NiceGUI's simulation drops the page functions' modules (and their parent packages) from
