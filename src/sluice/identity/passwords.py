@@ -6,6 +6,8 @@ same and answer alike.
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -18,7 +20,12 @@ MAX_PASSWORD_LENGTH = 1024
 _hasher = PasswordHasher(
     time_cost=TIME_COST, memory_cost=MEMORY_KIB, parallelism=PARALLELISM, hash_len=32, salt_len=16, type=Type.ID
 )
-_DUMMY_HASH = _hasher.hash("sluice-dummy-password-for-unknown-users")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown users (made on first use: hashing costs ~40 ms, not at import)."""
+    return _hasher.hash("sluice-dummy-password-for-unknown-users")
 
 
 def hash_password(password: str) -> str:
@@ -28,7 +35,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """True if ``password`` matches; an absent hash is checked against a dummy so timing does not tell."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aio_pika.exceptions import AMQPError
 from fastapi import APIRouter, Request
@@ -13,9 +13,8 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from sluice.scheduling.rabbitmq import RabbitBackend
-
 if TYPE_CHECKING:
+    from sluice.scheduling.rabbitmq import RabbitBackend
     from sluice.services import Services
 
 router = APIRouter(tags=["health"])
@@ -39,9 +38,8 @@ async def ready(request: Request) -> JSONResponse:
     probes: dict[str, Callable[[], Awaitable[Any]]] = {"database": services.db.ping}
     if services.redis is not None:
         probes["redis"] = services.redis.ping
-    backend = services.gateway.scheduler.backend
-    if isinstance(backend, RabbitBackend):
-        probes["rabbitmq"] = backend.ping
+    if services.settings.scheduling.backend == "rabbitmq":
+        probes["rabbitmq"] = cast("RabbitBackend", services.gateway.scheduler.backend).ping
     # Concurrently, so the probe takes as long as the slowest dependency, never the sum.
     results = await asyncio.gather(*(_check(probe) for probe in probes.values()))
     checks: dict[str, Any] = dict(zip(probes, results, strict=True))
