@@ -89,6 +89,14 @@ class Child:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process (all its threads) so far, from /proc/<pid>/stat."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         """Resident memory from /proc/<pid>/status (VmRSS), in MiB."""
         try:

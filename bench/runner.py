@@ -111,6 +111,7 @@ def _measure(measured: list[Measured], options: Options, pins: Pinning, tmp: Pat
         for scenario in options.scenarios:
             for m in order:
                 if scenario == STREAM_SCENARIO:
+                    _quiesce(measured, log)
                     stream = measure_ttft(m.target.stream_port, m.target.key, options.stream_requests)
                     m.streams.append(stream)
                     log(f"[{round_no + 1}] {m.target.name:<14} stream: first event p50 {stream.ttft_p50_ms:.3f} ms")
@@ -118,7 +119,27 @@ def _measure(measured: list[Measured], options: Options, pins: Pinning, tmp: Pat
                 key = m.target.key
                 if key not in scripts:
                     scripts[key] = write_script(tmp / f"load-{len(scripts)}.lua", payloads.chat_request(), key)
+                _quiesce(measured, log)
                 _load_point(m, LOAD_SCENARIOS[scenario], scripts[key], options, pins, f"[{round_no + 1}]", log)
+
+
+# Every proxy under test shares one pinned CPU, and Sluice keeps working after a load point ends (its usage
+# shipper moves the spooled records to the database). A point measured while another target still works would
+# be charged for that target's work, so each point starts once all of them are idle (or after a bounded wait).
+QUIET_WINDOW = 0.5  # seconds over which idleness is judged (CPU time is counted in 10 ms ticks)
+QUIET_SHARE = 0.15  # of one CPU, summed over every proxy process (an idle Sluice uses about 0.005)
+QUIET_TIMEOUT = 30.0
+
+
+def _quiesce(measured: list[Measured], log: Log) -> None:
+    children = [m.target.process for m in measured if m.target.process is not None]
+    deadline = time.monotonic() + QUIET_TIMEOUT
+    while time.monotonic() < deadline:
+        before = sum(c.cpu_seconds() for c in children)
+        time.sleep(QUIET_WINDOW)
+        if sum(c.cpu_seconds() for c in children) - before <= QUIET_SHARE * QUIET_WINDOW:
+            return
+    log(f"the proxies were still busy {QUIET_TIMEOUT:g} s after the last point; measuring anyway")
 
 
 def _load_point(m: Measured, conc: int, script: Path, options: Options, pins: Pinning, tag: str, log: Log) -> None:
