@@ -56,6 +56,7 @@ def _ratio_rows(doc: dict[str, Any], top: str) -> list[list[str]]:
     for name, d in doc["derived"].items():
         t = by_name[name]
         base = f"{_num(d['c64_vs_baseline'], '.2f')} of {t['baseline']}" if t["baseline"] else NONE
+        capacity = f"{_num(d.get('cpu_capacity_vs_baseline'), '.2f')} of {t['baseline']}" if t["baseline"] else NONE
         rows.append(
             [
                 f"**{name}**",
@@ -64,7 +65,9 @@ def _ratio_rows(doc: dict[str, Any], top: str) -> list[list[str]]:
                 _num(d["ttft_added_ms"], "+.3f"),
                 _num(t["rss_idle_mb"], ".0f"),
                 _num(t["startup_s"], ".2f"),
+                _num(d.get("cpu_us_c64"), ".0f"),
                 base,
+                capacity,
             ]
         )
     return rows
@@ -122,7 +125,9 @@ def markdown(doc: dict[str, Any]) -> str:
         "first event added ms",
         "idle RSS MB",
         "start-up s",
-        f"c={top} vs baseline",
+        f"CPU µs/request at c={top}",
+        f"c={top} req/s vs baseline",
+        "capacity (CPU) vs baseline",
     ]
     out += _table(head, _ratio_rows(doc, top))
     if doc["checks"]:

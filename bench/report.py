@@ -27,6 +27,11 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return _median(known) if known else None
+
+
 def _target_json(m: Measured) -> dict[str, Any]:
     t = m.target
     load = {
@@ -35,6 +40,7 @@ def _target_json(m: Measured) -> dict[str, Any]:
             "p50_ms": _median([r.p50_ms for r in rounds]),
             "p99_ms": _median([r.p99_ms for r in rounds]),
             "errors": sum(r.errors for r in rounds),
+            "cpu_us": _median_or_none([r.cpu_us_per_request for r in rounds]),
             "rounds": [r.to_json() for r in rounds],
         }
         for conc, rounds in sorted(m.load.items())
@@ -82,11 +88,17 @@ def _derive(targets: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]
         ttft, ttft_direct = _get(t, "stream", "ttft_p50_ms"), _get(direct, "stream", "ttft_p50_ms")
         base = by_name.get(t["baseline"]) if t["baseline"] else None
         rps_base = _get(base, "load", str(TOP), "rps")
+        cpu, cpu_base = _get(t, "load", str(TOP), "cpu_us"), _get(base, "load", str(TOP), "cpu_us")
+        cpu_floor = _get(floor, "load", str(TOP), "cpu_us")
         out[t["name"]] = {
             "added_p50_c1_ms": p50 - p50_direct if p50 is not None and p50_direct is not None else None,
             "c64_vs_floor": rps / rps_floor if rps is not None and rps_floor else None,
             "ttft_added_ms": ttft - ttft_direct if ttft is not None and ttft_direct is not None else None,
             "c64_vs_baseline": rps / rps_base if rps is not None and rps_base else None,
+            "cpu_us_c64": cpu,
+            "cpu_capacity_vs_floor": cpu_floor / cpu if cpu and cpu_floor is not None else None,
+            # Capacity against the baseline from CPU per request (1/CPU is the throughput of a saturated core).
+            "cpu_capacity_vs_baseline": cpu_base / cpu if cpu and cpu_base is not None else None,
         }
     return out
 
@@ -137,6 +149,14 @@ def _checks(targets: list[dict[str, Any]], derived: dict[str, dict[str, float | 
                 _lt(ttft, TTFT_ADDED_MAX_MS),
                 ".3f",
             ),
+            _check(
+                name,
+                f"c={TOP} capacity (CPU per request) / floor",
+                d["cpu_capacity_vs_floor"],
+                f">= {FLOOR_RATIO_ISSUE:.0%} (issue)",
+                _ge(d["cpu_capacity_vs_floor"], FLOOR_RATIO_ISSUE),
+                ".2f",
+            ),
             _check(name, "idle RSS (MB)", rss, f"< {IDLE_RSS_MAX_MB:g}", _lt(rss, IDLE_RSS_MAX_MB), ".0f"),
             _check(
                 name,
@@ -148,7 +168,8 @@ def _checks(targets: list[dict[str, Any]], derived: dict[str, dict[str, float | 
             ),
         ]
         if t["baseline"]:
-            checks.append(
+            capacity = d["cpu_capacity_vs_baseline"]
+            checks += [
                 _check(
                     name,
                     f"c={TOP} throughput / {t['baseline']}",
@@ -156,8 +177,16 @@ def _checks(targets: list[dict[str, Any]], derived: dict[str, dict[str, float | 
                     f">= {1 - BASELINE_TOLERANCE:.2f}",
                     _ge(vs_base, 1 - BASELINE_TOLERANCE),
                     ".2f",
-                )
-            )
+                ),
+                _check(
+                    name,
+                    f"c={TOP} capacity (CPU per request) / {t['baseline']}",
+                    capacity,
+                    f">= {1 - BASELINE_TOLERANCE:.2f}",
+                    _ge(capacity, 1 - BASELINE_TOLERANCE),
+                    ".2f",
+                ),
+            ]
     return checks
 
 

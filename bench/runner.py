@@ -146,7 +146,11 @@ def _load_point(m: Measured, conc: int, script: Path, options: Options, pins: Pi
     threads = options.threads or max(1, len(pins.load))
     if options.warmup > 0:
         run_wrk(m.target.port, script, conc, options.warmup, threads, pins.load)
+    process = m.target.process
+    cpu_before = process.cpu_seconds() if process is not None else 0.0
     result = run_wrk(m.target.port, script, conc, options.duration, threads, pins.load)
+    if process is not None and result.requests:
+        result.cpu_us_per_request = (process.cpu_seconds() - cpu_before) * 1e6 / result.requests
     m.load.setdefault(conc, []).append(result)
     rss = ""
     if m.target.process is not None:

@@ -45,6 +45,9 @@ class LoadResult:
     max_ms: float
     errors: int  # connect/read/write errors, timeouts and non-2xx answers
     rss_after_mb: float | None = None  # the proxy's resident memory right after this point
+    # The proxy process's own CPU time (all threads) per answered request during the point: what a request costs
+    # the proxy, unaffected by how much of the CPU the machine gives it at that moment.
+    cpu_us_per_request: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
