@@ -40,6 +40,7 @@ class Target:
     startup_s: float | None = None
     rss_idle_mb: float | None = None
     baseline: str | None = None
+    tolerance: float = 0.10  # how far below its baseline's c=64 throughput this target may fall
 
 
 @dataclass
@@ -153,6 +154,7 @@ def start_sluice(procs: Processes, pins: Pinning, up: UpstreamPorts, variant: Va
     )
     startup = time.perf_counter() - spawned
     target = Target(variant.name, "sluice", variant.description, port, port, key, child, baseline=variant.baseline)
+    target.tolerance = variant.tolerance
     target.startup_s = startup
     target.rss_idle_mb = child.rss_mb()
     return target

@@ -5,13 +5,15 @@ many replicas serve it. Reservations carry a lease; a replica that dies with res
 expire, and the next admission in that scope gives them back. When Redis cannot be reached the store raises
 :class:`StoreUnavailable` at once for a short back-off instead of making every request wait for a timeout.
 
-Settlements that found Redis down are replayed later through :meth:`RedisLimitStore.settle_many` (one pipelined
-round trip per batch); the settle script's per-call marker makes a replay harmless, and its ``loaded_at`` check
-keeps a counter that was reloaded from the records meanwhile from counting a call twice.
+Script calls go through a :class:`ScriptBatcher`, so concurrent admissions and settlements share pipelined round
+trips. Settlements that found Redis down are replayed later through :meth:`RedisLimitStore.settle_many` (one
+pipelined round trip per batch); the settle script's per-call marker makes a replay harmless, and its
+``loaded_at`` check keeps a counter that was reloaded from the records meanwhile from counting a call twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from sluice.limits.periods import Periods
 from sluice.limits.policy import Scope
+from sluice.limits.redis_batch import LuaScript, ScriptBatcher
 from sluice.limits.redis_scripts import INIT_SPENT, RESERVE, SETTLE
 from sluice.limits.store import Admitted, Denial, LimitName, Quota, Reservation, Settlement, StoreUnavailable
 
@@ -50,9 +53,10 @@ class RedisLimitStore:
         self.tz = tz
         self.periods = Periods(tz)
         self._load_spent = load_spent
-        self._reserve = redis.register_script(RESERVE)
-        self._settle = redis.register_script(SETTLE)
-        self._init = redis.register_script(INIT_SPENT)
+        self.batcher = ScriptBatcher(redis)
+        self._reserve = LuaScript.of(RESERVE)
+        self._settle = LuaScript.of(SETTLE)
+        self._init = LuaScript.of(INIT_SPENT)
         self._clock = clock
         self._down_until = 0.0
 
@@ -70,11 +74,11 @@ class RedisLimitStore:
         self._down_until = self._clock() + DOWN_BACKOFF
         return StoreUnavailable(str(exc) or type(exc).__name__)
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _call(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
         self._check_up()
         try:
-            return await script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
+            return await self.batcher.call(script, keys, args)
+        except (RedisError, OSError) as exc:  # READONLY, OOM and LOADING refusals too: Redis cannot serve now
             raise self._went_down(exc) from exc
 
     async def reserve(self, reservation: Reservation, now: float) -> Admitted | Denial:
@@ -162,21 +166,17 @@ class RedisLimitStore:
         if not settlements:
             return
         self._check_up()
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for s in settlements:
-                    keys, args = self._settle_arguments(s)
-                    await self._settle(keys=keys, args=args, client=pipe)
-                results = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
-            raise self._went_down(exc) from exc
+        calls = (self.batcher.call(self._settle, *self._settle_arguments(s)) for s in settlements)
+        results = await asyncio.gather(*calls, return_exceptions=True)
         for s, result in zip(settlements, results, strict=True):
             if isinstance(result, ResponseError):
                 # Redis answered and refused this one (not an outage): retrying cannot help, and keeping it
                 # would stall every later replay.
                 log.error("deferred limit settlement refused by redis", usage_id=s.reservation.id, error=str(result))
-            elif isinstance(result, Exception):
+            elif isinstance(result, (RedisError, OSError)):
                 raise self._went_down(result) from result
+            elif isinstance(result, BaseException):
+                raise result
 
     async def spent(self, scope: Scope, now: float) -> int:
         start, end, period = self.periods.current(scope.limits.period, now)
