@@ -113,6 +113,7 @@ VARIANTS: list[Variant] = [
         "the web UI mounted, as by default (vs sluice-ui-off)",
         env={"SLUICE_UI": "1"},
         baseline="sluice-ui-off",
+        tolerance=0.05,
     ),
     Variant("sluice-quiet", "metrics, timing headers and the access log off", config=lambda _up: _QUIET),
     Variant(
