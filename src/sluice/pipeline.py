@@ -26,6 +26,7 @@ from sluice.identity.authenticate import Authenticator
 from sluice.identity.principal import Principal
 from sluice.limits.service import Limiter, quota_headers
 from sluice.limits.store import Reservation
+from sluice.observability.access import ACCESS
 from sluice.observability.metrics import Metrics
 from sluice.observability.tracing import Tracing
 from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
@@ -36,7 +37,6 @@ from sluice.server.exchange import Exchange
 
 T = TypeVar("T")
 
-access_log = structlog.get_logger("sluice.access")
 log = structlog.get_logger("sluice.pipeline")
 
 
@@ -295,7 +295,7 @@ class Gateway:
         self.metrics.observe(call, call.finished)
         if self.tracing is not None:
             self.tracing.end(call)
-        if self.access_log:
+        if self.access_log and ACCESS.enabled:
             self._log(call)
 
     def response_headers(self, call: Call) -> list[tuple[bytes, bytes]]:
@@ -320,35 +320,36 @@ class Gateway:
         principal = call.principal
         first_byte = call.first_byte_at
         overhead = call.overhead(finished)
-        access_log.info(
-            "request",
-            request_id=call.request_id,
-            usage_id=call.usage_id,
-            surface=call.surface,
-            endpoint=call.endpoint,
-            model=call.model,
-            deployment=call.deployment.id if call.deployment is not None else None,
-            principal=principal.label if principal is not None else None,
-            principal_kind=principal.kind if principal is not None else "anonymous",
-            key_id=principal.key_id if principal is not None else None,
-            user_id=principal.user_id if principal is not None else None,
-            workspace_id=principal.workspace_id if principal is not None else None,
-            stream=call.stream,
-            status=499 if call.cancelled else call.status,
-            error_type=call.error.kind if call.error is not None else ("cancelled" if call.cancelled else None),
-            prompt_tokens=usage.prompt_tokens if usage is not None else 0,
-            completion_tokens=usage.completion_tokens if usage is not None else 0,
-            cached_tokens=usage.cached_tokens if usage is not None else 0,
-            estimated=usage is not None and usage.estimated,
-            cost_nanos=call.cost_nanos,
-            cache_hit=call.cache_hit,
-            latency_ms=round((finished - call.started) * 1000, 3),
-            ttft_ms=round((first_byte - call.started) * 1000, 3) if first_byte is not None else None,
-            queue_wait_ms=round(call.queue_wait * 1000, 3),
-            upstream_ms=round(call.upstream_wait * 1000, 3) if call.upstream_started is not None else None,
-            overhead_ms=round(overhead * 1000, 3) if overhead is not None else None,
-            attempts=call.routing.attempts,
-            fallback_from=call.routing.fallback_from,
+        ACCESS.write(
+            {
+                "request_id": call.request_id,
+                "usage_id": call.usage_id,
+                "surface": call.surface,
+                "endpoint": call.endpoint,
+                "model": call.model,
+                "deployment": call.deployment.id if call.deployment is not None else None,
+                "principal": principal.label if principal is not None else None,
+                "principal_kind": principal.kind if principal is not None else "anonymous",
+                "key_id": principal.key_id if principal is not None else None,
+                "user_id": principal.user_id if principal is not None else None,
+                "workspace_id": principal.workspace_id if principal is not None else None,
+                "stream": call.stream,
+                "status": 499 if call.cancelled else call.status,
+                "error_type": call.error.kind if call.error is not None else ("cancelled" if call.cancelled else None),
+                "prompt_tokens": usage.prompt_tokens if usage is not None else 0,
+                "completion_tokens": usage.completion_tokens if usage is not None else 0,
+                "cached_tokens": usage.cached_tokens if usage is not None else 0,
+                "estimated": usage is not None and usage.estimated,
+                "cost_nanos": call.cost_nanos,
+                "cache_hit": call.cache_hit,
+                "latency_ms": round((finished - call.started) * 1000, 3),
+                "ttft_ms": round((first_byte - call.started) * 1000, 3) if first_byte is not None else None,
+                "queue_wait_ms": round(call.queue_wait * 1000, 3),
+                "upstream_ms": round(call.upstream_wait * 1000, 3) if call.upstream_started is not None else None,
+                "overhead_ms": round(overhead * 1000, 3) if overhead is not None else None,
+                "attempts": call.routing.attempts,
+                "fallback_from": call.routing.fallback_from,
+            }
         )
 
 

@@ -5,9 +5,10 @@ request bodies, keys or tokens. ``redact`` is a last line of defence for fields 
 
 Two paths lead to the same output. Sluice's own events go straight from structlog to the stream (in JSON mode as
 bytes, rendered by orjson: the access line is written once per request, so it skips the standard library's
-machinery). Records from libraries that log through the standard library (uvicorn, alembic, aiohttp, asyncio) go
-through one handler whose ``ProcessorFormatter`` runs the same processors and renderer, so a JSON log is JSON on
-every line and a console log is readable on every line. Both carry the current request's id.
+machinery, and in this mode structlog's as well, see access.py). Records from libraries that log through the
+standard library (uvicorn, alembic, aiohttp, asyncio) go through one handler whose ``ProcessorFormatter`` runs
+the same processors and renderer, so a JSON log is JSON on every line and a console log is readable on every
+line. Both carry the current request's id.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
 from sluice.config import LoggingConfig
+from sluice.observability.access import ACCESS
 from sluice.observability.request_id import add_request_id
 
 SECRET_FIELDS = frozenset({"authorization", "api_key", "key", "password", "token", "secret", "master_key"})
@@ -88,15 +90,13 @@ def configure_logging(cfg: LoggingConfig, stream: TextIO | None = None) -> None:
     out = stream if stream is not None else sys.stderr
     level = getattr(logging, cfg.level.upper())
     console = is_console(cfg, out)
-    shared: list[Processor] = [
-        add_request_id,
-        structlog.processors.add_log_level,
-        UTCTimestamp(),
-        redact,
-    ]
+    timestamp = UTCTimestamp()
+    shared: list[Processor] = [add_request_id, structlog.processors.add_log_level, timestamp, redact]
     text_renderer: Processor
     native: list[Processor]
     factory: Any
+    access_enabled = level <= logging.INFO
+    ACCESS.configure(access_enabled)
     if console:
         # The console renderer formats exceptions itself (format_exc_info before it would only flatten them).
         text_renderer = structlog.dev.ConsoleRenderer(colors=_is_terminal(out))
@@ -110,6 +110,7 @@ def configure_logging(cfg: LoggingConfig, stream: TextIO | None = None) -> None:
         if binary is not None:
             native = [*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer(_orjson_bytes)]
             factory = structlog.BytesLoggerFactory(file=binary)
+            ACCESS.configure(access_enabled, binary, timestamp)  # the access line skips the chain (access.py)
         else:
             native = [*shared, *tail]
             factory = structlog.WriteLoggerFactory(file=out)
