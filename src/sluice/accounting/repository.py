@@ -126,9 +126,14 @@ class UsageRepository:
         result = await self.session.execute(select(UsageRecord.id).where(UsageRecord.id.in_(ids)))
         return set(result.scalars().all())
 
-    async def spent(self, scope_type: str, scope_id: str, start: datetime, end: datetime) -> int:
+    async def spent(
+        self, scope_type: str, scope_id: str, start: datetime, end: datetime, excluding: Sequence[str] = ()
+    ) -> int:
+        """Cost recorded for a scope in [start, end), leaving out the records ``excluding`` names."""
         column = _SCOPE_COLUMNS[scope_type]
         statement = select(func.coalesce(func.sum(UsageRecord.cost_nanos), 0)).where(
             column == scope_id, UsageRecord.created_at >= start, UsageRecord.created_at < end
         )
+        if excluding:
+            statement = statement.where(UsageRecord.id.not_in(excluding))
         return int((await self.session.execute(statement)).scalar_one())

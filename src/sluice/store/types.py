@@ -37,5 +37,12 @@ def utcnow() -> datetime:
 
 
 def new_id() -> str:
-    """A random 128-bit id, URL-safe (22 characters)."""
-    return secrets.token_urlsafe(16)
+    """A random 128-bit id, URL-safe (22 characters), never starting with ``-``.
+
+    One id in 64 would otherwise start with a dash, and a command line reads ``sluice admin workspace-update -x…``
+    as an option.
+    """
+    while True:
+        value = secrets.token_urlsafe(16)
+        if not value.startswith("-"):
+            return value

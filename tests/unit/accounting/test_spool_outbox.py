@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,13 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from sluice.accounting import service as accounting_service
 from sluice.accounting.outbox import Shipper
 from sluice.accounting.repository import UsageRepository
+from sluice.accounting.service import Accounting
 from sluice.accounting.spool import Spool
+from sluice.limits.policy import Limits, Scope
+from sluice.routing.catalog import ModelCatalog
 from sluice.store.db import Database
 from sluice.store.models import UsageDaily, UsageRecord
 
@@ -184,3 +188,50 @@ async def test_batches_of_every_size_prepare_only_a_few_distinct_insert_statemen
     finally:
         await db.close()
     assert len(statements) <= 7, f"{len(statements)} distinct INSERT statements for batch sizes 1..129"
+
+
+@pytest.mark.parametrize("ship_after", ["nothing", "existing_ids", "spent"])
+async def test_spend_counts_a_record_once_wherever_the_shipper_moves_it_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ship_after: str
+) -> None:
+    """The spool and the database are read one after the other; the shipper may move the records in between."""
+    db = await _db(tmp_path)
+    accounting = Accounting(db, tmp_path, ModelCatalog({}))
+    accounting.spool.start()
+    for i in range(3):
+        await accounting.spool.append(record(i, cost=100))
+    shipper = Shipper(accounting.spool, db)
+
+    def shipping_after(name: str) -> None:
+        original = getattr(UsageRepository, name)
+
+        async def then_ship(self: UsageRepository, *args: Any, **kwargs: Any) -> Any:
+            result = await original(self, *args, **kwargs)
+            assert await shipper.ship_once() == 3  # commits in its own session, then empties the spool
+            return result
+
+        monkeypatch.setattr(UsageRepository, name, then_ship)
+
+    if ship_after != "nothing":
+        shipping_after(ship_after)
+    day = datetime(2026, 11, 24, tzinfo=UTC)
+    spent = await accounting.spent(Scope("key", "k1", Limits(budget_nanos=1)), day, day + timedelta(days=1))
+    assert spent == 300
+    accounting.spool.close()
+    await db.close()
+
+
+async def test_spend_of_a_large_backlog_may_count_twice_but_never_misses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(accounting_service, "EXCLUDE_MAX", 2)  # three unshipped records: above the bound
+    db = await _db(tmp_path)
+    accounting = Accounting(db, tmp_path, ModelCatalog({}))
+    accounting.spool.start()
+    for i in range(3):
+        await accounting.spool.append(record(i, cost=100))
+    day = datetime(2026, 11, 24, tzinfo=UTC)
+    scope = Scope("key", "k1", Limits(budget_nanos=1))
+    assert await accounting.spent(scope, day, day + timedelta(days=1)) == 300
+    accounting.spool.close()
+    await db.close()
