@@ -15,7 +15,7 @@ from sluice.identity.principal import PRIORITY_ORDER
 from sluice.web.client import GatewayClient
 from sluice.web.layout import attempt, clear_errors, confirm, frame, set_field_error
 from sluice.web.session import me, require, role_at_least
-from sluice.web.validation import cidr_problem
+from sluice.web.validation import cidr_problem, cidrs_problem
 
 INVITE_ROLES = ["member", "viewer", "owner"]
 
@@ -127,9 +127,39 @@ async def ip_rules_page() -> None:
                 "dense flat color=negative"
             )
     await rule_form(client, admin)
-    ui.label(
-        "Trusted proxies (whose X-Forwarded-For is believed) are set in the configuration: server.trusted_proxies."
-    ).classes("text-sm text-gray-500 mt-2")
+    if admin:
+        await trusted_proxies_form(client)
+
+
+async def trusted_proxies_form(client: GatewayClient) -> None:
+    """The proxies whose ``X-Forwarded-For`` is believed: a run-time setting, else the configuration's list."""
+    settings = await attempt(lambda: client.admin("GET", "/settings")) or {}
+    ui.label("Trusted proxies").classes("text-xl mt-4")
+    source = "set here" if settings.get("trusted_proxies_stored") else "from the configuration (server.trusted_proxies)"
+    ui.label(f"Networks whose X-Forwarded-For is believed; {source}. Every replica picks up a change.").classes(
+        "text-sm text-gray-500"
+    )
+    proxies = (
+        ui.input(
+            "Networks (comma-separated)", value=", ".join(settings.get("trusted_proxies", [])), validation=cidrs_problem
+        )
+        .classes("w-96")
+        .mark("trusted-proxies")
+    )
+
+    async def save(networks: list[str] | None) -> None:
+        body = {"trusted_proxies": networks}
+        if await attempt(lambda: client.admin("PUT", "/settings", json=body), {"trusted_proxies": proxies}):
+            ui.notify("Trusted proxies saved.", type="positive")
+            ui.navigate.to("/admin/ip-rules")
+
+    async def save_entered() -> None:
+        if proxies.validate():
+            await save([part.strip() for part in (proxies.value or "").split(",") if part.strip()])
+
+    with ui.row():
+        ui.button("Save proxies", on_click=save_entered)
+        ui.button("Use the configuration's list", on_click=lambda: save(None)).props("flat")
 
 
 async def rule_form(client: GatewayClient, admin: bool) -> None:

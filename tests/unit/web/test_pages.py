@@ -300,6 +300,29 @@ async def test_a_key_rule_without_a_key_marks_the_key_field(user: User) -> None:
     assert cidr.error == "Enter a network such as 10.0.0.0/8"
 
 
+async def test_an_admin_sets_the_trusted_proxies_and_goes_back_to_the_configuration(
+    user: User, admin_api: Admin
+) -> None:
+    await sign_in(user, ADMIN_EMAIL, ADMIN_PASSWORD)
+    await user.open("/admin/ip-rules")
+    await user.should_see("from the configuration (server.trusted_proxies)")
+    proxies = element(user, "trusted-proxies")
+    proxies.set_value("127.0.0.1, 10.9.0.0/16, not-a-network")
+    press(user, "Save proxies")
+    assert proxies.error == "'not-a-network' is not a network (e.g. 10.0.0.0/8)"
+    assert admin_api("GET", "/settings")["trusted_proxies_stored"] is False  # nothing was sent
+    element(user, "trusted-proxies").set_value("127.0.0.1, 10.9.0.0/16")
+    press(user, "Save proxies")
+    saved = await eventually(
+        lambda: (s := admin_api("GET", "/settings"))["trusted_proxies_stored"] and s["trusted_proxies"], "the save"
+    )
+    assert saved == ["127.0.0.1/32", "10.9.0.0/16"]
+    await user.open("/admin/ip-rules")
+    await user.should_see("set here")
+    press(user, "Use the configuration's list")
+    await eventually(lambda: admin_api("GET", "/settings")["trusted_proxies_stored"] is False, "the reset")
+
+
 # --- the audit log ---------------------------------------------------------------------------------------------
 
 
