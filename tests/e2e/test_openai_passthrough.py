@@ -267,6 +267,12 @@ def test_client_leaving_before_a_non_streamed_answer_closes_the_upstream(
         sock.sendall(head + body)
         assert fake.wait_for(lambda: fake.attempts == 1, timeout=3)
     left_at = time.monotonic()
-    assert fake.wait_for(lambda: len(fake.disconnects) == 1, timeout=3)
-    assert fake.disconnects[0].disconnected_at is not None
-    assert fake.disconnects[0].disconnected_at - left_at < 1.0
+    # The upstream would also see the gateway go at its first-byte deadline (2 s after the request): a close seen
+    # well before that is the client's leaving passed on. The wait is longer, so a slow machine fails on the
+    # bound below with the measured delay, not on a bare timeout.
+    seen = fake.wait_for(lambda: len(fake.disconnects) >= 1, timeout=10)
+    assert seen, f"the upstream never saw the gateway go (attempts={fake.attempts}, in_flight={fake.in_flight})"
+    assert len(fake.disconnects) == 1
+    disconnected_at = fake.disconnects[0].disconnected_at
+    assert disconnected_at is not None
+    assert disconnected_at - left_at < 1.5, f"closed {disconnected_at - left_at:.2f} s after the client left"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,14 +150,26 @@ async def test_database_down_keeps_known_keys_and_fails_unknown_closed(tmp_path:
     (tmp_path / "k.db").unlink()
     (tmp_path / "k.db").mkdir()  # a directory where the file was: every connection attempt now fails
     clock.now += 5
+    threads_before = set(threading.enumerate())
     try:
         assert await resolver.authenticate(new.secret) == principal
         with pytest.raises(Overloaded):
             await resolver.authenticate("sk-sl-unknown-while-down")
     finally:
-        # What the failed attempts left in the engine is closed while this test's loop still runs; left to the
-        # garbage collector, aiosqlite's worker thread would answer into a closed loop during a later test.
         await db.close()
+        # A failed connection attempt stops its aiosqlite worker thread without waiting for it; the thread then
+        # answers into this test's loop. Left running past the end of the test it would answer into a closed loop
+        # and fail a later test, so the loop keeps turning until every worker this test started has finished.
+        await _wait_for_threads_started_since(threads_before)
+
+
+async def _wait_for_threads_started_since(before: set[threading.Thread]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not [t for t in threading.enumerate() if t not in before and t.is_alive()]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("aiosqlite worker threads still running after the test")
 
 
 async def test_last_used_times_are_flushed_in_one_batch(db: Database) -> None:
