@@ -300,17 +300,16 @@ class Gateway:
 
     def response_headers(self, call: Call) -> list[tuple[bytes, bytes]]:
         """Headers describing the call so far, added as its response starts (``observability.response_headers``)."""
-        now = time.perf_counter()
+        overhead = call.overhead(time.perf_counter())
         headers: list[tuple[bytes, bytes]] = []
-        overhead = call.overhead(now)
         if overhead is not None:
-            headers.append((b"x-sluice-overhead-ms", f"{overhead * 1000:.3f}".encode()))
-            headers.append((b"x-sluice-upstream-ms", f"{call.upstream_wait * 1000:.3f}".encode()))
+            headers.append((b"x-sluice-overhead-ms", b"%.3f" % (overhead * 1000)))
+            headers.append((b"x-sluice-upstream-ms", b"%.3f" % (call.upstream_wait * 1000)))
         if call.deployment is not None:
             headers.append((b"x-sluice-deployment", call.deployment.id.encode()))
         if call.queue_position is not None:
-            headers.append((b"x-sluice-queue-position", str(call.queue_position).encode()))
-            headers.append((b"x-sluice-queue-wait-ms", f"{call.queue_wait * 1000:.3f}".encode()))
+            headers.append((b"x-sluice-queue-position", b"%d" % call.queue_position))
+            headers.append((b"x-sluice-queue-wait-ms", b"%.3f" % (call.queue_wait * 1000)))
         return headers
 
     def _log(self, call: Call) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from collections.abc import Iterator
@@ -77,5 +78,58 @@ def test_a_text_stream_without_bytes_gets_json_through_structlog() -> None:
         ACCESS.write(dict(FIELDS))
         line = orjson.loads(out.getvalue().splitlines()[0])
         assert line["event"] == "request" and line["request_id"] == "abc123"
+    finally:
+        configure_logging(LoggingConfig(level="warning", format="json"))
+
+
+class RecordingRaw(io.RawIOBase):
+    """A raw stream that keeps each system-call-sized write it is given."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+async def test_in_a_running_loop_the_lines_of_one_turn_go_out_in_one_write() -> None:
+    raw = RecordingRaw()
+    out = io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8")
+    try:
+        configure_logging(LoggingConfig(level="info", format="json"), stream=out)
+        ACCESS.write({**FIELDS, "request_id": "first"})
+        ACCESS.write({**FIELDS, "request_id": "second"})
+        assert raw.writes == []  # buffered until the loop's next turn
+        await asyncio.sleep(0)
+        assert len(raw.writes) == 1
+        ACCESS.write({**FIELDS, "request_id": "third"})
+        structlog.get_logger("sluice.test").warning("between")  # structlog flushes the shared buffer itself
+        ACCESS.write({**FIELDS, "request_id": "fourth"})
+        await asyncio.sleep(0)
+        written = [orjson.loads(line) for line in b"".join(raw.writes).splitlines()]
+        assert [line.get("request_id", line["event"]) for line in written] == [
+            "first",
+            "second",
+            "third",
+            "between",
+            "fourth",
+        ]
+    finally:
+        configure_logging(LoggingConfig(level="warning", format="json"))
+
+
+def test_outside_a_loop_each_line_is_written_at_once() -> None:
+    raw = RecordingRaw()
+    out = io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8")
+    try:
+        configure_logging(LoggingConfig(level="info", format="json"), stream=out)
+        ACCESS.write(dict(FIELDS))
+        assert len(raw.writes) == 1
+        ACCESS.write(dict(FIELDS))
+        assert len(raw.writes) == 2
     finally:
         configure_logging(LoggingConfig(level="warning", format="json"))
