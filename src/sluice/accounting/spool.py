@@ -226,7 +226,9 @@ class Spool:
 
 
 def _select(conn: sqlite3.Connection, limit: int) -> list[SpoolRow]:
-    rows = conn.execute("SELECT id, body FROM spool ORDER BY created LIMIT ?", (limit,)).fetchall()
+    # Oldest first by rowid, the order of the commits: ``created`` has no index, and sorting the whole spool by it
+    # for every batch cost more than the rest of the read under load.
+    rows = conn.execute("SELECT id, body FROM spool ORDER BY rowid LIMIT ?", (limit,)).fetchall()
     return [SpoolRow(r[0], orjson.loads(r[1])) for r in rows]
 
 

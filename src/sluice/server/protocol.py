@@ -16,6 +16,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from sluice.server.coalesce import CoalescingTransport
+
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, header_timeout: float, max_connections: int, **kwargs: Any) -> None:
@@ -25,7 +27,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, self.loop))  # one send per turn (coalesce.py)
         if len(self.connections) > self.max_connections:
             # Refused fast: closing costs less than serving, and the slot goes back to the bound at once.
             transport.abort()
