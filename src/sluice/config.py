@@ -282,7 +282,7 @@ class LoggingConfig(Strict):
 
 class ObservabilityConfig(Strict):
     response_headers: bool = True  # x-sluice-overhead-ms, x-sluice-upstream-ms, x-sluice-deployment
-    metrics: bool = True  # GET /metrics
+    metrics: bool = True  # GET /metrics and the per-request recording behind it
     metrics_token: SecretStr | None = None  # when set, /metrics needs "Authorization: Bearer <token>"
     log_prompts: bool = False  # opt-in: put request bodies in debug logs (never keys or tokens)
     otlp_endpoint: str | None = None  # OpenTelemetry traces over OTLP/HTTP (needs the sluice[otel] extra)

@@ -210,7 +210,7 @@ class Gateway:
             call.queue_position = slot.position
             call.queue_wait += slot.waited
             call.upstream_wait -= slot.waited  # open() times the whole attempt as upstream wait; the queue is not
-            gauge = self.metrics.in_flight.labels(deployment.id)
+            gauge = self.metrics.in_flight_of(deployment.id)
             gauge.inc()
             done = self.router.started(deployment)
             traced = self.tracing.attempt(call, deployment, queued) if self.tracing is not None else None

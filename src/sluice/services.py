@@ -97,7 +97,7 @@ class Services:
         except ValueError as exc:
             raise ConfigError([f"server.trusted_proxies: {exc}"]) from None
         authenticator = Authenticator(keys, users, proxies)
-        metrics = Metrics()
+        metrics = Metrics(recording=settings.observability.metrics)
         accounting = Accounting(db, settings.data_dir, catalog, on_ship_failure=metrics.outbox_failures.inc)
         metrics.on_scrape_shared(lambda: _outbox_gauges(metrics, accounting))
         limiter = build_limiter(settings, accounting, redis, metrics)

@@ -292,6 +292,27 @@ def test_response_headers_off_removes_every_timing_header_but_keeps_the_request_
     assert plain.headers["x-request-id"] == "plain-1"
 
 
+def test_metrics_off_closes_the_endpoint_and_records_nothing_per_request(tmp_path: Path) -> None:
+    with SluiceServer(make_settings(tmp_path, {"observability": {"metrics": False}})) as server:
+        with server.client() as http:
+            for _ in range(3):
+                assert http.post("/v1/chat/completions", json=chat("mock-1")).status_code == 200
+            missing = http.post("/v1/chat/completions", json=chat("no-such-model"))
+            closed = httpx.get(f"{server.url}/metrics")
+        registry = server.services.metrics.registry
+        recorded = {sample.name for family in registry.collect() for sample in family.samples}
+    assert missing.status_code == 404
+    assert closed.status_code == 404 and closed.json()["error"]["message"] == "Metrics are disabled."
+    per_request = {
+        "sluice_requests_total",
+        "sluice_request_duration_seconds_count",
+        "sluice_gateway_overhead_seconds_count",
+        "sluice_tokens_total",
+        "sluice_in_flight_requests",
+    }
+    assert not per_request & recorded, sorted(per_request & recorded)
+
+
 def test_admin_changes_are_audited_under_the_request_id_their_response_carries(gateway: SluiceServer) -> None:
     with gateway.client() as http:
         workspace = http.post("/admin/v1/workspaces", json={"name": "audited"})

@@ -60,8 +60,24 @@ def upstream_kind(error: SluiceError) -> str | None:
     return code if code is not None and code.startswith("upstream_") else None
 
 
+class _Unrecorded:
+    """The in-flight gauge of a deployment when metrics are off: counts nothing."""
+
+    def inc(self) -> None:
+        pass
+
+    def dec(self) -> None:
+        pass
+
+
+InFlight = Gauge | _Unrecorded
+UNRECORDED = _Unrecorded()
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, recording: bool = True) -> None:
+        # observability.metrics: false turns off the per-request recording with the endpoint (nobody can read it).
+        self.recording = recording
         self.directory = multiprocess_dir()
         multiprocess = self.directory is not None
         # In multiprocess mode values live in files; the registry used for exposition is built per scrape.
@@ -175,6 +191,7 @@ class Metrics:
         )
         self.build_info.labels(version()).set(1)
         self._bound: dict[tuple[str, str, str, str, int, str], _Bound] = {}
+        self._in_flight: dict[str, Gauge] = {}
         self.collectors: list[Collector] = []
         self._shared: list[SharedCollector] = []
 
@@ -219,8 +236,19 @@ class Metrics:
         if self.directory is not None:
             forget_worker(self.directory)
 
+    def in_flight_of(self, deployment: str) -> InFlight:
+        """The in-flight gauge of one deployment (looked up once: ``labels()`` is the costly part)."""
+        if not self.recording:
+            return UNRECORDED
+        gauge = self._in_flight.get(deployment)
+        if gauge is None:
+            gauge = self._in_flight[deployment] = self.in_flight.labels(deployment)
+        return gauge
+
     def observe(self, call: Call, now: float) -> None:
         """Record one finished call (called once per call from Gateway.finish)."""
+        if not self.recording:
+            return
         # A configured model name, even when refused before routing (limits, access); never one a client made up.
         model = call.model if call.model_known and call.model else "unknown"
         deployment = call.deployment.id if call.deployment is not None else ("cache" if call.cache_hit else "none")
@@ -257,6 +285,8 @@ class Metrics:
     def attempt_failed(self, call: Call, deployment: Deployment, error: SluiceError) -> None:
         """One upstream attempt failed (retried or not): counted per deployment and kind."""
         call.failed_attempt = error
+        if not self.recording:
+            return
         kind = upstream_kind(error)
         if kind is not None:
             self.upstream_errors.labels(deployment.id, kind).inc()
