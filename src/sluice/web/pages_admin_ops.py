@@ -1,4 +1,4 @@
-"""Admin pages for operations: overview, usage (with CSV export), limits and spend, queues."""
+"""Admin pages for operations: overview, usage (with CSV export), queues."""
 
 from __future__ import annotations
 
@@ -208,48 +208,3 @@ def _next_day(value: str | None) -> str:
         return str(datetime.strptime((value or "").strip(), "%Y-%m-%d").date() + timedelta(days=1))
     except ValueError:
         return str(datetime.now(UTC).date() + timedelta(days=1))
-
-
-async def limits_page() -> None:
-    client = require("owner")
-    if client is None:
-        return
-    ui.page_title("Sluice · Limits and budgets")
-    frame("Limits and budgets")
-    with ui.row().classes("items-end gap-3"):
-        scope = ui.select(["key", "user", "workspace"], value="key", label="Scope").classes("w-36")
-        ident = ui.input("Id")
-    area = ui.column()
-
-    async def load() -> None:
-        limits = await attempt(lambda: client.admin("GET", f"/limits/{scope.value}/{ident.value}"), {"id": ident})
-        spend = await attempt(lambda: client.admin("GET", f"/limits/{scope.value}/{ident.value}/spend"))
-        area.clear()
-        if limits is None:
-            return
-        with area:
-            if spend:
-                budget = spend["budget"]
-                ui.label(
-                    f"Spent {spend['spent']:.6f} this {spend['period']}"
-                    + (f" of {budget:g} ({spend['remaining']:.6f} left)" if budget is not None else "")
-                )
-            inputs = {name: ui.number(name, value=limits.get(name)) for name in ("rpm", "tpm", "concurrent", "budget")}
-            period = ui.select(["day", "week", "month"], value=limits.get("period", "month"), label="period")
-            if role_at_least("admin"):
-
-                async def save() -> None:
-                    body: dict[str, Any] = {
-                        k: (int(v.value) if k != "budget" else float(v.value))
-                        for k, v in inputs.items()
-                        if v.value not in (None, "")
-                    }
-                    body["period"] = period.value
-                    if await attempt(
-                        lambda: client.admin("PUT", f"/limits/{scope.value}/{ident.value}", json=body), inputs
-                    ):
-                        ui.notify("Limits saved.", type="positive")
-
-                ui.button("Save limits", on_click=save)
-
-    ui.button("Load", on_click=load)

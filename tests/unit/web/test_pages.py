@@ -14,6 +14,7 @@ from nicegui.testing.user import User
 from nicegui.testing.user_interaction import UserInteraction
 
 from sluice.web import pages_admin_audit
+from sluice.web.pages_admin_limits import source_text
 from tests.support.server import MASTER_KEY, SluiceServer
 from tests.unit.web.conftest import (
     ADMIN_EMAIL,
@@ -321,6 +322,39 @@ async def test_an_admin_sets_the_trusted_proxies_and_goes_back_to_the_configurat
     await user.should_see("set here")
     press(user, "Use the configuration's list")
     await eventually(lambda: admin_api("GET", "/settings")["trusted_proxies_stored"] is False, "the reset")
+
+
+# --- limits ----------------------------------------------------------------------------------------------------
+
+
+async def test_an_admin_stores_and_clears_a_role_default_and_sees_where_limits_come_from(
+    user: User, admin_api: Admin
+) -> None:
+    key = admin_api("POST", "/keys", 201, json={"name": "limited", "workspace_id": "default"})
+    await sign_in(user, ADMIN_EMAIL, ADMIN_PASSWORD)
+    await user.open("/admin/limits")
+    element(user, "limits-id").set_value(key["id"])
+    press(user, "Load")
+    await user.should_see(marker="limits-source")
+    assert element(user, "limits-of").text == f"The key {key['id']}"
+    assert element(user, "limits-source").text == source_text(admin_api("GET", f"/limits/key/{key['id']}"))
+    assert "Spent 0.000000 this month" in [label.text for label in user.find(kind=ui.label).elements]
+
+    choose(element(user, "limits-scope"), "role")
+    choose(element(user, "limits-role"), "viewer")
+    press(user, "Load")
+    await eventually(lambda: element(user, "limits-of").text == "The default of the role viewer", "the viewer default")
+    assert element(user, "limits-source").text == "No limits apply."
+    element(user, "limit-rpm").set_value(42)
+    press(user, "Save limits")
+    stored = await eventually(
+        lambda: (r := admin_api("GET", "/limits/roles/viewer"))["source"] == "stored" and r, "the stored default"
+    )
+    assert stored["rpm"] == 42 and stored["tpm"] is None
+    await eventually(lambda: element(user, "limits-source").text.startswith("Stored here"), "the page reloaded")
+    press(user, "Clear stored limits")
+    await eventually(lambda: admin_api("GET", "/limits/roles/viewer")["source"] != "stored", "the default cleared")
+    await eventually(lambda: element(user, "limits-source").text == "No limits apply.", "the page reloaded again")
 
 
 # --- the audit log ---------------------------------------------------------------------------------------------
