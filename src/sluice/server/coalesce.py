@@ -3,8 +3,10 @@
 uvicorn writes a response's status line and headers, then its body, each with its own ``transport.write``; asyncio
 sends each at once, so every non-streamed answer cost two ``send`` calls and usually two TCP segments (the client
 then wakes twice). :class:`CoalescingTransport` keeps the writes of the current loop turn and hands them to the
-real transport together when the turn ends (``call_soon``), so an answer goes out in one call, and a stream's
-events that arrive in the same turn share one. Nothing waits longer than the rest of the turn it was written in.
+real transport together when the turn ends (``call_soon``), or at once when the connection protocol says the
+response is complete (:meth:`flush`, so the request's bookkeeping after its last byte does not delay it). An
+answer goes out in one call, and a stream's events that arrive in the same turn share one. Nothing waits longer
+than the rest of the turn it was written in.
 
 Everything else — flow control, closing, the connection's details — is the real transport's: a close or
 ``write_eof`` sends what is held first; an abort drops it, as an abort drops the real transport's buffer.

@@ -25,9 +25,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_timeout = header_timeout
         self.max_connections = max_connections
         self._header_timer: asyncio.TimerHandle | None = None
+        self._out: CoalescingTransport
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))  # one send per turn (coalesce.py)
+        self._out = CoalescingTransport(transport, self.loop)  # one send per response or turn (coalesce.py)
+        super().connection_made(self._out)
         if len(self.connections) > self.max_connections:
             # Refused fast: closing costs less than serving, and the slot goes back to the bound at once.
             transport.abort()
@@ -43,6 +45,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
+        # The answer is whole: send it now, before the request's own bookkeeping runs (not at the end of the turn).
+        self._out.flush()
         # A pipelined request already has its headers (uvicorn starts it now); otherwise the connection waits for
         # the next request: uvicorn's keep-alive timer covers silence, this one headers that trickle in.
         waiting = not self.pipeline
