@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from sluice.observability.local_metrics import HotFamilies, LocalValue
 from sluice.observability.multiprocess import forget_dead_workers, forget_worker, multiprocess_dir
 from sluice.version import version
 
@@ -70,7 +71,7 @@ class _Unrecorded:
         pass
 
 
-InFlight = Gauge | _Unrecorded
+InFlight = Gauge | LocalValue | _Unrecorded
 UNRECORDED = _Unrecorded()
 
 
@@ -85,41 +86,35 @@ class Metrics:
         r = self.registry
         # Gauges of live processes are summed across workers (in one process the mode is ignored).
         live: Literal["livesum", "all"] = "livesum" if multiprocess else "all"
-        self.requests = Counter(
+        # The families every request updates: lock-free in a single process (local_metrics.py).
+        hot = HotFamilies(r, multiprocess)
+        self.requests = hot.counter(
             "sluice_requests",
             "Requests handled, by outcome.",
             ["surface", "endpoint", "model", "deployment", "status_class", "error_type"],
-            registry=r,
         )
-        self.duration = Histogram(
+        self.duration = hot.histogram(
             "sluice_request_duration_seconds",
             "Whole request duration, arrival to last byte.",
             ["surface", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
         )
-        self.ttft = Histogram(
+        self.ttft = hot.histogram(
             "sluice_time_to_first_token_seconds",
             "Arrival to the first byte of the answer sent to the client.",
             ["surface", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
         )
-        self.overhead = Histogram(
+        self.overhead = hot.histogram(
             "sluice_gateway_overhead_seconds",
             "Time spent in Sluice itself (excluding upstream and queue wait).",
             ["surface"],
-            buckets=OVERHEAD_BUCKETS,
-            registry=r,
+            OVERHEAD_BUCKETS,
         )
-        self.tokens = Counter("sluice_tokens", "Tokens, from the upstreams' usage.", ["model", "kind"], registry=r)
-        self.cost = Counter("sluice_cost", "Cost in the price table's currency.", ["model"], registry=r)
-        self.in_flight = Gauge(
-            "sluice_in_flight_requests",
-            "Requests running on each deployment.",
-            ["deployment"],
-            registry=r,
-            multiprocess_mode=live,
+        self.tokens = hot.counter("sluice_tokens", "Tokens, from the upstreams' usage.", ["model", "kind"])
+        self.cost = hot.counter("sluice_cost", "Cost in the price table's currency.", ["model"])
+        self.in_flight = hot.gauge(
+            "sluice_in_flight_requests", "Requests running on each deployment.", ["deployment"], live
         )
         self.upstream_errors = Counter(
             "sluice_upstream_errors", "Upstream failures, by kind.", ["deployment", "kind"], registry=r
@@ -191,7 +186,7 @@ class Metrics:
         )
         self.build_info.labels(version()).set(1)
         self._bound: dict[tuple[str, str, str, str, int, str], _Bound] = {}
-        self._in_flight: dict[str, Gauge] = {}
+        self._in_flight: dict[str, Gauge | LocalValue] = {}
         self.collectors: list[Collector] = []
         self._shared: list[SharedCollector] = []
 
