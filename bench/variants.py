@@ -72,6 +72,8 @@ def _three_deployments(up: Upstreams) -> dict[str, Any]:
 _LIMITS = {"defaults": {"key": {"rpm": 100_000_000, "tpm": 1_000_000_000_000, "budget": 1_000_000_000.0}}}
 
 _QUIET = {"observability": {"metrics": False, "response_headers": False}, "logging": {"access_log": False}}
+# The issue's own comparison: metrics and the access log off, the timing headers on as by default.
+_UNLOGGED = {"observability": {"metrics": False, "response_headers": True}, "logging": {"access_log": False}}
 _OBSERVED = {
     "observability": {"metrics": True, "response_headers": True},
     "logging": {"access_log": True, "level": "info"},
@@ -121,6 +123,17 @@ VARIANTS: list[Variant] = [
         "metrics, timing headers and the access log on (vs sluice-quiet)",
         config=lambda _up: _OBSERVED,
         baseline="sluice-quiet",
+    ),
+    Variant(
+        "sluice-unlogged",
+        "metrics and the access log off, timing headers on (the observability issue's baseline)",
+        config=lambda _up: _UNLOGGED,
+    ),
+    Variant(
+        "sluice-logged",
+        "metrics and the access log on (vs sluice-unlogged: the observability issue's comparison)",
+        config=lambda _up: _OBSERVED,
+        baseline="sluice-unlogged",
     ),
     Variant(
         "sluice-vkey",
