@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from typing import Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -56,26 +56,35 @@ class LocalBuckets:
         self.sum += amount
 
 
-class _Family:
+Child = TypeVar("Child", LocalValue, LocalBuckets)
+
+
+class _Family(Generic[Child]):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
+        self.children: dict[tuple[str, ...], Child] = {}
 
-
-class LocalCounter(_Family):
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], kind: str = "counter") -> None:
-        super().__init__(name, documentation, labelnames)
-        self.kind = kind
-        self.children: dict[tuple[str, ...], LocalValue] = {}
-
-    def labels(self, *values: str) -> LocalValue:
+    def labels(self, *values: str) -> Child:
         child = self.children.get(values)
         if child is None:
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name} takes {len(self.labelnames)} label values")
-            child = self.children[values] = LocalValue()
+            child = self.children[values] = self._new_child()
         return child
+
+    def _new_child(self) -> Child:
+        raise NotImplementedError
+
+
+class LocalCounter(_Family[LocalValue]):
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], kind: str = "counter") -> None:
+        super().__init__(name, documentation, labelnames)
+        self.kind = kind
+
+    def _new_child(self) -> LocalValue:
+        return LocalValue()
 
     def family(self) -> Metric:
         if self.kind == "gauge":
@@ -89,19 +98,13 @@ class LocalCounter(_Family):
         return counter
 
 
-class LocalHistogram(_Family):
+class LocalHistogram(_Family[LocalBuckets]):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
         super().__init__(name, documentation, labelnames)
         self.bounds = tuple(float(b) for b in buckets)
-        self.children: dict[tuple[str, ...], LocalBuckets] = {}
 
-    def labels(self, *values: str) -> LocalBuckets:
-        child = self.children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name} takes {len(self.labelnames)} label values")
-            child = self.children[values] = LocalBuckets(self.bounds)
-        return child
+    def _new_child(self) -> LocalBuckets:
+        return LocalBuckets(self.bounds)
 
     def family(self) -> Metric:
         histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
