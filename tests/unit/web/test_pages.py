@@ -386,6 +386,9 @@ async def test_the_audit_log_pages_through_older_events(
         admin_api("PATCH", f"/keys/{key['id']}", json={"name": f"paged-{n}"})
     events = [e["id"] for e in admin_api("GET", "/audit", params={"target_id": key["id"]})]
     assert len(events) == 5
+    # A newer event of another target: the unfiltered first page must not look like the filtered one, or a
+    # press on "Older" could land on the unfiltered page while the filtered one is still loading.
+    admin_api("POST", "/keys", 201, json={"name": "newer-elsewhere", "workspace_id": "default"})
     await sign_in(user, ADMIN_EMAIL, ADMIN_PASSWORD)
     await user.open("/admin/audit")
     user.find(marker="audit-target-id").type(key["id"])
