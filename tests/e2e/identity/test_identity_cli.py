@@ -110,7 +110,7 @@ def test_operator_commands_change_what_the_api_changes_and_are_audited_alike(tmp
     assert lab is not None
     lab_id = lab.group(1)
     created = cli(["keys", "create", "--name", "lab key", "--workspace", lab_id, *base])
-    key_id = re.search(r"Created key (\S+) \((sk-sl-\w+)", created.stdout)
+    key_id = re.search(r"Created key (\S+) \((sk-sl-[\w-]+)…", created.stdout)
     secret = re.search(r"sk-sl-[A-Za-z0-9_-]{40,}", created.stdout)
     assert key_id is not None and secret is not None
 
