@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, Literal, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -60,11 +60,14 @@ Child = TypeVar("Child", LocalValue, LocalBuckets)
 
 
 class _Family(Generic[Child]):
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], new_child: Callable[[], Child]
+    ) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self.children: dict[tuple[str, ...], Child] = {}
+        self._new_child: Callable[[], Child] = new_child
 
     def labels(self, *values: str) -> Child:
         child = self.children.get(values)
@@ -74,17 +77,11 @@ class _Family(Generic[Child]):
             child = self.children[values] = self._new_child()
         return child
 
-    def _new_child(self) -> Child:
-        raise NotImplementedError
-
 
 class LocalCounter(_Family[LocalValue]):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], kind: str = "counter") -> None:
-        super().__init__(name, documentation, labelnames)
+        super().__init__(name, documentation, labelnames, LocalValue)
         self.kind = kind
-
-    def _new_child(self) -> LocalValue:
-        return LocalValue()
 
     def family(self) -> Metric:
         if self.kind == "gauge":
@@ -100,11 +97,9 @@ class LocalCounter(_Family[LocalValue]):
 
 class LocalHistogram(_Family[LocalBuckets]):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
-        super().__init__(name, documentation, labelnames)
-        self.bounds = tuple(float(b) for b in buckets)
-
-    def _new_child(self) -> LocalBuckets:
-        return LocalBuckets(self.bounds)
+        bounds = tuple(float(b) for b in buckets)
+        super().__init__(name, documentation, labelnames, lambda: LocalBuckets(bounds))
+        self.bounds = bounds
 
     def family(self) -> Metric:
         histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
