@@ -1,12 +1,15 @@
-"""Pass-through overhead per client surface: OpenAI, Anthropic and Ollama side by side, in one run.
+"""Overhead per client surface: OpenAI, Anthropic, Ollama and the Responses API side by side, in one run.
 
-    python -m bench.surfaces [--duration 10] [--repeat 2]
+    python -m bench.surfaces [--duration 10] [--repeat 2] [--only openai,responses]
 
-nginx answers each format's canned non-stream reply (``/v1/chat/completions``, ``/v1/messages``, ``/api/chat``);
-one Sluice serves three models, one per provider kind, whose public names equal the upstream's, so each request
-passes through untouched. For each surface the run measures direct and through Sluice at one connection (added
-p50 latency) and at 64 (added CPU per request, from throughput on the pinned core), and reports each surface's
-overhead as a ratio to the OpenAI surface's (issue target: at most 1.2).
+nginx answers each format's canned non-stream reply (``/v1/chat/completions``, ``/v1/messages``, ``/api/chat``,
+``/v1/responses``); one Sluice serves one model per provider kind whose public names equal the upstream's, so each
+request passes through untouched. Two translated cases sit beside them: chat completions and the Responses API,
+each sent to the Anthropic model (translated to ``/v1/messages``; their "direct" figure is that upstream's). For
+each case the run measures direct and through Sluice at one connection (added p50 latency) and at 64 (added CPU
+per request, from throughput on the pinned core), and reports each surface's overhead as a ratio to the OpenAI
+surface's (issue target: at most 1.2 for Anthropic and Ollama) and the Responses API's to chat completions' in the
+same case (pass-through and translated).
 """
 
 from __future__ import annotations
@@ -69,6 +72,46 @@ OPENAI_REPLY = {
     ],
     "usage": {"prompt_tokens": 41, "completion_tokens": 20, "total_tokens": 61},
 }
+RESPONSES_REPLY = {
+    "id": "resp_bench0001",
+    "object": "response",
+    "created_at": 1732000000,
+    "status": "completed",
+    "error": None,
+    "incomplete_details": None,
+    "instructions": None,
+    "max_output_tokens": 128,
+    "model": "bench-resp",
+    "output": [
+        {
+            "type": "message",
+            "id": "msg_bench0001",
+            "status": "completed",
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "output_text",
+                    "text": "A gateway should add little latency because every user pays it.",
+                    "annotations": [],
+                    "logprobs": [],
+                }
+            ],
+        }
+    ],
+    "parallel_tool_calls": True,
+    "temperature": 1.0,
+    "tool_choice": "auto",
+    "tools": [],
+    "top_p": 1.0,
+    "metadata": {},
+    "usage": {
+        "input_tokens": 41,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 20,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 61,
+    },
+}
 MESSAGES = [
     {"role": "user", "content": "Explain in two sentences why a gateway should add little latency."},
 ]
@@ -79,8 +122,9 @@ class Surface:
     name: str
     path: str
     body: Mapping[str, object]
-    reply: Mapping[str, object]
+    reply: Mapping[str, object] | None  # what nginx answers at ``path`` (None: a translated case, see ``direct``)
     auth: str  # header line for wrk's Lua script
+    direct: str | None = None  # a translated case's upstream: the surface whose direct figure it is measured against
 
 
 def surfaces(key: str) -> list[Surface]:
@@ -107,6 +151,29 @@ def surfaces(key: str) -> list[Surface]:
             OLLAMA_REPLY,
             bearer,
         ),
+        Surface(
+            "responses",
+            "/v1/responses",
+            {"model": "bench-resp", "input": MESSAGES, "max_output_tokens": 128, "store": False},
+            RESPONSES_REPLY,
+            bearer,
+        ),
+        Surface(
+            "chat-translated",
+            "/v1/chat/completions",
+            {"model": "bench-claude", "messages": MESSAGES, "max_tokens": 128},
+            None,
+            bearer,
+            direct="anthropic",
+        ),
+        Surface(
+            "responses-translated",
+            "/v1/responses",
+            {"model": "bench-claude", "input": MESSAGES, "max_output_tokens": 128, "store": False},
+            None,
+            bearer,
+            direct="anthropic",
+        ),
     ]
 
 
@@ -129,6 +196,8 @@ end
 def _nginx_conf(workdir: Path, port: int, all_surfaces: list[Surface]) -> Path:
     locations = []
     for s in all_surfaces:
+        if s.reply is None:
+            continue
         body = json.dumps(s.reply, separators=(",", ":"))
         locations.append(f"location = {s.path} {{ default_type application/json; return 200 '{body}'; }}")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -162,16 +231,18 @@ def _sluice_config(upstream: str) -> dict[str, object]:
             {"name": "oa", "kind": "openai", "base_url": f"{upstream}/v1", "api_key": "sk-up"},
             {"name": "an", "kind": "anthropic", "base_url": upstream, "api_key": "sk-up"},
             {"name": "ol", "kind": "ollama", "base_url": upstream},
+            {"name": "or", "kind": "openai", "base_url": f"{upstream}/v1", "api_key": "sk-up", "responses_api": True},
         ],
         "models": [
             {"name": "bench-chat", "deployments": [{"provider": "oa"}]},
             {"name": "bench-claude", "deployments": [{"provider": "an"}]},
             {"name": "bench-llama", "deployments": [{"provider": "ol"}]},
+            {"name": "bench-resp", "deployments": [{"provider": "or"}]},
         ],
     }
 
 
-def run(duration: float, repeat: int) -> dict[str, dict[str, float]]:
+def run(duration: float, repeat: int, only: set[str] | None = None) -> dict[str, dict[str, float]]:
     pins = Pinning.plan(True)
     binary = nginx_binary()
     if binary is None:
@@ -206,9 +277,13 @@ def run(duration: float, repeat: int) -> dict[str, dict[str, float]]:
             wait_until("sluice did not start", lambda: port_open(port), 30.0, sluice)
             time.sleep(1.0)
             threads = max(1, len(pins.load))
+            by_name = {s.name: s for s in all_surfaces}
+            chosen = [s for s in all_surfaces if only is None or s.name in only]
             for _ in range(repeat):
-                for surface in all_surfaces:
+                for surface in chosen:
                     for target, target_port, auth in (("direct", up_port, False), ("sluice", port, True)):
+                        if target == "direct" and surface.direct is not None:
+                            continue  # measured as its upstream's surface (below)
                         script = _script(work / f"{surface.name}-{target}.lua", surface, auth)
                         for conc in (1, 64):
                             run_wrk(target_port, script, conc, 2, threads, pins.load)  # warm-up
@@ -219,9 +294,23 @@ def run(duration: float, repeat: int) -> dict[str, dict[str, float]]:
                             entry.setdefault("p50_c1_ms" if conc == 1 else "rps_c64", []).append(
                                 result.p50_ms if conc == 1 else result.rps
                             )
+                    if surface.direct is not None and f"{surface.direct}/direct" not in results:
+                        upstream_case = by_name[surface.direct]
+                        script = _script(work / f"{upstream_case.name}-direct.lua", upstream_case, False)
+                        for conc in (1, 64):
+                            result = run_wrk(up_port, script, conc, duration, threads, pins.load)
+                            entry = results.setdefault(f"{upstream_case.name}/direct", {})
+                            entry.setdefault("p50_c1_ms" if conc == 1 else "rps_c64", []).append(
+                                result.p50_ms if conc == 1 else result.rps
+                            )
         finally:
             procs.stop_all()
     return {name: {k: statistics.median(v) for k, v in figures.items()} for name, figures in results.items()}
+
+
+DIRECT_OF = {"chat-translated": "anthropic", "responses-translated": "anthropic"}
+# (case, the chat-completions case it is compared with)
+RESPONSES_PAIRS = (("responses", "openai"), ("responses-translated", "chat-translated"))
 
 
 def report(figures: dict[str, dict[str, float]]) -> str:
@@ -230,19 +319,29 @@ def report(figures: dict[str, dict[str, float]]) -> str:
         "|---|---|---|---|",
     ]
     added: dict[str, tuple[float, float]] = {}
-    for name in ("openai", "anthropic", "ollama"):
-        direct, sluice = figures[f"{name}/direct"], figures[f"{name}/sluice"]
+    for name in ("openai", "anthropic", "ollama", "responses", "chat-translated", "responses-translated"):
+        if f"{name}/sluice" not in figures:
+            continue
+        direct, sluice = figures[f"{DIRECT_OF.get(name, name)}/direct"], figures[f"{name}/sluice"]
         latency = sluice["p50_c1_ms"] - direct["p50_c1_ms"]
         cpu = (1 / sluice["rps_c64"] - 1 / direct["rps_c64"]) * 1e6
         added[name] = (latency, cpu)
-    base_latency, base_cpu = added["openai"]
+    base_latency, base_cpu = added.get("openai", (float("nan"), float("nan")))
     for name, (latency, cpu) in added.items():
         rows.append(f"| {name} | {latency:.3f} | {cpu:.0f} | {latency / base_latency:.2f} / {cpu / base_cpu:.2f} |")
-    verdict = all(max(lat / base_latency, c / base_cpu) <= 1.2 for lat, c in added.values())
     rows.append("")
-    rows.append(
-        f"Target (Anthropic and Ollama at most 1.2x the OpenAI surface's overhead): {'pass' if verdict else 'FAIL'}"
-    )
+    checked = [added[n] for n in ("anthropic", "ollama") if n in added]
+    if checked and "openai" in added:
+        verdict = all(max(lat / base_latency, c / base_cpu) <= 1.2 for lat, c in checked)
+        rows.append(
+            f"Target (Anthropic and Ollama at most 1.2x the OpenAI surface's overhead): {'pass' if verdict else 'FAIL'}"
+        )
+    for responses, chat in RESPONSES_PAIRS:
+        if responses in added and chat in added:
+            (r_lat, r_cpu), (c_lat, c_cpu) = added[responses], added[chat]
+            rows.append(
+                f"Responses API / chat completions ({responses} / {chat}): {r_lat / c_lat:.2f} / {r_cpu / c_cpu:.2f}"
+            )
     return "\n".join(rows)
 
 
@@ -250,8 +349,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.surfaces", description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--only", default="", help="comma-separated cases (default: all)")
     args = parser.parse_args()
-    figures = run(args.duration, args.repeat)
+    figures = run(args.duration, args.repeat, set(args.only.split(",")) if args.only else None)
     print(json.dumps(figures, indent=2), file=sys.stderr)
     print(report(figures))
 

@@ -11,9 +11,11 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from sluice.config import Settings, load_settings
+from sluice.config import Settings
+from sluice.config_loading import load_settings
 from sluice.errors import ConfigError
 from sluice.store.db import Database
+from sluice.store.private import private_dir
 
 T = TypeVar("T")
 
@@ -48,8 +50,9 @@ def with_db(settings: Settings, work: Callable[[Database], Awaitable[T]], migrat
         db = Database(settings.resolved_database_url)
         try:
             if migrate and db.is_sqlite:
-                settings.data_dir.mkdir(parents=True, exist_ok=True)
-                await db.migrate()
+                private_dir(settings.data_dir)
+                if not await db.is_current():  # looking costs less than an upgrade that finds nothing to do
+                    await db.migrate()
             return await work(db)
         finally:
             await db.close()

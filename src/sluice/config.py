@@ -3,7 +3,8 @@
 Precedence, lowest first: built-in defaults, the YAML file (``--config`` / ``SLUICE_CONFIG``), ``SLUICE_*``
 environment variables, command-line flags. Secrets are written in the file as environment references
 (``${OPENAI_API_KEY}``, ``${VAR:-default}``) and resolved here. Every problem is reported with its path in the
-file (``models[0].deployments[1].provider: ...``) by :func:`load_settings` raising :class:`ConfigError`.
+file (``models[0].deployments[1].provider: ...``) by :func:`sluice.config_loading.load_settings` raising
+:class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from sluice.config_sso import SsoConfig
+from sluice.naming import SafeName, SafePrefix
 
 ProviderKind = Literal["openai", "azure", "anthropic", "ollama", "gemini", "mock"]
 
@@ -52,14 +56,14 @@ class MockOptions(Strict):
 class ProviderConfig(Strict):
     """One upstream: where it is and how to authenticate. Requests can never choose these."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: SafeName = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: ProviderKind
     base_url: str | None = None
     api_key: SecretStr | None = None
     api_version: str | None = None  # Azure OpenAI api-version; Anthropic-Version header
     headers: dict[str, str] = Field(default_factory=dict)
     discover_models: bool = False  # expose every model the upstream lists under its own name
-    model_prefix: str = ""  # prefix for discovered model names (e.g. "ollama/")
+    model_prefix: SafePrefix = ""  # prefix for discovered model names (e.g. "ollama/")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(256, ge=1)
     # An upstream answer (whole body, or a stream in total) larger than this is cut off with an error.
@@ -69,6 +73,9 @@ class ProviderConfig(Strict):
     # A request feature this upstream kind cannot express (n > 1 on Anthropic, logprobs on Ollama, ...) is a 400
     # by default; with this set it is dropped instead.
     drop_unsupported: bool = False
+    # Whether the upstream serves OpenAI's Responses API itself (/v1/responses passes through to it); None: OpenAI's
+    # own API (no base_url) and Azure's v1 routes do, other OpenAI-compatible servers get it translated.
+    responses_api: bool | None = None
     mock: MockOptions = Field(default_factory=MockOptions)
 
     @field_validator("base_url")
@@ -96,8 +103,8 @@ class Price(Strict):
 
 
 class DeploymentConfig(Strict):
-    provider: str
-    model: str | None = None  # the upstream's model name; defaults to the public name
+    provider: SafeName
+    model: SafeName | None = None  # the upstream's model name; defaults to the public name
     capacity: int | None = Field(None, ge=1)  # max concurrent requests; None = unlimited
     weight: float = Field(1.0, gt=0)  # share of traffic under the "weighted" strategy
     order: int = 0  # tier under the "ordered" strategy: lower first, the next tier only when a tier fails
@@ -114,7 +121,7 @@ DEFAULT_FALLBACK_ON: tuple[FallbackOn, ...] = ("upstream_error", "timeout", "rat
 class ModelFallback(Strict):
     """Another model to try when every deployment of this one failed with one of ``on``."""
 
-    model: str
+    model: SafeName
     on: list[FallbackOn] = Field(default_factory=lambda: list(DEFAULT_FALLBACK_ON))
 
 
@@ -127,10 +134,10 @@ class RoutingConfig(Strict):
 
 
 class ModelConfig(Strict):
-    name: str = Field(min_length=1, max_length=256)
+    name: SafeName = Field(min_length=1, max_length=256)  # one name rule everywhere: sluice/naming.py
     deployments: list[DeploymentConfig] = Field(min_length=1)
     price: Price | None = None
-    aliases: list[str] = Field(default_factory=list)
+    aliases: list[SafeName] = Field(default_factory=list)
     routing: RoutingConfig | None = None  # overrides the gateway-wide routing settings
     fallbacks: list[ModelFallback] = Field(default_factory=list)
     cache: bool | None = None  # response caching for this model (None: the gateway default)
@@ -166,6 +173,9 @@ class LimitsConfig(Strict):
     scopes: list[ScopedLimits] = Field(default_factory=list)
     headers: bool = True  # x-ratelimit-* headers on responses
     redis_prefix: str = "sluice:lim"
+    # A call's reservation in Redis (its concurrency slot, its reserved budget) is held for this long and renewed
+    # by its replica while the call runs (every third of it): a replica that dies frees them this soon.
+    lease_seconds: float = Field(15.0, ge=1, le=3600)
 
     @field_validator("role_defaults")
     @classmethod
@@ -218,6 +228,17 @@ class PriorityClass(Strict):
     age_after: float | None = Field(None, gt=0)
     max_wait: float | None = Field(None, gt=0)  # waited this long for a slot: refused with 503
     max_queue: int | None = Field(None, ge=0)  # this many of the class already waiting on a deployment: 429
+    # This many of one tenant's requests of the class already waiting on a deployment: 429 for that tenant only.
+    # Unset: half of max_queue (at least 1), so one tenant can never fill the class's line alone; no bound
+    # when max_queue is unset too.
+    max_queue_per_tenant: int | None = Field(None, ge=1)
+
+    @property
+    def tenant_queue_bound(self) -> int | None:
+        """The per-tenant bound in force: the one set, or half of ``max_queue`` (at least 1)."""
+        if self.max_queue_per_tenant is not None:
+            return self.max_queue_per_tenant
+        return None if self.max_queue is None else max(1, self.max_queue // 2)
 
 
 def _default_classes() -> list[PriorityClass]:
@@ -264,6 +285,8 @@ class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=0, le=65535)
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    # Bodies of every other route (admin API, auth, UI) beyond this get 413 while being read (server/body_limit.py).
+    max_admin_body_bytes: int = Field(1024 * 1024, ge=1024)
     # Request headers beyond these get 431 (uvicorn's httptools parser sets no bound of its own).
     max_header_count: int = Field(100, ge=16)
     max_header_bytes: int = Field(32 * 1024, ge=1024)  # names and values of all request headers together
@@ -271,7 +294,10 @@ class ServerConfig(Strict):
     request_id_header: str = "x-request-id"
     header_timeout_seconds: float = Field(10.0, gt=0)  # a connection must send its request headers within this
     keep_alive_seconds: float = Field(5.0, gt=0)  # an idle kept-alive connection is closed after this
-    max_connections: int = Field(4096, ge=1)  # open client connections per process; more are closed at once
+    max_connections: int = Field(4096, ge=1)  # open client connections per process; the idlest go first
+    reserved_connections: int = Field(16, ge=0)  # of max_connections, kept for /health/* (server/connections.py)
+    max_connections_per_client: int = Field(256, ge=1)  # per client address (trusted_proxies exempt)
+    docs: bool = True  # /docs and /openapi.json (the admin API's description; off in the production profile)
 
 
 class LoggingConfig(Strict):
@@ -282,11 +308,45 @@ class LoggingConfig(Strict):
 
 class ObservabilityConfig(Strict):
     response_headers: bool = True  # x-sluice-overhead-ms, x-sluice-upstream-ms, x-sluice-deployment
-    metrics: bool = True  # GET /metrics and the per-request recording behind it
-    metrics_token: SecretStr | None = None  # when set, /metrics needs "Authorization: Bearer <token>"
+    # GET /metrics: "open" (whoever reaches the port), "token" ("Authorization: Bearer <metrics_token>"), or "off"
+    # (404, and nothing recorded). true/false mean open/off; a metrics_token set makes "open" "token".
+    metrics: Literal["open", "token", "off"] = "open"
+    metrics_token: SecretStr | None = None
     log_prompts: bool = False  # opt-in: put request bodies in debug logs (never keys or tokens)
     otlp_endpoint: str | None = None  # OpenTelemetry traces over OTLP/HTTP (needs the sluice[otel] extra)
     service_name: str = "sluice"
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metrics_flag(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return "open" if value else "off"
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_is_never_ignored(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("metrics_token") and data.get("metrics", "open") in ("open", True):
+            return {**data, "metrics": "token"}
+        return data
+
+    @model_validator(mode="after")
+    def _metrics_token_needed(self) -> ObservabilityConfig:
+        if self.metrics == "token" and (self.metrics_token is None or not self.metrics_token.get_secret_value()):
+            raise ValueError("observability.metrics is 'token' but observability.metrics_token is not set")
+        return self
+
+
+class DatabaseConfig(Strict):
+    """Deadlines on PostgreSQL (see docs/operations.md, "When PostgreSQL or Redis fails"); SQLite ignores them."""
+
+    connect_timeout_seconds: float = Field(3.0, gt=0)  # opening a connection (a hung server accepts, then stalls)
+    statement_timeout_seconds: float = Field(30.0, gt=0)  # one statement, enforced by the server and the client
+    pool_timeout_seconds: float = Field(3.0, gt=0)  # waiting for a pooled connection when all are busy
+    # A request waits at most this for a key or session lookup; then it uses what it already knew, or gets 503.
+    request_deadline_seconds: float = Field(2.0, gt=0)
+    # Limits, prices, IP rules and models changed by another replica or the CLI are re-read this often.
+    refresh_seconds: float = Field(15.0, gt=0)
 
 
 class KeyCacheConfig(Strict):
@@ -308,11 +368,23 @@ class AuthConfig(Strict):
     refresh_ttl_seconds: int = Field(14 * 86_400, ge=300, le=365 * 86_400)
     registration: RegistrationMode = "closed"  # an admin can change it at run time
     invite_ttl_hours: float = Field(72.0, gt=0, le=24 * 365)
-    login_attempts: int = Field(5, ge=1)  # failed logins allowed per email (and per client address) ...
-    login_window_seconds: float = Field(300.0, gt=0)  # ... within this window
+    login_attempts: int = Field(5, ge=1)  # free failed logins per (account, client address), then waits ...
+    login_delay_seconds: float = Field(5.0, gt=0)  # ... starting here, doubling per failure ...
+    login_max_delay_seconds: float = Field(900.0, gt=0)  # ... up to this
+    login_address_attempts: int = Field(20, ge=1)  # failed logins per client address (any account) per window
+    login_window_seconds: float = Field(300.0, gt=0)  # counts are forgotten this long after the last failure
+    signup_attempts: int = Field(10, ge=1)  # sign-up attempts per client address ...
+    signup_window_seconds: float = Field(3600.0, gt=0)  # ... within this window
     user_cache_ttl_seconds: float = Field(30.0, gt=0)  # how long a user's status is trusted without the database
     admin_email: str | None = None  # first admin, created on first start if no admin exists
     admin_password: SecretStr | None = None
+
+
+class ResponsesConfig(Strict):
+    """Responses stored for ``GET /v1/responses/{id}`` and ``previous_response_id`` (``store``, on by default)."""
+
+    retention_days: float = Field(30.0, gt=0)  # a stored response is deleted this long after it was created
+    max_chain: int = Field(1000, ge=1)  # previous responses followed at most to rebuild a conversation
 
 
 class Settings(Strict):
@@ -320,16 +392,22 @@ class Settings(Strict):
     database_url: str | None = None  # default: SQLite file in data_dir
     master_key: SecretStr | None = None
     redis_url: SecretStr | None = None  # shared state across replicas (limits, queue, cache, invalidation)
+    # Every Redis call on a request's path (admission, settlement, queue, cache) waits at most this, on its own.
+    redis_deadline_seconds: float = Field(0.5, gt=0, le=10)
     dev_mode: bool = False
     builtin_mock: bool = True  # expose the mock provider as model "mock-1"
     ui: bool = True  # the web UI at /ui (chat and admin panel)
     # The UI session cookie's Secure flag: "auto" sets it for HTTPS requests (TLS, or X-Forwarded-Proto from a
     # trusted proxy), "always" and "never" fix it.
     ui_secure_cookie: Literal["auto", "always", "never"] = "auto"
+    # The price table's currency (ISO 4217), with which costs and budgets are shown; amounts are never converted.
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     key_cache: KeyCacheConfig = Field(default_factory=KeyCacheConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    sso: SsoConfig = Field(default_factory=SsoConfig)  # single sign-on and service tokens (config_sso.py)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
@@ -337,6 +415,7 @@ class Settings(Strict):
     health: HealthConfig = Field(default_factory=HealthConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     # Where the settings came from, for messages; not part of the file format.
@@ -392,17 +471,3 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(plain):
             return driver + url[len(plain) :]
     return url
-
-
-def load_settings(
-    config_path: str | Path | None = None,
-    env: dict[str, str] | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> Settings:
-    """Read, merge and validate the configuration; raise :class:`ConfigError` listing every problem.
-
-    The reading itself lives in :mod:`sluice.config_loading`.
-    """
-    from sluice.config_loading import load
-
-    return load(config_path, env, overrides)

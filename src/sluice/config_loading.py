@@ -130,7 +130,7 @@ def _format_validation(exc: ValidationError) -> list[str]:
     return problems
 
 
-def load(
+def load_settings(
     config_path: str | Path | None = None,
     env: dict[str, str] | None = None,
     overrides: dict[str, Any] | None = None,

@@ -67,6 +67,13 @@ class NotFound(SluiceError):
     kind = "not_found"
 
 
+class Conflict(SluiceError):
+    """The change collides with what exists (an email or a name already taken, a model defined elsewhere)."""
+
+    status = 409
+    kind = "conflict"
+
+
 class PayloadTooLarge(SluiceError):
     """The request body is over the configured limit (413)."""
 
@@ -100,6 +107,12 @@ class Overloaded(SluiceError):
 
     status = 503
     kind = "overloaded"
+
+
+class CutAtShutdown(Overloaded):
+    """The gateway shut down (its graceful period over) while the request was still running: recorded as cut."""
+
+    kind = "cut_at_shutdown"
 
 
 class UpstreamError(SluiceError):

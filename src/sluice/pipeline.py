@@ -2,108 +2,41 @@
 
 ``identify → admit → route → schedule → call → encode → settle``. Surfaces decode their format and drive these
 stages through :class:`Gateway`; the per-request facts (who, which model and deployment, timings, usage, outcome)
-accumulate on a :class:`Call`, which :meth:`Gateway.finish` settles exactly once, whatever happened.
+accumulate on a :class:`Call`, which :meth:`Gateway.release_and_report` settles exactly once, whatever happened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
 from sluice.accounting.service import Accounting
 from sluice.cache.service import ResponseCache
+from sluice.call import Call
 from sluice.canonical import Usage
 from sluice.config import Settings
-from sluice.errors import NotFound, Overloaded, SluiceError
+from sluice.errors import CutAtShutdown, NotFound, Overloaded, SluiceError
 from sluice.identity.authenticate import Authenticator
 from sluice.identity.principal import Principal
 from sluice.limits.service import Limiter, quota_headers
-from sluice.limits.store import Reservation
 from sluice.observability.access import ACCESS
 from sluice.observability.metrics import Metrics
 from sluice.observability.tracing import Tracing
 from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
-from sluice.routing.deadlines import Deadline, RequestTimeouts, request_timeouts
-from sluice.routing.router import Outcome, Router
+from sluice.routing.deadlines import Deadline, request_timeouts
+from sluice.routing.router import Router
 from sluice.scheduling.service import Scheduler
 from sluice.server.exchange import Exchange
 
 T = TypeVar("T")
 
 log = structlog.get_logger("sluice.pipeline")
-
-
-def _new_usage_id() -> str:
-    return os.urandom(16).hex()
-
-
-@dataclass(slots=True)
-class Call:
-    """Everything known about one proxied request; becomes its usage record and access-log line."""
-
-    request_id: str
-    surface: str
-    endpoint: str
-    started: float  # perf_counter at arrival
-    stream: bool = False
-    principal: Principal | None = None
-    model: str | None = None
-    model_known: bool = False  # ``model`` is a configured name (resolve found it): a bounded metric label
-    response_model: str | None = None  # the model the upstream said answered (its own name, e.g. a snapshot)
-    deployment: Deployment | None = None
-    usage: Usage | None = None
-    status: int = 200
-    error: SluiceError | None = None
-    cancelled: bool = False
-    passthrough: bool = False
-    queue_wait: float = 0.0
-    queue_position: int | None = None  # place in the deployment's line at enqueue; 0: ran at once
-    upstream_started: float | None = None
-    first_byte_at: float | None = None  # first byte of the answer sent to the client
-    finished: float | None = None
-    releases: list[Callable[[], None]] = field(default_factory=list)
-    deadline: asyncio.Timeout | None = None  # the whole request's deadline, set once the deployment is known
-    usage_id: str = field(default_factory=_new_usage_id)  # Sluice's own id: client request ids may repeat
-    arrived_at: float = field(default_factory=time.time)  # wall clock at arrival (for the record)
-    upstream_wait: float = 0.0  # seconds spent waiting on the upstream (excluded from overhead)
-    cache_hit: bool = False
-    reservation: Reservation | None = None
-    cost_nanos: int = 0
-    recorded: bool = False
-    prompt_estimate: int = 0  # Sluice's own estimate, used when an answer ends before the upstream's usage
-    prompt_estimator: Callable[[], tuple[int, int | None]] | None = None
-    timeouts: RequestTimeouts | None = None  # the request's own (shorter) deadlines, from x-sluice-timeout*
-    routing: Outcome = field(default_factory=Outcome)  # attempts, retries and fallbacks for this request
-    generated_chars: int = 0  # answer text seen so far, for the same purpose
-    span: Any = None  # the request's trace span, when tracing is on
-    stages: list[tuple[str, float, float]] | None = None  # (stage, start, end) perf_counter times, when tracing
-    failed_attempt: SluiceError | None = None  # the last attempt's failure, already counted by the metrics
-
-    def fail(self, error: SluiceError) -> None:
-        self.error = error
-        self.status = error.status
-
-    def note_response_model(self, model: object) -> None:
-        """Keep the model name the upstream reported answering (for traces), the first time one is seen."""
-        if self.response_model is None and isinstance(model, str) and model:
-            self.response_model = model
-
-    def mark_first_byte(self) -> None:
-        if self.first_byte_at is None:
-            self.first_byte_at = time.perf_counter()
-
-    def overhead(self, now: float) -> float | None:
-        """Seconds spent in Sluice itself: everything but waiting on the upstream and the queue."""
-        if self.upstream_started is None:
-            return None
-        return max(0.0, (now - self.started) - self.upstream_wait - self.queue_wait)
 
 
 class Gateway:
@@ -131,6 +64,7 @@ class Gateway:
         self.cache = cache
         self.router = router
         self.scheduler = scheduler if scheduler is not None else Scheduler.local(settings.scheduling)
+        self.scheduler.known = self._capacity_deployments
         self.timing_headers = settings.observability.response_headers
         self.log_prompts = settings.observability.log_prompts
         self.max_body = settings.server.max_body_bytes
@@ -138,11 +72,16 @@ class Gateway:
         self.limit_headers = settings.limits.headers
         self.tracing: Tracing | None = None  # set when observability.otlp_endpoint is configured
 
+    def _capacity_deployments(self) -> list[str]:
+        """The ids of the catalog's deployments that have a capacity (and so a queue)."""
+        return [d.id for route in self.catalog.routes() for d in route.deployments if d.capacity is not None]
+
     # --- identify -------------------------------------------------------------------------------------------
 
     async def identify(self, ex: Exchange, call: Call) -> Principal:
         if self.tracing is not None:
-            self.tracing.begin(call, ex)
+            call.stages = []
+            call.span = self.tracing.begin(call, ex)
         try:
             principal = await self.authenticator.identify(ex)
         finally:
@@ -182,11 +121,33 @@ class Gateway:
         begun = time.perf_counter() if stages is not None else 0.0
         try:
             admitted = await self.limiter.admit(call, route, estimate)
+            await self._journal(call, route, estimate)
         finally:
             if stages is not None:
                 stages.append(("admit", begun, time.perf_counter()))
         if self.limit_headers and (admitted.requests is not None or admitted.tokens is not None):
             ex.response_headers.extend(quota_headers(admitted))
+
+    async def _journal(self, call: Call, route: ModelRoute, estimate: Callable[[], tuple[int, int | None]]) -> None:
+        """In the spool before the upstream is called, with what was reserved (see accounting/inflight.py)."""
+        if call.principal is None:
+            return
+        reservation = call.reservation
+        if reservation is not None:
+            prompt = call.prompt_estimate or 0
+            output, cost = reservation.tokens - prompt, reservation.cost_nanos
+        else:
+            prompt, max_tokens = estimate()
+            call.prompt_estimate = call.prompt_estimate or prompt
+            output = max_tokens if max_tokens is not None else self.limiter.config.default_max_tokens
+            cost = self.accounting.worst_case_price(route).worst_case_nanos(prompt, output)
+        try:
+            await self.accounting.begin(call, prompt, output, cost)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("call could not be journaled", usage_id=call.usage_id, error=str(exc))
+            raise Overloaded(
+                "The gateway could not record this request's usage; try again shortly.", code="usage_unavailable"
+            ) from exc
 
     # --- schedule + call ------------------------------------------------------------------------------------
 
@@ -206,7 +167,9 @@ class Gateway:
         async def on(deployment: Deployment) -> T:
             call.deployment = deployment
             queued = time.perf_counter() if call.stages is not None else 0.0
-            slot = await self.scheduler.acquire(deployment, call.principal, call.model or "")
+            slot = await self.scheduler.acquire(
+                deployment, call.principal, call.model or "", call.alive, lambda: _prompt_estimate(call)
+            )
             call.queue_position = slot.position
             call.queue_wait += slot.waited
             call.upstream_wait -= slot.waited  # open() times the whole attempt as upstream wait; the queue is not
@@ -224,7 +187,8 @@ class Gateway:
                 if traced is not None:
                     traced(exc)
                 if isinstance(exc, SluiceError):
-                    self.metrics.attempt_failed(call, deployment, exc)
+                    call.failed_attempt = exc  # counted here; the call's end must not count it again
+                    self.metrics.attempt_failed(deployment, exc)
                 raise
             call.releases += [gauge.dec, done, lambda: slot.release(call.usage)]
             if traced is not None:
@@ -232,9 +196,7 @@ class Gateway:
             return result
 
         surface = call.surface
-        same_format = (
-            (lambda r: all(d.provider.wire_format == surface for d in r.deployments)) if call.passthrough else None
-        )
+        same_format = (lambda r: r.speaks(surface)) if call.passthrough else None
         try:
             _, result = await self.router.run(route, on, call.routing, deadline, same_format)
         finally:
@@ -246,14 +208,14 @@ class Gateway:
 
     # --- settle ---------------------------------------------------------------------------------------------
 
-    async def complete(self, call: Call) -> None:
+    async def record_and_settle(self, call: Call) -> None:
         """Write the call's usage record durably, then settle its reservation.
 
         Surfaces await this before the final byte of an answer, so a client never sees a complete answer whose
-        record could still be lost; for every other outcome :meth:`finish` does it. The record goes first: a
-        crash between the two steps can leave a shared counter short by that call (its reservation then expires
-        with its lease), but can never lose the record the counters are rebuilt from. The reservation is settled
-        whatever happens to the record (a failed spool write, a cancellation): the in-process store has no
+        record could still be lost; for every other outcome :meth:`release_and_report` does it. The record goes
+        first: a crash between the two steps can leave a shared counter short by that call (its reservation then
+        expires with its lease), but can never lose the record the counters are rebuilt from. The reservation is
+        settled whatever happens to the record (a failed spool write, a cancellation): the in-process store has no
         leases, so a skipped settlement would hold its concurrency slot and reserved budget for good. A limit
         store that is down defers the settlement instead of failing (``Limiter.settle``).
         """
@@ -273,21 +235,27 @@ class Gateway:
         finally:
             await self.limiter.settle(call, cost)
 
-    async def conclude(self, call: Call) -> None:
+    async def settle_before_error(self, call: Call) -> None:
         """Record and settle a failed call before its error goes out.
 
         A client that retries as soon as it reads the error then finds its concurrency slot and reserved budget
-        back, rather than racing :meth:`finish`. A record that cannot be written does not change the error sent.
+        back, rather than racing :meth:`release_and_report`. A record that cannot be written does not change the
+        error sent.
         """
-        with contextlib.suppress(Overloaded):  # logged by complete
-            await self.complete(call)
+        with contextlib.suppress(Overloaded):  # logged by record_and_settle
+            await self.record_and_settle(call)
 
-    async def finish(self, call: Call) -> None:
+    async def release_and_report(self, call: Call) -> None:
         """Release what the call holds and record its outcome; runs exactly once per call."""
         call.finished = time.perf_counter()
-        with contextlib.suppress(Overloaded):  # logged by complete; the caller's answer is already decided
-            await self.complete(call)
-        if call.deployment is not None and call.error is not None and call.first_byte_at is not None:
+        with contextlib.suppress(Overloaded):  # logged by record_and_settle; the caller's answer is already decided
+            await self.record_and_settle(call)
+        if (
+            call.deployment is not None
+            and call.error is not None
+            and call.first_byte_at is not None
+            and not isinstance(call.error, CutAtShutdown)  # the gateway's own shutdown, not the deployment's fault
+        ):
             self.router.record(call.deployment, call.error, None)  # failed after the first byte: still a failure
         for release in call.releases:
             release()
@@ -295,6 +263,7 @@ class Gateway:
         self.metrics.observe(call, call.finished)
         if self.tracing is not None:
             self.tracing.end(call)
+            call.span = None
         if self.access_log and ACCESS.enabled:
             self._log(call)
 
@@ -352,12 +321,18 @@ class Gateway:
         )
 
 
+def _prompt_estimate(call: Call) -> int:
+    """Sluice's own estimate of the call's prompt tokens (computed once, when first needed)."""
+    if call.prompt_estimate == 0 and call.prompt_estimator is not None:
+        call.prompt_estimate = call.prompt_estimator()[0]
+    return call.prompt_estimate
+
+
 def _fill_partial_usage(call: Call) -> None:
     """An answer cut short (client gone, upstream failed) is billed for what was generated, marked estimated."""
     if call.generated_chars == 0:
         return
-    if call.prompt_estimate == 0 and call.prompt_estimator is not None:
-        call.prompt_estimate = call.prompt_estimator()[0]
+    _prompt_estimate(call)
     completion = (call.generated_chars + 3) // 4
     usage = call.usage
     if usage is None:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.accounting.service import Accounting
 from sluice.cache.service import ResponseCache
@@ -23,15 +22,19 @@ from sluice.config import Settings
 from sluice.errors import ConfigError
 from sluice.identity.accounts import Accounts
 from sluice.identity.authenticate import Authenticator
-from sluice.identity.bootstrap import ensure_first_admin, load_network_rules
 from sluice.identity.invalidation import Invalidation
 from sluice.identity.jwt_tokens import TokenCodec, WeakSecret, resolve_secret
 from sluice.identity.keys import KeyResolver
 from sluice.identity.network import TrustedProxies, vouch_key
-from sluice.identity.throttle import LoginThrottle
+from sluice.identity.service import IdentityService
+from sluice.identity.service_tokens import ServiceTokens
+from sluice.identity.sso_service import SsoService
+from sluice.identity.throttle import LoginThrottle, login_policy
 from sluice.identity.users import UserResolver
 from sluice.limits.service import Limiter
 from sluice.limits.setup import build_limiter, load_policies
+from sluice.limits.stored import StoredLimits
+from sluice.observability.loops import BackgroundLoops
 from sluice.observability.metrics import Metrics
 from sluice.observability.multiprocess import REFRESH_SECONDS
 from sluice.observability.tracing import build_tracing
@@ -44,13 +47,18 @@ from sluice.routing.router import Router
 from sluice.routing.stored import StoredCatalog
 from sluice.scheduling.setup import build_scheduler
 from sluice.server.gc_tuning import tune_for_serving
+from sluice.server.shutdown import Shutdown
 from sluice.store.db import Database
+from sluice.store.private import OWN_SUBDIRECTORIES, private_dir, tighten_tree
+from sluice.stored_responses.service import ResponseStore
 
 log = structlog.get_logger("sluice.services")
 
 LAST_USED_FLUSH_SECONDS = 15.0
-STORED_REFRESH_SECONDS = 15.0
-DB_LOOP_STOP_SECONDS = 5.0
+LOOP_STOP_SECONDS = 5.0
+SHUTDOWN_BUDGET_SECONDS = 15.0  # the whole of Services.stop with every store hung; ...
+SHUTDOWN_STEP_SECONDS = 5.0  # ... each shutdown step (server/shutdown.py) ...
+SHUTDOWN_DRAIN_SECONDS = 10.0  # ... but shipping the usage spool, which may take longer on a healthy database
 
 
 @dataclass
@@ -69,14 +77,18 @@ class Services:
     invalidation: Invalidation
     stored_models: StoredCatalog
     health: HealthChecker
+    identity: IdentityService
+    limits: StoredLimits
+    responses: ResponseStore
+    sso: SsoService
+    service_tokens: ServiceTokens
     redis: Redis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _db_loops: list[asyncio.Task[None]] = field(default_factory=list)
-    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    loops: BackgroundLoops = field(default_factory=BackgroundLoops)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        db = Database(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url, config=settings.database)
         providers = build_providers(settings)
         catalog = build_catalog(settings, providers)
         master = settings.master_key.get_secret_value() if settings.master_key else None
@@ -96,8 +108,9 @@ class Services:
             proxies = TrustedProxies(settings.server.trusted_proxies, vouch_key(secret))
         except ValueError as exc:
             raise ConfigError([f"server.trusted_proxies: {exc}"]) from None
-        authenticator = Authenticator(keys, users, proxies)
-        metrics = Metrics(recording=settings.observability.metrics)
+        service_tokens = ServiceTokens(db, settings.sso, settings.auth.user_cache_ttl_seconds)
+        authenticator = Authenticator(keys, users, proxies, service_tokens)
+        metrics = Metrics(recording=settings.observability.metrics != "off")
         accounting = Accounting(db, settings.data_dir, catalog, on_ship_failure=metrics.outbox_failures.inc)
         metrics.on_scrape_shared(lambda: _outbox_gauges(metrics, accounting))
         limiter = build_limiter(settings, accounting, redis, metrics)
@@ -114,16 +127,19 @@ class Services:
             scheduler=build_scheduler(settings, redis, metrics),
         )
         gateway.tracing = build_tracing(settings.observability.otlp_endpoint, settings.observability.service_name)
-        throttle = LoginThrottle(settings.auth.login_attempts, settings.auth.login_window_seconds, redis)
+        throttle = LoginThrottle(login_policy(settings.auth), redis, deadline=settings.redis_deadline_seconds)
 
         async def reload_rules() -> None:
-            authenticator.rules, cidrs = await load_network_rules(db, settings)
+            authenticator.rules, cidrs = await identity.access.network_rules()
             if cidrs != authenticator.proxies.cidrs:
                 authenticator.proxies = authenticator.proxies.with_cidrs(cidrs)
 
         invalidation = Invalidation(keys, users, reload_rules, redis)
-        stored_models = StoredCatalog(db, catalog, set(providers))
+        identity = IdentityService(db, settings, invalidation.publish)
+        stored_models = StoredCatalog(db, catalog, set(providers), invalidation.publish)
         invalidation.reloaders["models"] = stored_models.reload
+        invalidation.forgetters.append(service_tokens.forget)
+        accounts = Accounts(db, codec, settings, invalidation.publish)
         health = HealthChecker(
             catalog,
             gateway.router,
@@ -140,17 +156,23 @@ class Services:
             accounting,
             limiter,
             metrics,
-            Accounts(codec),
+            accounts,
             throttle,
             invalidation,
             stored_models,
             health,
+            identity,
+            StoredLimits(db, settings.limits, identity.subjects, accounting.spent, live=limiter.policy),
+            ResponseStore(db, settings.responses),
+            SsoService(db, settings.sso, accounts, invalidation.publish),
+            service_tokens,
             redis,
         )
 
     async def start(self) -> None:
+        private_dir(self.settings.data_dir)
+        tighten_tree(self.settings.data_dir, OWN_SUBDIRECTORIES)  # what an earlier version left readable
         if self.db.is_sqlite:
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
             if not await self.db.is_current():
                 await self.db.migrate()
         elif not await self.db.is_current():
@@ -159,81 +181,80 @@ class Services:
         await self.limiter.start()  # after the spool: settlements deferred before a restart are kept there
         await load_policies(self.limiter, self.db)
         await self.invalidation.reload_rules()
-        await ensure_first_admin(self.db, self.settings.auth)
+        await self.identity.users.ensure_first_admin(self.settings.auth)
         for provider in self.providers.values():
             await provider.start()
         await self.stored_models.reload()
         await discover_models(self.catalog)
         await self.gateway.scheduler.start()
-        self._stopping = asyncio.Event()
-        # Database loops end between iterations on stop (a query cancelled mid-flight would leave its SQLite
-        # worker thread answering a loop that is gone); the other tasks are simply cancelled.
-        self._db_loops = [
-            asyncio.create_task(self._every(STORED_REFRESH_SECONDS, self._refresh_stored), name="sluice-refresh"),
-            asyncio.create_task(
-                self._every(LAST_USED_FLUSH_SECONDS, self.keys.flush_last_used), name="sluice-key-last-used"
-            ),
-        ]
+        failures = self.metrics.background_loop_failures
+        self.loops = BackgroundLoops(on_failure=lambda name: failures.labels(name).inc())
+        self.loops.every("refresh-stored", self.settings.database.refresh_seconds, self._refresh_stored)
+        self.loops.every("key-last-used", LAST_USED_FLUSH_SECONDS, self.keys.flush_last_used)
+        if self.settings.limits.backend == "redis":
+            self.loops.every("lease-renewal", self.limiter.lease_renewal_seconds, self.limiter.renew_leases)
+        if self.metrics.multiprocess:
+            # With several workers, keep this worker's own gauges current between scrapes other workers answer.
+            self.loops.every("metrics", REFRESH_SECONDS, self._refresh_metrics)
         if self.redis is not None:
             self.tasks.append(asyncio.create_task(self.invalidation.listen_forever(), name="sluice-invalidation"))
+            # Serve once changes made on other replicas reach this one (bounded: Redis may be down; the caches'
+            # lifetimes are the backstop then, and the listener catches up once it is subscribed).
+            if not await self.invalidation.wait_listening():
+                log.warning("not yet subscribed to identity changes; serving anyway")
         if self.settings.health.interval_seconds > 0:
             self.tasks.append(asyncio.create_task(self.health.run_forever(), name="sluice-health"))
-        if self.metrics.multiprocess:
-            self.tasks.append(asyncio.create_task(self._refresh_metrics(), name="sluice-metrics"))
         tune_for_serving()
         log.info("started", models=len(self.catalog.routes()), providers=sorted(self.providers))
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._db_loops:
-            _done, late = await asyncio.wait(self._db_loops, timeout=DB_LOOP_STOP_SECONDS)
-            self.tasks.extend(late)
-            self._db_loops = []
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.tasks.clear()
-        await self.gateway.scheduler.close()
-        await self.keys.flush_last_used()
-        await self.limiter.close()
-        await self.accounting.close()
-        await self.stored_models.close()
-        for provider in self.providers.values():
-            await provider.close()
+        """Every step bounded (see server/shutdown.py): hung stores slow the exit by seconds, never stop it."""
+        shutdown = Shutdown(self.db.abort, SHUTDOWN_BUDGET_SECONDS)
+        await self.loops.stop(LOOP_STOP_SECONDS)
+        await shutdown.step("background tasks", self._cancel_tasks(), SHUTDOWN_STEP_SECONDS)
+        await shutdown.step("scheduler", self.gateway.scheduler.close(), SHUTDOWN_STEP_SECONDS)
+        await shutdown.step("credential lookups", self._close_lookups(), SHUTDOWN_STEP_SECONDS)
+        await shutdown.step("key last use", self.keys.flush_last_used(), SHUTDOWN_STEP_SECONDS)
+        await shutdown.step("limits", self.limiter.close(), SHUTDOWN_STEP_SECONDS)
+        # The spool is durable: records not shipped now are shipped at the next start.
+        await shutdown.step("usage", self.accounting.close(SHUTDOWN_DRAIN_SECONDS), SHUTDOWN_DRAIN_SECONDS + 2)
+        await shutdown.step("stored models", self.stored_models.close(), SHUTDOWN_STEP_SECONDS)
+        await shutdown.step("sso", self.sso.close(), SHUTDOWN_STEP_SECONDS)
+        await shutdown.step("service tokens", self.service_tokens.close(), SHUTDOWN_STEP_SECONDS)
+        for name, provider in self.providers.items():
+            await shutdown.step(f"provider {name}", provider.close(), SHUTDOWN_STEP_SECONDS)
         if self.redis is not None:
-            await self.redis.aclose()
+            await shutdown.step("redis", self.redis.aclose(), SHUTDOWN_STEP_SECONDS)
         if self.gateway.tracing is not None:
             self.gateway.tracing.shutdown()
-        await self.db.close()
+        await shutdown.step("database", self.db.close(), SHUTDOWN_STEP_SECONDS)
         self.metrics.close()
-        log.info("stopped")
+        log.info("stopped", overran=shutdown.overran or None)
 
-    async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
-        """Run ``work`` every ``seconds`` until stop() (never interrupted mid-way)."""
-        while True:
-            try:
-                await asyncio.wait_for(self._stopping.wait(), seconds)
-                return
-            except TimeoutError:
-                await work()
+    async def _cancel_tasks(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks)
+        self.tasks.clear()
+
+    async def _close_lookups(self) -> None:
+        await self.keys.close()
+        if self.gateway.authenticator.users is not None:
+            await self.gateway.authenticator.users.close()
 
     async def _refresh_metrics(self) -> None:
-        """With several workers, keep this worker's own gauges current between scrapes other workers answer."""
-        while True:
-            await asyncio.sleep(REFRESH_SECONDS)
-            self.metrics.refresh()
+        self.metrics.refresh()
 
     async def _refresh_stored(self) -> None:
-        """Limits, prices, IP rules and models changed elsewhere (another replica, the CLI) apply here in time."""
-        try:
-            await load_policies(self.limiter, self.db)
-            await self.accounting.reload_prices()
-            await self.invalidation.reload_rules()
-            await self.stored_models.reload()
-        except SQLAlchemyError as exc:
-            log.warning("could not refresh stored settings", error=type(exc).__name__)
+        """Limits, prices, IP rules and models changed elsewhere (another replica, the CLI) apply here in time.
+
+        A failure (the database is down) is the loop's to count and log; the next run, after the outage, catches up.
+        """
+        await load_policies(self.limiter, self.db)
+        await self.accounting.reload_prices()
+        await self.invalidation.reload_rules()
+        await self.stored_models.reload()
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
@@ -265,7 +286,7 @@ def build_cache(settings: Settings, redis: Redis | None, metrics: Metrics) -> Re
     if config.backend == "redis":
         if redis is None:
             raise ValueError("cache.backend is 'redis' but redis_url is not set")
-        return ResponseCache(config, RedisCache(redis, config.redis_prefix), metrics)
+        return ResponseCache(config, RedisCache(redis, config.redis_prefix, settings.redis_deadline_seconds), metrics)
     return ResponseCache(config, MemoryCache(config.max_entries), metrics)
 
 

@@ -1,4 +1,5 @@
-"""The `sluice` command as users run it: real processes, real files, real databases."""
+"""The `sluice` command as users run it: real files, real databases; the commands run in this process (typer's
+runner), ``serve`` and one smoke test of the installed entry point in real processes."""
 
 from __future__ import annotations
 
@@ -20,24 +21,24 @@ from sqlalchemy import select
 from sluice.store.db import Database
 from sluice.store.models import ApiKey
 from tests.fakes import FakeAnthropic, FakeOllama, FakeOpenAI
+from tests.support.cli import SLUICE_PREFIXES, Ran, run_cli
 from tests.support.server import free_port
 from tests.support.services import create_postgres_database, drop_postgres_database
 
 SLUICE = [sys.executable, "-m", "sluice"]
 
 
-def run(
-    args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        SLUICE + args, capture_output=True, text=True, timeout=60, env={**_clean_env(), **(env or {})}, cwd=cwd
-    )
+def run(args: list[str], env: dict[str, str] | None = None) -> Ran:
+    return run_cli(args, env)
+
+
+def run_process(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(SLUICE + args, capture_output=True, text=True, timeout=60, env=_clean_env())
 
 
 def _clean_env() -> dict[str, str]:
     """The parent's environment without anything that would configure Sluice."""
-    prefixes = ("SLUICE_", "OPENAI_", "ANTHROPIC_", "OLLAMA_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return {k: v for k, v in os.environ.items() if not k.startswith(SLUICE_PREFIXES)}
 
 
 def test_check_config_reports_every_problem_without_a_traceback(tmp_path: Path) -> None:
@@ -47,7 +48,7 @@ def test_check_config_reports_every_problem_without_a_traceback(tmp_path: Path) 
         "    deployments: [{provider: ghost}]\n",
         encoding="utf-8",
     )
-    result = run(["check-config", "--config", str(config)])
+    result = run_process(["check-config", "--config", str(config)])  # the smoke test of `python -m sluice`
     assert result.returncode == 2
     assert "providers[0].api_key: environment variable NOT_SET is not set" in result.stderr
     assert "models[0].deployments[0].provider: unknown provider 'ghost'" in result.stderr
@@ -126,7 +127,7 @@ def test_serve_with_no_arguments_starts_on_embedded_defaults(
 ) -> None:
     proc, port = served
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a deadline: returns once it answers
     key_file = tmp_path / ".sluice" / "master_key"
     answer = None
     while time.monotonic() < deadline and answer is None:
@@ -144,7 +145,7 @@ def test_serve_with_no_arguments_starts_on_embedded_defaults(
                 time.sleep(0.05)
         else:
             time.sleep(0.05)
-    assert answer is not None and answer.status_code == 200, "no answer within 20 s"
+    assert answer is not None and answer.status_code == 200, "no answer within 60 s"
     assert answer.json()["choices"][0]["message"]["content"]
     assert (tmp_path / ".sluice" / "sluice.db").exists()
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
@@ -267,7 +268,7 @@ def test_sdk_environment_variables_alone_give_a_working_gateway(tmp_path: Path) 
         )
         try:
             headers = {"Authorization": "Bearer sk-sl-env-master"}
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60  # a deadline: returns once it answers
             models: set[str] = set()
             while time.monotonic() < deadline and not models:
                 try:
@@ -290,3 +291,25 @@ def test_sdk_environment_variables_alone_give_a_working_gateway(tmp_path: Path) 
             proc.wait(timeout=20)
             if proc.stderr is not None:
                 proc.stderr.close()
+
+
+def test_check_config_with_workers_refuses_a_capacity_on_the_in_process_queue(tmp_path: Path) -> None:
+    config = tmp_path / "sluice.yaml"
+    config.write_text(
+        "redis_url: redis://127.0.0.1:6379/0\nlimits: {backend: redis}\n"
+        "providers:\n  - {name: local, kind: openai, base_url: 'http://127.0.0.1:8000/v1'}\n"
+        "models:\n  - name: m\n    deployments: [{provider: local, capacity: 4}]\n",
+        encoding="utf-8",
+    )
+    assert run(["check-config", "--config", str(config)]).returncode == 0
+    refused = run(["check-config", "--config", str(config), "--workers", "2"])
+    assert refused.returncode == 2
+    assert "scheduling.backend: 'local' keeps one queue per worker" in refused.stderr
+    assert "models[0].deployments[0] (m)" in refused.stderr
+    served = run(["serve", "--config", str(config), "--workers", "2", "--data-dir", str(tmp_path / "d")])
+    assert served.returncode == 2 and "scheduling.backend: 'local'" in served.stderr
+    assert not (tmp_path / "d").exists()  # refused before anything was written
+    config.write_text(config.read_text(encoding="utf-8") + "scheduling: {backend: redis}\n", encoding="utf-8")
+    shared = run(["check-config", "--config", str(config), "--workers", "2"])
+    assert shared.returncode == 0, shared.stderr
+    assert "2 workers" in shared.stdout and "cache.backend: 'memory'" in shared.stdout

@@ -12,8 +12,8 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from sluice.identity.key_service import NewKey, create_key
 from tests.fakes import FakeOpenAI, Fault
+from tests.support.keys import NewKey, create_key
 from tests.support.server import MASTER_KEY, SluiceServer, make_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from sluice.config import load_settings
+from sluice.config_loading import load_settings
 from tests.support.server import MASTER_KEY, SluiceServer, free_port, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +28,7 @@ DEPLOY = ROOT / "deploy"
 STACK_ENV = {
     "SLUICE_MASTER_KEY": "sk-deploy-test-master-key-0123456789",
     "SLUICE_JWT_SECRET": "deploy-test-jwt-secret-0123456789abcdef0123456789",
+    "SLUICE_METRICS_TOKEN": "deploy-test-metrics-token-0123456789",
 }
 
 
@@ -71,6 +72,11 @@ def test_stack_configuration_validates_with_the_compose_environment() -> None:
     assert settings.scheduling.backend == "rabbitmq" and settings.cache.backend == "redis"
     assert settings.server.host == "0.0.0.0" and settings.server.port == 4000
     assert settings.server.trusted_proxies == [env["SLUICE_TRUSTED_PROXY"]]
+    # The production profile (issue 16.12): no API description, metrics behind the token Prometheus holds.
+    assert settings.server.docs is False
+    assert settings.observability.metrics == "token"
+    token = settings.observability.metrics_token
+    assert token is not None and token.get_secret_value() == STACK_ENV["SLUICE_METRICS_TOKEN"]
 
 
 def test_compose_stack_mounts_existing_files_and_trusts_only_its_nginx() -> None:
@@ -90,6 +96,10 @@ def test_compose_stack_mounts_existing_files_and_trusts_only_its_nginx() -> None
     assert _env_of(services["sluice"])["SLUICE_TRUSTED_PROXY"] == f"{nginx_ip}/32"
     scrape = yaml.safe_load((DEPLOY / "prometheus-compose.yml").read_text())
     assert scrape["scrape_configs"][0]["dns_sd_configs"][0] == {"names": ["sluice"], "type": "A", "port": 4000}
+    # Prometheus scrapes with the replicas' own metrics token, handed to it as a compose secret.
+    assert compose["secrets"]["metrics_token"] == {"environment": "SLUICE_METRICS_TOKEN"}
+    assert "metrics_token" in services["prometheus"]["secrets"]
+    assert scrape["scrape_configs"][0]["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
     datasource = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
 
@@ -108,7 +118,13 @@ def test_kubernetes_manifest_probes_and_commands_exist(tmp_path: Path) -> None:
             assert httpx.get(server.url + path, timeout=10).status_code == 200, path
     assert container["ports"][0]["containerPort"] == 4000
     names = {e["name"] for e in container["env"]}
-    assert {"SLUICE_CONFIG", "SLUICE_MASTER_KEY", "SLUICE_JWT_SECRET", "SLUICE_DATABASE_URL"} <= names
+    assert {
+        "SLUICE_CONFIG",
+        "SLUICE_MASTER_KEY",
+        "SLUICE_JWT_SECRET",
+        "SLUICE_DATABASE_URL",
+        "SLUICE_METRICS_TOKEN",
+    } <= names
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/data", "/tmp", "/etc/sluice"} <= mounts  # a read-only root file system still needs these
     assert pod["terminationGracePeriodSeconds"] > 30  # longer than Sluice's own 30 s drain
@@ -214,3 +230,9 @@ def test_nginx_passes_sluice_errors_and_generated_request_ids(nginx_in_front: tu
     )
     assert reply.status_code == 413  # from Sluice itself (nginx's own limit is above it), in OpenAI's shape
     assert reply.json()["error"]["code"]
+
+
+def test_nginx_keeps_metrics_off_the_public_side(nginx_in_front: tuple[str, SluiceServer]) -> None:
+    url, server = nginx_in_front
+    assert httpx.get(f"{server.url}/metrics", timeout=10).status_code == 200  # served on the inside
+    assert httpx.get(f"{url}/metrics", timeout=10).status_code == 404

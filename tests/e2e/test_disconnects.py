@@ -1,5 +1,6 @@
 """SECURITY.md case 29: a client that leaves mid-stream closes the upstream connection within 1 s, on the translated
-path and on the Anthropic and Ollama surfaces (OpenAI pass-through has its own test), and the call is settled."""
+path (the Responses API's included) and on the Anthropic and Ollama surfaces (OpenAI pass-through has its own
+test), and the call is settled."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def request_for(surface: str, model: str) -> tuple[str, dict[str, Any]]:
     messages = [{"role": "user", "content": "Tell me everything."}]
     if surface == "openai":
         return "/v1/chat/completions", {"model": model, "messages": messages, "stream": True}
+    if surface == "responses":
+        return "/v1/responses", {"model": model, "input": "Tell me everything.", "stream": True}
     if surface == "anthropic":
         return "/v1/messages", {"model": model, "max_tokens": 100, "messages": messages, "stream": True}
     return "/api/chat", {"model": model, "messages": messages}  # Ollama streams by default
@@ -43,10 +46,14 @@ def request_for(surface: str, model: str) -> tuple[str, dict[str, Any]]:
         ("ollama", "ollama"),
         ("ollama", "openai"),
         ("ollama", "anthropic"),
+        ("responses", "openai"),
+        ("responses", "anthropic"),
+        ("responses", "ollama"),
+        ("responses", "openai-responses"),  # passed through to an upstream serving the Responses API
     ],
 )
 def test_client_leaving_mid_stream_closes_the_upstream_within_a_second(rig: Rig, surface: str, upstream: str) -> None:
-    fake = rig.fakes[upstream]
+    fake = rig.fakes["openai" if upstream == "openai-responses" else upstream]
     fake.reset()
     fake.enqueue(Fault("endless", interval=0.01))
     path, body = request_for(surface, f"up-{upstream}")

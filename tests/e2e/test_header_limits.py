@@ -3,10 +3,13 @@ routes and the FastAPI app alike, and nothing reaches an upstream."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.fakes import FakeOpenAI
@@ -100,3 +103,56 @@ def test_the_defaults_refuse_what_the_audit_sent(defaults: SluiceServer) -> None
         assert resp.status_code == 431
     ok = send(defaults, "/v1/chat/completions", padded(50))
     assert ok.status_code == 404  # past the header check: the default config has no model "gpt"
+
+
+def _send_until_answered(gateway: SluiceServer, start: bytes, filler: bytes, at_most: int) -> tuple[int, bytes]:
+    """Send ``start`` then ``filler`` bytes until the server answers (or ``at_most`` are sent); the bytes sent and
+    the answer."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(start)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            while sent < at_most:
+                sock.sendall(filler)
+                sent += len(filler)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    return sent, answer
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: ",
+        b"GET /health/live?",
+        b"POST /v1/chat/completions HTTP/1.1\r\n",
+    ],
+    ids=["one-huge-value", "huge-url", "endless-headers"],
+)
+def test_a_64_mib_header_is_refused_while_it_arrives_not_after(defaults: SluiceServer, start: bytes) -> None:
+    """Issue 16.11: the parser buffered a 64 MiB header before the 431 (the whole of it had to arrive first)."""
+    filler = b"X-Pad: " + b"a" * 65520 + b"\r\n" if start.endswith(b"\r\n") else b"a" * 65536
+    sent, answer = _send_until_answered(defaults, start, filler, 64 * 1024 * 1024)
+    assert sent < 16 * 1024 * 1024, f"{sent} bytes of headers were read before the refusal"
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b"headers" in answer and b"aaaa" not in answer
+
+
+def test_pipelined_requests_with_large_bodies_are_not_taken_for_large_headers(defaults: SluiceServer) -> None:
+    """The header count covers only reads in which no request began: a read that ends one request's body and
+    starts the next one's headers is not counted against the next one."""
+    body = orjson.dumps({"model": "gpt", "messages": [{"role": "user", "content": "p" * 300_000}]})
+    one = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {defaults.master_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", defaults.port), timeout=10) as sock:
+        sock.sendall(one * 3)
+        answers = b""
+        while answers.count(b"HTTP/1.1 ") < 3:
+            chunk = sock.recv(65536)
+            assert chunk, answers
+            answers += chunk
+    assert answers.count(b"HTTP/1.1 404") == 3, answers  # past every check: the default config has no model "gpt"

@@ -41,7 +41,15 @@ def test_healthy_gateway_is_ready_and_names_nothing(tmp_path: Path) -> None:
     assert answer.json() == {
         "status": "ok",
         "failing": [],
-        "checks": {"database": "ok", "models": 1, "deployments": {"total": 1, "healthy": 1}},
+        "checks": {
+            "database": "ok",
+            "loops": {
+                "refresh-stored": {"status": "ok", "every_seconds": 15.0, "runs": 0, "failures": 0},
+                "key-last-used": {"status": "ok", "every_seconds": 15.0, "runs": 0, "failures": 0},
+            },
+            "models": 1,
+            "deployments": {"total": 1, "healthy": 1},
+        },
     }
 
 

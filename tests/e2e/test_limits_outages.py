@@ -20,8 +20,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sluice.accounting.spool import connect as connect_spool
-from sluice.identity.key_service import NewKey, create_key
 from sluice.store.db import Database
+from tests.support.keys import NewKey, create_key
 from tests.support.processes import PrivatePostgres, PrivateRedis
 from tests.support.server import SluiceServer, make_settings
 

@@ -15,11 +15,11 @@ import openai
 import pytest
 from sqlalchemy import select
 
-from sluice.identity.key_service import NewKey, create_key
 from sluice.limits.policy import Limits
 from sluice.limits.repository import LimitRepository
 from sluice.limits.setup import load_policies
 from sluice.store.models import UsageRecord
+from tests.support.keys import NewKey, create_key
 from tests.support.server import SluiceServer, make_settings
 
 # 1 per million tokens in and out: every token costs 1000 nanos.

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sluice.identity.key_service import NewKey, create_key
 from sluice.limits.policy import Limits
 from sluice.limits.repository import LimitRepository
 from sluice.limits.setup import load_policies
 from tests.fakes import FakeOpenAI, Fault, Reply
+from tests.support.keys import NewKey, create_key
 from tests.support.processes import PrivateRedis
 from tests.support.server import SluiceServer, make_settings
 

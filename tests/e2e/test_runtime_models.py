@@ -32,7 +32,7 @@ def admin(server: SluiceServer, method: str, path: str, **kw: Any) -> httpx.Resp
     return httpx.request(method, f"{server.url}/admin/v1{path}", headers=ADMIN, timeout=30, **kw)
 
 
-def _until(predicate: Any, seconds: float = 5.0) -> None:
+def _until(predicate: Any, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():

@@ -17,8 +17,8 @@ import httpx
 import orjson
 import pytest
 
-from sluice.identity.key_service import NewKey, create_key
 from tests.fakes import FakeOpenAI, Fault, Reply
+from tests.support.keys import NewKey, create_key
 from tests.support.server import MASTER_KEY, SluiceServer, make_settings
 
 CLASSES = [

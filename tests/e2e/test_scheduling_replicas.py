@@ -17,6 +17,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+import yaml
 from redis import Redis
 
 from tests.fakes import FakeOpenAI, Fault, Reply
@@ -145,3 +146,26 @@ def test_kill_9_of_a_replica_holding_the_slots_frees_them_within_the_lease(
     after = [post(survivor) for _ in range(3)]
     assert [r.status_code for r in after] == [200, 200, 200]
     assert [r.headers["x-sluice-queue-position"] for r in after] == ["0", "0", "0"]  # both slots are free again
+
+
+def test_a_replica_that_never_served_the_deployment_shows_its_whole_line(
+    replicas: list[SluiceProcess], upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    first = replicas[0]
+    config = yaml.safe_load(first.config_path.read_text(encoding="utf-8"))
+    third = SluiceProcess(tmp_path / "third", config, name="third").start()  # has served nothing
+    try:
+        upstream.reset()
+        upstream.reply = Reply(delay=5.0)
+        with ThreadPoolExecutor(3) as pool:
+            running = [pool.submit(post, first) for _ in range(2)]
+            assert upstream.wait_for(lambda: upstream.in_flight == 2, timeout=15)
+            waiter = pool.submit(post, first)
+            assert wait_until(lambda: waiting_on(third) == 1), "GET /v1/queue on the third replica"
+            admin = {"Authorization": f"Bearer {MASTER_KEY}"}
+            queues = httpx.get(f"{third.url}/admin/v1/queues", headers=admin, timeout=10).json()
+            (deployment,) = queues["deployments"]
+            assert (deployment["capacity"], deployment["in_flight"], deployment["waiting"]) == (2, 2, 1)
+            assert [f.result(timeout=30).status_code for f in [*running, waiter]] == [200] * 3
+    finally:
+        third.stop()

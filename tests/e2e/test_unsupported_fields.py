@@ -52,15 +52,22 @@ CELLS: list[tuple[str, dict[str, Any], str, tuple[str, ...], tuple[str, ...]]] =
     ("openai-chat", {"logprobs": True, "top_logprobs": 2}, "logprobs", ("logprobs",), ("anthropic", "ollama", "mock")),
     (
         "openai-chat",
-        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}},
-        "response_format",
-        ("response_format",),
-        ("anthropic", "mock"),
+        {"tools": [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}, "strict": True}}]},
+        "tools[0].function.strict",
+        ("tools",),
+        ("ollama",),
     ),
     ("openai-chat", {"n": 2}, "n", ("n",), ("anthropic", "ollama")),
     ("openai-completions", {"logprobs": 2}, "logprobs", ("logprobs",), ("anthropic", "ollama", "mock")),
     ("openai-completions", {"suffix": " The end."}, "suffix", ("suffix",), ("anthropic", "mock")),
     ("anthropic", {"service_tier": "auto"}, "service_tier", ("service_tier",), ("openai", "ollama", "mock")),
+    (
+        "anthropic",
+        {"tools": [{"name": "w", "input_schema": {"type": "object"}, "strict": True}]},
+        "tools[0].strict",
+        ("tools",),
+        ("ollama",),
+    ),
     (
         "ollama",
         {"options": {"mirostat": 2}},
@@ -69,7 +76,6 @@ CELLS: list[tuple[str, dict[str, Any], str, tuple[str, ...], tuple[str, ...]]] =
         ("openai", "anthropic", "mock"),
     ),
     ("ollama", {"options": {"min_p": 0.05}}, "options.min_p", ("options", "min_p"), ("openai", "anthropic", "mock")),
-    ("ollama", {"format": {"type": "object"}}, "format", ("format",), ("anthropic", "mock")),
 ]
 NATIVE = {"openai-chat": "openai", "openai-completions": "openai", "anthropic": "anthropic", "ollama": "ollama"}
 
@@ -125,9 +131,9 @@ def test_drop_unsupported_answers_without_the_field(
         sent = fake.requests[-1].json
         assert sent is not None
         flat = {**sent, **(sent.get("options") or {})}
-        assert param.split(".")[-1] not in flat or param == "format", sent
-        if param == "format":
-            assert "format" not in sent and "response_format" not in sent
+        assert param.split(".")[-1] not in flat, sent
+        if param.endswith(".strict"):
+            assert all("strict" not in tool.get("function", tool) for tool in sent["tools"]), sent
 
 
 @pytest.mark.parametrize(

@@ -16,12 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from sluice.identity.key_service import NewKey, create_key
 from sluice.limits.policy import Limits
 from sluice.limits.repository import LimitRepository
 from sluice.limits.setup import load_policies
 from sluice.store.models import UsageRecord
 from tests.fakes import FakeAnthropic, FakeOllama, FakeOpenAI, Fault, Reply
+from tests.support.keys import NewKey, create_key
 from tests.support.server import SluiceServer, make_settings
 
 PRICE = {"input": 2.0, "output": 8.0, "cached_input": 1.0}

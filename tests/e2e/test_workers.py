@@ -32,8 +32,10 @@ REFUSE_USAGE = (
 
 
 def shared_config(data_dir: Path, **extra: Any) -> dict[str, Any]:
-    limits = {"backend": "redis", "redis_prefix": "t-" + secrets.token_hex(4)}
-    return {"data_dir": str(data_dir), "redis_url": REDIS_URL, "limits": limits, **extra}
+    prefix = "t-" + secrets.token_hex(4)
+    limits = {"backend": "redis", "redis_prefix": prefix}
+    shared = {"limits": limits, "scheduling": {"backend": "redis", "prefix": prefix + "-sched"}}
+    return {"data_dir": str(data_dir), "redis_url": REDIS_URL, **shared, **extra}
 
 
 def samples(url: str, name: str) -> list[tuple[dict[str, str], float]]:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 from aiohttp import web
 
 from .delivery import Answer, Frame, JsonAnswer, StreamPlan, encode_json
+from .openai_responses import input_tokens, response_object, response_stream
 from .script import JsonObject, Reply, embedding_base64, embedding_keys, embedding_vector, new_id, split_text
 from .server import FakeUpstream
 
@@ -275,7 +276,7 @@ def _either(
     return lambda reply: JsonAnswer(complete(reply, body))
 
 
-_GENERATION_ENDPOINTS = ("/chat/completions", "/completions", "/embeddings")
+_GENERATION_ENDPOINTS = ("/chat/completions", "/completions", "/embeddings", "/responses")
 
 
 class FakeOpenAI(FakeUpstream):
@@ -313,6 +314,8 @@ class FakeOpenAI(FakeUpstream):
             web.post(f"{p}/chat/completions", self._chat),
             web.post(f"{p}/completions", self._completions),
             web.post(f"{p}/embeddings", self._embeddings),
+            web.post(f"{p}/responses", self._responses),
+            web.post(f"{p}/responses/input_tokens", self._input_tokens),
             web.get(f"{p}/models", self._list_models),
             web.get(f"{p}/models/{{model:.+}}", self._get_model),
         ]
@@ -341,6 +344,12 @@ class FakeOpenAI(FakeUpstream):
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         return await self.generate(request, _either(text_completion, text_completion_stream, self.body_of(request)))
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await self.generate(request, _either(response_object, response_stream, self.body_of(request)))
+
+    async def _input_tokens(self, request: web.Request) -> web.StreamResponse:
+        return self.json_response(input_tokens(self.reply))
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         body = self.body_of(request)

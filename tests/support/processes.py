@@ -25,7 +25,7 @@ import yaml
 
 from tests.support.server import JWT_SECRET, MASTER_KEY, free_port
 
-START_TIMEOUT = 30.0
+START_TIMEOUT = 90.0  # a deadline, not a wait: a loaded machine, measured by coverage, starts slowly
 STOP_TIMEOUT = 45.0
 
 
@@ -57,7 +57,8 @@ class SluiceProcess:
         self.config_path = directory / f"{name}.yaml"
         self.log_path = directory / f"{name}.log"
         tree = {"master_key": MASTER_KEY, "logging": {"level": "warning", "access_log": False}, **config}
-        tree["auth"] = {"jwt_secret": JWT_SECRET, **tree.get("auth", {})}
+        # Sign-ups per address are bounded (auth.signup_attempts); tests sign many users up from one loopback address.
+        tree["auth"] = {"jwt_secret": JWT_SECRET, "signup_attempts": 10_000, **tree.get("auth", {})}
         tree.setdefault("ui", False)
         directory.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(tree), encoding="utf-8")
@@ -161,10 +162,36 @@ class PrivatePostgres:
     def stop(self) -> None:
         self._run(_postgres_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
+    def pause(self) -> None:
+        """Hang the whole server (SIGSTOP to the postmaster and every backend): sockets accept, nothing answers."""
+        for pid in self._pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in self._pids():
+            os.kill(pid, signal.SIGCONT)
+
+    def _pids(self) -> list[int]:
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        return [postmaster, *_children(postmaster)]
+
     def destroy(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.resume()  # a test that failed while the server was paused must not leave it stopped
         with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _children(parent: int) -> list[int]:
+    """Direct children of ``parent`` (from /proc; PostgreSQL's backends are the postmaster's children)."""
+    found = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == parent:
+                found.append(int(stat.split("/")[2]))
+    return found
 
 
 class PrivateRedis:
@@ -211,8 +238,18 @@ class PrivateRedis:
                 time.sleep(0.05)
         raise TimeoutError("private redis-server did not start")
 
+    def pause(self) -> None:
+        """Hang the server (SIGSTOP): connections open, commands never answer."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
             self.proc.terminate()
             self.proc.wait(timeout=10)
         self.proc = None

@@ -2,6 +2,8 @@
 
 Model ``up-<kind>`` is served by that kind's upstream. ``drop=True`` adds ``drop-<kind>`` models on providers of
 the same kinds with ``drop_unsupported: true``, on the same fakes. Providers are named ``oa``, ``an``, ``ol``, ``mk``.
+``up-openai-responses`` is the fake OpenAI again, as an upstream that serves the Responses API itself (provider
+``oa-resp``, ``responses_api: true``): ``/v1/responses`` passes through to it, where ``up-openai`` translates.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Rig:
     def generated(self, kind: str) -> int:
         """Generation requests the kind's fake has seen (0 for the mock, which has no fake)."""
         fake = self.fakes.get(kind)
-        return fake.attempts if fake is not None else 0
+        return fake.attempts if fake is not None else 0  # up-openai-responses: the "openai" fake's
 
     def openai(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.gateway.url + "/v1", api_key=self.gateway.master_key, max_retries=0)
@@ -55,18 +57,21 @@ class Rig:
 def _providers(fo: FakeOpenAI, fa: FakeAnthropic, fl: FakeOllama, drop: bool) -> list[dict[str, Any]]:
     base = [
         {"name": "oa", "kind": "openai", "base_url": fo.base_url},
+        {"name": "oa-resp", "kind": "openai", "base_url": fo.base_url, "responses_api": True},
         {"name": "an", "kind": "anthropic", "base_url": fa.url},
         {"name": "ol", "kind": "ollama", "base_url": fl.url},
         {"name": "mk", "kind": "mock"},
     ]
-    dropping = [{**p, "name": p["name"] + "-drop", "drop_unsupported": True} for p in base] if drop else []
+    dropping = [{**p, "name": p["name"] + "-drop", "drop_unsupported": True} for p in base if p["name"] != "oa-resp"]
+    dropping = dropping if drop else []
     return base + dropping
 
 
 def _models(drop: bool) -> list[dict[str, Any]]:
     providers = dict(zip(UPSTREAMS, ("oa", "an", "ol", "mk"), strict=True))
     variants = [("up", "")] + ([("drop", "-drop")] if drop else [])
-    return [
+    responses = {"name": "up-openai-responses", "deployments": [{"provider": "oa-resp", "model": "gpt-fake"}]}
+    return [responses] + [
         {
             "name": f"{prefix}-{kind}",
             "deployments": [{"provider": providers[kind] + suffix, "model": UPSTREAM_MODELS[kind]}],

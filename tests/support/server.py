@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import socket
 import threading
 import time
@@ -14,12 +16,24 @@ import uvicorn
 import yaml
 
 from sluice.app import SluiceApp, create_app
-from sluice.config import Settings, load_settings
+from sluice.config import Settings
+from sluice.config_loading import load_settings
 from sluice.server.serving import uvicorn_options
 
 MASTER_KEY = "sk-sl-test-master-key-0123456789abcdef"
 JWT_SECRET = "sluice-test-jwt-secret-0123456789abcdef0123456789"  # real deployments outside dev mode need one
-START_TIMEOUT = 15.0
+START_TIMEOUT = 60.0  # a deadline, not a wait (a loaded machine, measured by coverage)
+STOP_TIMEOUT = 30.0
+_RUN = secrets.token_hex(3)
+
+
+def worker_prefix() -> str:
+    """A name part unique to this pytest process (xdist worker) and run, for Redis keys and RabbitMQ queues.
+
+    Servers a test starts without naming their own prefixes get this one, so tests in other workers (or other
+    runs on the same services) never share their limit counters, cache entries or queues.
+    """
+    return f"sluice-t-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{_RUN}"
 
 
 def free_port() -> int:
@@ -36,7 +50,10 @@ def make_settings(data_dir: Path, config: dict[str, Any] | None = None, **overri
         "logging": {"level": "warning", "access_log": False},
         **(config or {}),
     }
-    tree["auth"] = {"jwt_secret": JWT_SECRET, **tree.get("auth", {})}
+    # Sign-ups per address are bounded (auth.signup_attempts); tests sign many users up from one loopback address.
+    tree["auth"] = {"jwt_secret": JWT_SECRET, "signup_attempts": 10_000, **tree.get("auth", {})}
+    for section, field in (("limits", "redis_prefix"), ("cache", "redis_prefix"), ("scheduling", "prefix")):
+        tree[section] = {field: f"{worker_prefix()}.{section}", **tree.get(section, {})}
     tree.setdefault("ui", False)  # NiceGUI is one per process: UI tests run their own `sluice serve`
     path = data_dir / "sluice.yaml"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +86,7 @@ class SluiceServer:
             "port": self.port,
             "loop": "asyncio",
             "log_level": "warning",
-            "timeout_graceful_shutdown": 10,  # inside stop()'s 15 s
+            "timeout_graceful_shutdown": 10,  # inside stop()'s STOP_TIMEOUT
         }
         config = uvicorn.Config(self.app, **options)
         self._server = uvicorn.Server(config)
@@ -102,9 +119,9 @@ class SluiceServer:
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
-            self._thread.join(timeout=15)
+            self._thread.join(timeout=STOP_TIMEOUT)
             if self._thread.is_alive():
-                raise RuntimeError("Sluice did not stop within 15 s")
+                raise RuntimeError(f"Sluice did not stop within {STOP_TIMEOUT} s")
         self._server = None
         self._thread = None
 

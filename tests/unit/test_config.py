@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sluice.config import load_settings, normalise_database_url
+from sluice.config import normalise_database_url
+from sluice.config_loading import load_settings
 from sluice.errors import ConfigError
 
 

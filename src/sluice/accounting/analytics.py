@@ -20,6 +20,7 @@ from sqlalchemy import Integer, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sluice.accounting import latency
+from sluice.accounting.traffic import CANCELLED, LOOKUP_ENDPOINTS
 from sluice.store.models import UsageDaily, UsageRecord
 
 GroupBy = Literal["model", "key", "user", "workspace"]
@@ -74,7 +75,7 @@ def _daily_where(query: Any, flt: UsageFilter) -> Any:
     return query
 
 
-def _raw_where(query: Any, flt: UsageFilter) -> Any:
+def raw_where(query: Any, flt: UsageFilter) -> Any:
     query = query.where(UsageRecord.created_at >= flt.start, UsageRecord.created_at < flt.end)
     if flt.workspace_ids is not None:
         query = query.where(UsageRecord.workspace_id.in_(flt.workspace_ids))
@@ -113,14 +114,14 @@ class Analytics:
             )
         else:
             table = UsageRecord
-            query = _raw_where(
+            query = raw_where(
                 select(
                     func.count(),
-                    func.coalesce(func.sum(func.cast(UsageRecord.status >= 400, _int())), 0),
+                    func.coalesce(func.sum(func.cast(_failed(), _int())), 0),
                     *self._sums(table),
                 ),
                 flt,
-            )
+            ).where(_traffic())
         row = (await self.session.execute(query)).one()
         return Totals(*(int(v or 0) for v in row))
 
@@ -159,17 +160,17 @@ class Analytics:
         # One scan: rows come out per (hour, group, latency bucket) and are folded into one point per (hour, group)
         # below; failed calls get bucket -1 so they count as requests and errors but stay out of the histogram.
         bucket = case((UsageRecord.status >= 400, -1), else_=bucket_expression(UsageRecord.latency_ms))
-        query = _raw_where(
+        query = raw_where(
             select(
                 hour,
                 raw_group,
                 func.count(),
-                func.sum(func.cast(UsageRecord.status >= 400, _int())),
+                func.sum(func.cast(_failed(), _int())),
                 *self._sums(UsageRecord),
                 bucket,
             ),
             flt,
-        )
+        ).where(_traffic())
         query = query.group_by(hour, raw_group, bucket).order_by(hour)
         points: dict[tuple[str, Any], tuple[list[Any], list[int]]] = {}
         for r in (await self.session.execute(query)).all():
@@ -224,7 +225,7 @@ class Analytics:
 
     async def records(self, flt: UsageFilter, limit: int = 100, before: datetime | None = None) -> list[UsageRecord]:
         """Raw records, newest first, one page at a time (``before``: the last page's oldest ``created_at``)."""
-        query = _raw_where(select(UsageRecord), flt)
+        query = raw_where(select(UsageRecord), flt)
         if before is not None:
             query = query.where(UsageRecord.created_at < before)
         query = query.order_by(UsageRecord.created_at.desc()).limit(limit)
@@ -234,7 +235,7 @@ class Analytics:
         """Every matching record, oldest first, in batches (for CSV export without loading it all)."""
         after: tuple[datetime, str] | None = None
         while True:
-            query = _raw_where(select(UsageRecord), flt)
+            query = raw_where(select(UsageRecord), flt)
             if after is not None:
                 query = query.where(
                     (UsageRecord.created_at > after[0])
@@ -259,6 +260,16 @@ def bucket_expression(column: Any, low: int = 0, high: int = latency.BUCKETS - 1
         (column < latency.BOUNDS_MS[middle - 1], bucket_expression(column, low, middle - 1)),
         else_=bucket_expression(column, middle, high),
     )
+
+
+def _failed() -> Any:
+    """``traffic.is_error`` in SQL."""
+    return (UsageRecord.status >= 400) & (UsageRecord.status != CANCELLED)
+
+
+def _traffic() -> Any:
+    """``traffic.is_traffic`` in SQL."""
+    return UsageRecord.endpoint.notin_(LOOKUP_ENDPOINTS)
 
 
 def _int() -> Any:

@@ -1,22 +1,22 @@
-"""``sluice prices`` (editable price table) and ``sluice usage`` (summaries and CSV export)."""
+"""``sluice prices`` (editable price table) and ``sluice usage`` (summaries and CSV export), through the accounting
+room's services (:class:`~sluice.accounting.stored.StoredPrices`, :class:`~sluice.accounting.reports.UsageReports`;
+the admin API's usage routes call the same reports)."""
 
 from __future__ import annotations
 
-import csv
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
-from sqlalchemy import delete, select
 
-from sluice.accounting.analytics import Analytics, Totals, UsageFilter
-from sluice.accounting.export import CSV_COLUMNS, csv_row
-from sluice.accounting.prices import nanos_to_units
+from sluice.accounting.analytics import Totals, UsageFilter
+from sluice.accounting.prices import ModelPrice, nanos_to_units
+from sluice.accounting.reports import UsageReports
+from sluice.accounting.stored import StoredPrices
 from sluice.cli_common import ConfigOpt, DataDirOpt, err, load, out, with_db
 from sluice.store.db import Database
-from sluice.store.models import ModelPriceRow
 
 prices_cli = typer.Typer(
     help="Prices per model (per million tokens), overriding configured and default ones.", no_args_is_help=True
@@ -35,16 +35,8 @@ def prices_set(
 ) -> None:
     """Set a model's price; running gateways apply it within 15 s."""
     settings = load(config, data_dir=data_dir)
-
-    async def work(db: Database) -> None:
-        async with db.session() as session:
-            row = await session.get(ModelPriceRow, model)
-            if row is None:
-                row = ModelPriceRow(model=model, input=input_price, output=output_price)
-                session.add(row)
-            row.input, row.output, row.cached_input = input_price, output_price, cached_input
-
-    with_db(settings, work)
+    price = ModelPrice(input_price, output_price, cached_input)
+    with_db(settings, lambda db: StoredPrices(db).set(model, price))
     out.print(f"Price set for {model}.", markup=False)
 
 
@@ -52,13 +44,8 @@ def prices_set(
 def prices_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Stored price overrides."""
     settings = load(config, data_dir=data_dir)
-
-    async def work(db: Database) -> list[ModelPriceRow]:
-        async with db.session() as session:
-            return list((await session.execute(select(ModelPriceRow).order_by(ModelPriceRow.model))).scalars())
-
     table = Table("model", "input", "output", "cached input")
-    for row in with_db(settings, work):
+    for row in with_db(settings, lambda db: StoredPrices(db).list()):
         table.add_row(
             row.model,
             f"{row.input:g}",
@@ -72,13 +59,7 @@ def prices_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 def prices_clear(model: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Remove a model's stored price (configured or default prices apply again)."""
     settings = load(config, data_dir=data_dir)
-
-    async def work(db: Database) -> int:
-        async with db.session() as session:
-            result = await session.execute(delete(ModelPriceRow).where(ModelPriceRow.model == model))
-            return int(result.rowcount)  # type: ignore[attr-defined]
-
-    if not with_db(settings, work):
+    if not with_db(settings, lambda db: StoredPrices(db).clear(model)):
         err.print(f"No stored price for {model}.", markup=False)
         raise typer.Exit(1)
     out.print(f"Price cleared for {model}.", markup=False)
@@ -92,7 +73,9 @@ def _filter(days: int, workspace: str | None, key: str | None, user: str | None,
 @usage_cli.command("summary")
 def usage_summary(
     days: Annotated[int, typer.Option(min=1, max=3660, help="Whole UTC days up to today.")] = 30,
-    by: Annotated[str, typer.Option(help="Break down by model, key, user or workspace.")] = "model",
+    by: Annotated[
+        Literal["model", "key", "user", "workspace"], typer.Option(help="Break down by model, key, user or workspace.")
+    ] = "model",
     workspace: str | None = None,
     key: str | None = None,
     user: str | None = None,
@@ -101,16 +84,12 @@ def usage_summary(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Requests, tokens and cost over the last days, with the top spenders."""
-    if by not in ("model", "key", "user", "workspace"):
-        err.print("--by must be one of model, key, user, workspace")
-        raise typer.Exit(2)
     settings = load(config, data_dir=data_dir)
     flt = _filter(days, workspace, key, user, model)
 
     async def work(db: Database) -> tuple[Totals, list[dict[str, Any]]]:
-        async with db.session() as session:
-            analytics = Analytics(session)
-            return await analytics.totals(flt), await analytics.top(flt, by, "cost", 20)  # type: ignore[arg-type]
+        reports = UsageReports(db)
+        return await reports.totals(flt), await reports.top(flt, by, "cost", 20)
 
     totals, top = with_db(settings, work)
     out.print(
@@ -143,12 +122,9 @@ def usage_export(
     """Every usage record as CSV on standard output."""
     settings = load(config, data_dir=data_dir)
     flt = _filter(days, workspace, key, user, model)
-    writer = csv.writer(sys.stdout)
-    writer.writerow(CSV_COLUMNS)
 
     async def work(db: Database) -> None:
-        async with db.session() as session:
-            async for batch in Analytics(session).stream_records(flt):
-                writer.writerows(csv_row(r) for r in batch)
+        async for chunk in UsageReports(db).csv_chunks(flt):
+            sys.stdout.write(chunk)
 
     with_db(settings, work)

@@ -64,7 +64,9 @@ def estimate_raw_prompt_tokens(data: dict[str, object]) -> int:
     """
     chars = 0
     images = 0
-    stack: list[object] = [data.get(k) for k in ("messages", "system", "prompt", "tools", "input", "suffix")]
+    stack: list[object] = [
+        data.get(k) for k in ("messages", "system", "instructions", "prompt", "tools", "input", "suffix")
+    ]
     while stack:
         node = stack.pop()
         if isinstance(node, str):

@@ -13,11 +13,10 @@ import contextlib
 from collections.abc import Callable
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.accounting.repository import UsageRepository
 from sluice.accounting.spool import Spool
-from sluice.store.db import Database
+from sluice.store.db import LOOKUP_ERRORS, Database
 
 log = structlog.get_logger("sluice.outbox")
 
@@ -64,7 +63,7 @@ class Shipper:
         while True:
             try:
                 moved = await self.ship_once()
-            except (SQLAlchemyError, OSError) as exc:
+            except LOOKUP_ERRORS as exc:  # asyncpg's own errors too (a restarting server: CannotConnectNow)
                 self.failures += 1
                 if self._on_failure is not None:
                     self._on_failure()
@@ -90,7 +89,7 @@ class Shipper:
             async with asyncio.timeout(seconds):
                 while await self.ship_once():
                     pass
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        except LOOKUP_ERRORS as exc:
             log.warning("usage records left in the spool for the next start", error=type(exc).__name__)
             return False
         return True

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sluice.accounting.latency import COLUMNS as LATENCY_COLUMNS
 from sluice.accounting.latency import bucket_of
+from sluice.accounting.traffic import is_error, is_traffic
 from sluice.store.models import UsageDaily, UsageRecord
 
 _RECORD_COLUMNS = frozenset(c.name for c in UsageRecord.__table__.columns)
@@ -89,6 +90,8 @@ class UsageRepository:
         """Fold newly inserted records into the per-day totals (one cached upsert, executemany)."""
         totals: dict[tuple[Any, ...], dict[str, Any]] = {}
         for r in records:
+            if not is_traffic(r):
+                continue
             day = datetime.fromtimestamp(r["created_ts"], UTC).date()
             dims = (
                 day,
@@ -99,7 +102,7 @@ class UsageRepository:
             )
             t = totals.setdefault(dims, dict.fromkeys(_ROLLUP_SUMS, 0))
             t["requests"] += 1
-            t["errors"] += 1 if r["status"] >= 400 else 0
+            t["errors"] += 1 if is_error(r["status"]) else 0
             for field in ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_nanos"):
                 t[field] += int(r[field])
             t["latency_ms_sum"] += float(r["latency_ms"])

@@ -1,31 +1,37 @@
-"""Accounting: what a call cost, its durable usage record, and budget spend read back from the records."""
+"""Accounting: what a call cost, its durable usage record, and budget spend read back from the records.
+
+:class:`Accounting` is the room's one service: the request path uses it for cost and records; the admin API and
+the CLI use its :attr:`~Accounting.stored_prices` (price overrides) and :attr:`~Accounting.reports` (usage reports).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from sluice.accounting.inflight import InFlightJournal, orphan_record
 from sluice.accounting.outbox import Shipper
 from sluice.accounting.prices import ModelPrice, PriceBook
+from sluice.accounting.reports import UsageReports
 from sluice.accounting.repository import UsageRepository
 from sluice.accounting.spool import Spool
+from sluice.accounting.stored import StoredPrices
 from sluice.accounting.usage import build_record
 from sluice.config import Price
 from sluice.limits.policy import Scope
 from sluice.limits.store import SpendUnavailable
 from sluice.routing.catalog import Deployment, ModelCatalog, ModelRoute
 from sluice.store.db import Database
-from sluice.store.models import ModelPriceRow
 
 if TYPE_CHECKING:
-    from sluice.pipeline import Call
+    from sluice.call import Call
 
 SPOOL_FILE = "usage-spool.db"
 DRAIN_SECONDS = 20.0
@@ -52,20 +58,22 @@ class Accounting:
         self._price_cache: dict[tuple[str | None, str | None], ModelPrice] = {}
         self.spool = Spool(data_dir / SPOOL_FILE)
         self.shipper = Shipper(self.spool, db, on_ship_failure)
+        self.inflight = InFlightJournal(self.spool)
+        self.stored_prices = StoredPrices(db)
+        self.reports = UsageReports(db)
 
     async def start(self) -> None:
         self.spool.start()
+        await self.inflight.recover()  # calls a crash cut: recorded before shipping starts
         await self.reload_prices()
         self.shipper.start()
 
-    async def close(self) -> None:
-        await self.shipper.drain(DRAIN_SECONDS)
+    async def close(self, drain_seconds: float = DRAIN_SECONDS) -> None:
+        await self.shipper.drain(drain_seconds)
         self.spool.close()
 
     async def reload_prices(self) -> None:
-        async with self.db.session() as session:
-            rows = (await session.execute(select(ModelPriceRow))).scalars().all()
-        stored = {r.model: ModelPrice(r.input, r.output, r.cached_input) for r in rows}
+        stored = await self.stored_prices.all()
         if stored != self.prices.stored:
             self.prices.replace_stored(stored)
             self._price_cache = {}
@@ -99,6 +107,12 @@ class Accounting:
     async def record(self, call: Call, cost_nanos: int, finished: float) -> None:
         """Write the call's usage record durably (returns once it is in the spool file)."""
         await self.spool.append(build_record(call, cost_nanos, finished))
+        self.inflight.end(call.usage_id)
+
+    async def begin(self, call: Call, prompt_tokens: int, output_tokens: int, cost_nanos: int) -> None:
+        """Journal the call before its upstream is called: a crash then leaves an estimated record, not none."""
+        record = build_record(call, cost_nanos, time.perf_counter())
+        await self.inflight.begin(orphan_record(record, prompt_tokens, output_tokens, cost_nanos))
 
     async def spent(self, scope: Scope, start: datetime, end: datetime) -> int:
         """Money recorded for a scope in [start, end): shipped records plus those still in the spool.

@@ -13,6 +13,7 @@ opens connections per batch and the event loop never touches SQLite. The synchro
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import sqlite3
 import threading
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+
+from sluice.store.private import private_database
 
 T = TypeVar("T")
 
@@ -36,6 +39,8 @@ CREATE TABLE IF NOT EXISTS spool (
     body BLOB NOT NULL
 )
 """
+# Calls in flight (accounting/inflight.py): written in the same transactions as the records, so always present.
+INFLIGHT_SCHEMA = "CREATE TABLE IF NOT EXISTS inflight (id TEXT PRIMARY KEY, owner TEXT NOT NULL, body BLOB NOT NULL)"
 INSERT = "INSERT OR IGNORE INTO spool VALUES (?, ?, ?, ?, ?, ?, ?)"
 SCOPE_COLUMNS = ("key_id", "user_id", "workspace_id")
 
@@ -49,12 +54,19 @@ class SpoolRow:
 
 
 class _Write:
-    __slots__ = ("future", "loop", "row")
+    __slots__ = ("future", "loop", "row", "sql")
 
-    def __init__(self, row: tuple[Any, ...], loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]):
+    def __init__(
+        self,
+        row: tuple[Any, ...],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[None],
+        sql: str = INSERT,
+    ):
         self.row = row
         self.loop = loop
         self.future = future
+        self.sql = sql
 
 
 class _Task:
@@ -69,10 +81,12 @@ class _Task:
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    private_database(path)  # owner-only, like everything in the data directory
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(SCHEMA)  # a reader may find a new, empty file
+    conn.execute(INFLIGHT_SCHEMA)
     return conn
 
 
@@ -124,6 +138,26 @@ class Spool:
         self._queue.put(_Task(work, loop, future))
         return await future
 
+    async def write(self, sql: str, row: tuple[Any, ...]) -> None:
+        """One statement, committed with the writes around it in one transaction; returns once committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Write(row, loop, future, sql))
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_retrieve)
+            raise
+
+    def write_later(self, sql: str, row: tuple[Any, ...]) -> None:
+        """Like :meth:`write`, without waiting (committed with the next batch; a failure is dropped)."""
+        if self._thread is None:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        future.add_done_callback(_retrieve)
+        self._queue.put(_Write(row, loop, future, sql))
+
     def _serve(self) -> None:
         conn = connect(self.path)
         try:
@@ -149,7 +183,9 @@ class Spool:
         error: BaseException | None = None
         try:
             conn.execute("BEGIN")
-            conn.executemany(INSERT, [w.row for w in batch])
+            # In order, consecutive writes of one statement together (usage records, journal rows, their removal).
+            for sql, writes in itertools.groupby(batch, key=lambda w: w.sql):
+                conn.executemany(sql, [w.row for w in writes])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             error = exc
@@ -210,6 +246,10 @@ class Spool:
         finally:
             conn.close()
 
+    def queue(self, name: str) -> SpoolQueue:
+        """A keyed queue of blobs kept in this file beside the records (another room's durable backlog)."""
+        return SpoolQueue(self, name)
+
     @property
     def running(self) -> bool:
         return self._thread is not None
@@ -223,6 +263,53 @@ class Spool:
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
             self._thread = None
+
+
+class SpoolQueue:
+    """Rows of (id, order, body) in a table of the spool file, written and read on the spool's own thread, so they
+    are as durable as the usage records and never touch the event loop. Ids are unique: adding one twice keeps the
+    first."""
+
+    def __init__(self, spool: Spool, name: str) -> None:
+        if not name.isidentifier():
+            raise ValueError(f"not a table name: {name!r}")
+        self.spool = spool
+        self.name = name
+
+    async def open(self) -> int:
+        """Create the table if needed; the number of rows waiting in it."""
+        table = self.name
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, ended REAL NOT NULL, body BLOB)")
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+        return await self.spool.run(work)
+
+    async def add(self, row_id: str, order: float, body: bytes) -> int:
+        """Keep one row; the number added (0: that id was already kept)."""
+        statement = f"INSERT OR IGNORE INTO {self.name} VALUES (?, ?, ?)"
+        return int(await self.spool.run(lambda conn: conn.execute(statement, (row_id, order, body)).rowcount))
+
+    async def oldest(self, limit: int) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` rows, lowest order first."""
+        statement = f"SELECT id, body FROM {self.name} ORDER BY ended LIMIT ?"
+        rows: list[tuple[str, bytes]] = await self.spool.run(
+            lambda conn: [(r[0], r[1]) for r in conn.execute(statement, (limit,)).fetchall()]
+        )
+        return rows
+
+    async def remove(self, ids: list[str]) -> int:
+        """Drop rows in one transaction; the number of rows left."""
+        table = self.name
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN")
+            conn.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
+            conn.execute("COMMIT")
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+        return await self.spool.run(work)
 
 
 def _select(conn: sqlite3.Connection, limit: int) -> list[SpoolRow]:

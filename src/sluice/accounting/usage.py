@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sluice.pipeline import Call
+    from sluice.call import Call
 
 
 def _ms(seconds: float | None) -> float | None:

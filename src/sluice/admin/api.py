@@ -23,11 +23,16 @@ from sluice.admin import (
     routes_limits,
     routes_models,
     routes_queues,
+    routes_requests,
+    routes_self,
+    routes_setup,
+    routes_sso,
     routes_usage,
     routes_users,
 )
 from sluice.admin.schemas import ErrorBody
-from sluice.errors import SluiceError
+from sluice.errors import Overloaded, SluiceError
+from sluice.store.db import UNAVAILABLE
 
 log = structlog.get_logger("sluice.admin")
 
@@ -49,10 +54,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 ROUTERS = (
     routes_auth.router,
+    routes_sso.router,
+    routes_setup.router,
+    routes_self.router,
     routes_users.router,
     routes_keys.router,
     routes_access.router,
     routes_usage.router,
+    routes_requests.router,
     routes_limits.router,
     routes_models.router,
     routes_queues.router,
@@ -86,6 +95,13 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database (or a socket under it) is down: 503, like a key that cannot be verified, never 500."""
+    log.warning("admin request failed: a dependency is unavailable", path=request.url.path, error=type(exc).__name__)
+    error = Overloaded("The gateway's database is unavailable; try again shortly.", code="database_unavailable")
+    return JSONResponse(error_body(error), status_code=503, headers={"retry-after": "5"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The frames, not the message: a database error's message carries the statement's parameters (hashes).
     frames = "".join(traceback.format_tb(exc.__traceback__)[-8:])
@@ -105,4 +121,6 @@ def install(app: FastAPI) -> None:
     app.include_router(admin_router())
     app.add_exception_handler(SluiceError, _sluice_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, _unavailable)
     app.add_exception_handler(Exception, _unexpected)

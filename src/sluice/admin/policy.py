@@ -4,9 +4,10 @@
 admits principals whose role ranks at least ``owner``; ``public`` marks the few routes anyone may call (register,
 login, refresh). A test walks the router and fails for any route without one of these.
 
-Roles rank ``viewer < member < owner < admin``; ``admin`` is gateway-wide, the others hold within the principal's
-workspace. Nobody grants more than they hold: :func:`check_grant` is used wherever a role, priority class or model
-list is handed to someone else.
+Roles rank ``viewer < member < owner < admin`` (:data:`sluice.identity.grants.ROLE_RANK`); ``admin`` is
+gateway-wide, the others hold within the principal's workspace. What a caller may see and hand out once admitted
+(visibility, the grant rule) is the identity services' to decide: a :class:`Caller` is the
+:class:`~sluice.identity.grants.Authority` they are given.
 """
 
 from __future__ import annotations
@@ -17,44 +18,32 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
-from sluice.errors import InvalidRequest, PermissionDenied
+from sluice.errors import PermissionDenied
 from sluice.identity.audit import Actor
 from sluice.identity.authenticate import token_from_headers
+from sluice.identity.grants import ROLE_RANK, Authority
 from sluice.identity.network import BROWSER_HEADER, Address
-from sluice.identity.principal import PRIORITY_ORDER, Principal
+from sluice.identity.principal import Principal
 from sluice.observability.request_id import scope_request_id
 
 if TYPE_CHECKING:
+    from sluice.identity.service import IdentityService
     from sluice.services import Services
 
-ROLE_RANK = {"viewer": 1, "member": 2, "owner": 3, "admin": 4}
-WORKSPACE_ROLES = ("owner", "member", "viewer")
+__all__ = ["PUBLIC", "ROLE_RANK", "Caller", "declared_policy", "public", "requires"]
+
 PUBLIC = "public"
 
 
 @dataclass(frozen=True, slots=True)
-class Caller:
-    """The authenticated principal of an admin request, with what the handlers need alongside it."""
+class Caller(Authority):
+    """The authenticated principal of an admin request (the authority the services act for), with the services."""
 
-    principal: Principal
-    actor: Actor
     services: Services
 
     @property
-    def is_admin(self) -> bool:
-        return self.principal.is_admin
-
-    def workspace_scope(self, requested: str | None = None) -> str | None:
-        """The workspace a query is confined to: the caller's own, unless a gateway admin (then ``requested``)."""
-        if self.is_admin:
-            return requested
-        return self.principal.workspace_id
-
-    def sees_workspace(self, workspace_id: str | None) -> bool:
-        return self.is_admin or (workspace_id is not None and workspace_id == self.principal.workspace_id)
-
-    def at_least(self, role: str) -> bool:
-        return ROLE_RANK.get(self.principal.role, 0) >= ROLE_RANK[role]
+    def identity(self) -> IdentityService:
+        return self.services.identity
 
 
 def actor_for(principal: Principal, request_id: str | None) -> Actor:
@@ -128,44 +117,3 @@ def declared_policy(dependencies: Iterable[Any]) -> str | None:
         if nested is not None:
             return nested
     return None
-
-
-# --- grants ---------------------------------------------------------------------------------------------------
-
-
-def priority_rank(name: str) -> int:
-    """Higher is more urgent; unknown classes rank with ``standard``."""
-    order = PRIORITY_ORDER
-    if name in order:
-        return len(order) - order.index(name)
-    return len(order) - order.index("standard")
-
-
-def check_grant(
-    grantor: Principal,
-    *,
-    role: str | None = None,
-    priority: str | None = None,
-    models: list[str] | None = None,
-    grants_models: bool = False,
-) -> None:
-    """Refuse to hand out a role, priority class or model set beyond the grantor's own.
-
-    With ``grants_models``, ``models`` is the set being granted (``None`` meaning every model).
-    """
-    if priority is not None and priority not in PRIORITY_ORDER:
-        raise InvalidRequest(
-            f"Unknown priority class '{priority}' (known: {', '.join(PRIORITY_ORDER)}).", param="priority"
-        )
-    if role is not None and ROLE_RANK.get(role, 99) > ROLE_RANK.get(grantor.role, 0):
-        raise PermissionDenied(f"You cannot grant the role '{role}': it is above your own.", code="grant_exceeds_own")
-    if priority is not None and priority_rank(priority) > priority_rank(grantor.priority) and not grantor.is_admin:
-        raise PermissionDenied(
-            f"You cannot grant the priority class '{priority}': it is above your own.", code="grant_exceeds_own"
-        )
-    if (
-        grants_models
-        and grantor.allowed_models is not None
-        and (models is None or not set(models) <= grantor.allowed_models)
-    ):
-        raise PermissionDenied("You cannot grant models you may not use yourself.", code="grant_exceeds_own")

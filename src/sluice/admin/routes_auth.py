@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
 
 from sluice.admin.policy import Caller, client_address, public, request_id, requires
 from sluice.admin.schemas import (
@@ -21,12 +20,11 @@ from sluice.admin.schemas import (
     UserOut,
 )
 from sluice.errors import AuthenticationFailed, InvalidRequest, RateLimited
-from sluice.identity.accounts import TokenPair, normalise_email, register, use_reset
+from sluice.identity.accounts import TokenPair, normalise_email
 from sluice.identity.audit import Actor
-from sluice.identity.jwt_tokens import TokenInvalid
-from sluice.identity.runtime_settings import registration_mode
+from sluice.identity.jwt_tokens import TokenClaims, TokenInvalid
 from sluice.services import Services
-from sluice.store.models import Membership, User
+from sluice.store.models import User
 
 router = APIRouter(tags=["auth"])
 
@@ -41,6 +39,7 @@ def user_out(user: User) -> UserOut:
         is_admin=user.is_admin,
         priority=user.priority,
         created_at=user.created_at,
+        password_login=user.password_login,
     )
 
 
@@ -54,26 +53,35 @@ def tokens_out(pair: TokenPair) -> Tokens:
     )
 
 
+def _address(request: Request) -> str:
+    """The address by the trusted-proxies rule: behind a proxy or through the UI, each browser is its own subject."""
+    found = client_address(request)
+    return str(found) if found is not None else "unknown"
+
+
 @router.post("/auth/register", status_code=201, response_model=Registered)
 async def register_user(body: RegisterRequest, request: Request, services: Public) -> Registered:
-    async with services.db.session() as session:
-        mode = await registration_mode(session, services.settings)
-        user = await register(
-            session, mode, body.email, body.password, body.invite_token, Actor("self", request_id(request))
+    """Sign up (as the registration mode allows). An email that has an account answers like a new one."""
+    wait = await services.throttle.signup(_address(request))
+    if wait is not None:
+        raise RateLimited(
+            "Too many sign-ups from your address; try again later.",
+            code="signup_throttled",
+            headers={"retry-after": str(int(wait + 0.999))},
         )
+    actor = Actor("self", request_id(request))
+    user = await services.accounts.register(body.email, body.password, body.invite_token, actor)
     return Registered(user=user_out(user), pending=user.status == "pending")
 
 
 @router.post("/auth/login", response_model=Tokens)
 async def login(body: LoginRequest, request: Request, services: Public) -> Tokens:
     try:
-        email_subject = "email:" + normalise_email(body.email)
+        account = normalise_email(body.email)
     except InvalidRequest:
-        email_subject = "email:invalid"
-    # The address by the trusted-proxies rule: behind a proxy or through the UI, each browser is its own subject.
-    address = client_address(request)
-    subjects = (email_subject, f"addr:{address if address is not None else 'unknown'}")
-    wait = await services.throttle.blocked(*subjects)
+        account = "invalid"
+    address = _address(request)
+    wait = await services.throttle.blocked(account, address)
     if wait is not None:
         raise RateLimited(
             "Too many failed logins; try again later.",
@@ -81,26 +89,20 @@ async def login(body: LoginRequest, request: Request, services: Public) -> Token
             headers={"retry-after": str(int(wait + 0.999))},
         )
     try:
-        async with services.db.session() as session:
-            pair = await services.accounts.login(session, body.email, body.password, body.workspace_id)
+        pair = await services.accounts.login(body.email, body.password, body.workspace_id)
     except AuthenticationFailed:
-        await services.throttle.failed(*subjects)
+        await services.throttle.failed(account, address)
         raise
-    await services.throttle.succeeded(email_subject)
+    await services.throttle.succeeded(account, address)
     return tokens_out(pair)
 
 
 @router.post("/auth/refresh", response_model=Tokens)
 async def refresh(body: RefreshRequest, services: Public) -> Tokens:
-    async with services.db.session() as session:
-        pair = await services.accounts.refresh(session, body.refresh_token)
-    if pair is None:
-        await services.invalidation.publish("user", None)
-        raise AuthenticationFailed("Invalid or expired refresh token.", code="invalid_token")
-    return tokens_out(pair)
+    return tokens_out(await services.accounts.refresh(body.refresh_token))
 
 
-def _access_claims(request: Request, services: Services):  # type: ignore[no-untyped-def]
+def access_claims(request: Request, services: Services) -> TokenClaims:
     authorization = request.headers.get("authorization", "")
     token = authorization.partition(" ")[2].strip()
     try:
@@ -112,18 +114,13 @@ def _access_claims(request: Request, services: Services):  # type: ignore[no-unt
 @router.post("/auth/reset-password", status_code=204)
 async def reset_password(body: PasswordResetRequest, request: Request, services: Public) -> None:
     """Set a new password with the single-use link an admin created (no sign-in needed)."""
-    async with services.db.session() as session:
-        user_id = await use_reset(session, body.token, body.new_password, Actor("self", request_id(request)))
-    await services.invalidation.publish("user", user_id)
+    await services.accounts.use_reset(body.token, body.new_password, Actor("self", request_id(request)))
 
 
 @router.post("/auth/logout", status_code=204)
 async def logout(request: Request, caller: Annotated[Caller, Depends(requires("viewer"))]) -> None:
     services = caller.services
-    claims = _access_claims(request, services)
-    async with services.db.session() as session:
-        await services.accounts.logout(session, claims)
-    await services.invalidation.publish("user", claims.user_id)
+    await services.accounts.logout(access_claims(request, services))
 
 
 @router.post("/auth/password", status_code=204)
@@ -131,12 +128,8 @@ async def change_password(
     body: PasswordChange, request: Request, caller: Annotated[Caller, Depends(requires("viewer"))]
 ) -> None:
     services = caller.services
-    claims = _access_claims(request, services)
-    async with services.db.session() as session:
-        await services.accounts.change_password(
-            session, claims.user_id, body.current_password, body.new_password, caller.actor
-        )
-    await services.invalidation.publish("user", claims.user_id)
+    claims = access_claims(request, services)
+    await services.accounts.change_password(claims.user_id, body.current_password, body.new_password, caller.actor)
 
 
 @router.get("/me", response_model=Me)
@@ -153,10 +146,10 @@ async def me(caller: Annotated[Caller, Depends(requires("viewer"))]) -> Me:
         allowed_models=sorted(p.allowed_models) if p.allowed_models is not None else None,
     )
     if p.user_id is not None:
-        async with caller.services.db.session() as session:
-            user = await session.get(User, p.user_id)
-            rows = (await session.execute(select(Membership).where(Membership.user_id == p.user_id))).scalars()
-            out.workspaces = [MembershipOut(user_id=m.user_id, workspace_id=m.workspace_id, role=m.role) for m in rows]
+        user, memberships = await caller.services.accounts.me(p.user_id)
+        out.workspaces = [
+            MembershipOut(user_id=m.user_id, workspace_id=m.workspace_id, role=m.role) for m in memberships
+        ]
         if user is not None:
             out.user = user_out(user)
     return out

@@ -3,14 +3,14 @@
 Gateway admins set limits; owners read them for their workspace. Every read resolves a scope's limits exactly as
 admission does (:meth:`PolicyTable.resolve`: stored, configured, role default, scope default), and says which of
 those it came from. Changes are audited and apply to this replica at once and to the others within the
-stored-settings refresh (15 s).
+stored-settings refresh (15 s). The rules live in :class:`sluice.limits.stored.StoredLimits`, shared
+with ``sluice limits``; these routes parse, declare the least role, call it and render.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
@@ -19,12 +19,8 @@ from sluice.accounting.prices import nanos_to_units, units_to_nanos
 from sluice.admin.policy import Caller, requires
 from sluice.admin.schemas import Body
 from sluice.config import LIMIT_ROLES
-from sluice.errors import NotFound
-from sluice.identity.audit import audit
-from sluice.limits.periods import period_bounds
-from sluice.limits.policy import ROLE_SCOPE, Limits, Scope, Source
-from sluice.limits.repository import LimitRepository
-from sluice.store.models import ApiKey, User, Workspace
+from sluice.limits.policy import ROLE_SCOPE, Limits, Source
+from sluice.limits.stored import Resolved
 
 router = APIRouter(tags=["limits"])
 
@@ -91,22 +87,8 @@ def _limits_out(scope: str, scope_id: str, limits: Limits, source: Source, role:
     )
 
 
-async def _store(caller: Caller, action: str, scope: str, scope_id: str, limits: Limits | None) -> bool:
-    """Put (``limits``) or remove a stored policy, audited, and apply it here at once; False: nothing to remove."""
-    services = caller.services
-    async with services.db.session() as session:
-        repo = LimitRepository(session)
-        if limits is not None:
-            await repo.put(scope, scope_id, limits)
-            after = _limits_out(scope, scope_id, limits, "stored").model_dump(exclude={"source", "role"})
-            audit(session, caller.actor, action, scope, scope_id, after=after)
-        else:
-            if not await repo.remove(scope, scope_id):
-                return False
-            audit(session, caller.actor, action, scope, scope_id)
-        stored = await repo.all()
-    services.limiter.policy.replace_stored(stored)
-    return True
+def _resolved_out(scope: str, scope_id: str, resolved: Resolved) -> LimitsOut:
+    return _limits_out(scope, scope_id, resolved.limits, resolved.source, resolved.role)
 
 
 # --- role defaults (declared before the scope routes, whose path would otherwise take "roles" as a scope) ------
@@ -114,93 +96,59 @@ async def _store(caller: Caller, action: str, scope: str, scope_id: str, limits:
 
 @router.get("/limits/roles", response_model=list[LimitsOut])
 async def list_role_defaults(caller: Owner) -> list[LimitsOut]:
-    policy = caller.services.limiter.policy
-    return [_limits_out(ROLE_SCOPE, role, *policy.role_default(role), role=role) for role in LIMIT_ROLES]
+    stored = caller.services.limits
+    return [_resolved_out(ROLE_SCOPE, role, await stored.role_default(role)) for role in LIMIT_ROLES]
 
 
 @router.get("/limits/roles/{role}", response_model=LimitsOut)
 async def get_role_default(role: Role, caller: Owner) -> LimitsOut:
-    return _limits_out(ROLE_SCOPE, role, *caller.services.limiter.policy.role_default(role), role=role)
+    return _resolved_out(ROLE_SCOPE, role, await caller.services.limits.role_default(role))
 
 
 @router.put("/limits/roles/{role}", response_model=LimitsOut)
 async def put_role_default(role: Role, body: LimitsBody, caller: Admin) -> LimitsOut:
-    await _store(caller, "limits.put", ROLE_SCOPE, role, body.limits())
+    await caller.services.limits.put(caller, ROLE_SCOPE, role, body.limits())
     return _limits_out(ROLE_SCOPE, role, body.limits(), "stored", role=role)
 
 
 @router.delete("/limits/roles/{role}", status_code=204)
 async def delete_role_default(role: Role, caller: Admin) -> None:
-    if not await _store(caller, "limits.delete", ROLE_SCOPE, role, None):
-        raise NotFound("No stored default for this role.", code="limits_not_found")
+    await caller.services.limits.remove(caller, ROLE_SCOPE, role)
 
 
 # --- keys, users and workspaces ---------------------------------------------------------------------------------
 
 
-async def _check_scope(caller: Caller, scope: ScopeType, scope_id: str) -> None:
-    """404 unless the scope exists and lies in the caller's view."""
-    async with caller.services.db.session() as session:
-        if scope == "workspace":
-            found = await session.get(Workspace, scope_id)
-            visible = found is not None and caller.sees_workspace(found.id)
-        elif scope == "key":
-            key = await session.get(ApiKey, scope_id)
-            visible = key is not None and caller.sees_workspace(key.workspace_id)
-        else:
-            user = await session.get(User, scope_id)
-            visible = user is not None and (caller.is_admin or user.id == caller.principal.user_id)
-    if not visible:
-        raise NotFound(f"No such {scope}.", code=f"{scope}_not_found")
-
-
-async def _resolve(
-    caller: Caller, scope: ScopeType, scope_id: str, workspace_id: str | None
-) -> tuple[Limits, Source, str | None]:
-    """The scope's limits as admission resolves them for its own key or user (with that owner's role)."""
-    await _check_scope(caller, scope, scope_id)
-    workspace = workspace_id if caller.is_admin and workspace_id else caller.principal.workspace_id
-    async with caller.services.db.session() as session:
-        role = await LimitRepository(session).role_of(scope, scope_id, workspace)
-    limits, source = caller.services.limiter.policy.resolve(scope, scope_id, role)
-    return limits, source, role if source == "role" else None
-
-
 @router.get("/limits/{scope}/{scope_id}", response_model=LimitsOut)
 async def get_limits(scope: ScopeType, scope_id: str, caller: Owner, workspace_id: RoleWorkspace = None) -> LimitsOut:
-    limits, source, role = await _resolve(caller, scope, scope_id, workspace_id)
-    return _limits_out(scope, scope_id, limits, source, role)
+    return _resolved_out(scope, scope_id, await caller.services.limits.resolve(caller, scope, scope_id, workspace_id))
 
 
 @router.put("/limits/{scope}/{scope_id}", response_model=LimitsOut)
 async def put_limits(scope: ScopeType, scope_id: str, body: LimitsBody, caller: Admin) -> LimitsOut:
-    await _check_scope(caller, scope, scope_id)
-    await _store(caller, "limits.put", scope, scope_id, body.limits())
+    await caller.services.limits.put(caller, scope, scope_id, body.limits())
     return _limits_out(scope, scope_id, body.limits(), "stored")
 
 
 @router.delete("/limits/{scope}/{scope_id}", status_code=204)
 async def delete_limits(scope: ScopeType, scope_id: str, caller: Admin) -> None:
-    await _check_scope(caller, scope, scope_id)
-    if not await _store(caller, "limits.delete", scope, scope_id, None):
-        raise NotFound("No stored limits for this scope.", code="limits_not_found")
+    await caller.services.limits.remove(caller, scope, scope_id)
 
 
 @router.get("/limits/{scope}/{scope_id}/spend", response_model=SpendOut)
 async def get_spend(scope: ScopeType, scope_id: str, caller: Owner, workspace_id: RoleWorkspace = None) -> SpendOut:
-    limits, source, _ = await _resolve(caller, scope, scope_id, workspace_id)
-    services = caller.services
-    start, end = period_bounds(limits.period, datetime.now(UTC), ZoneInfo(services.settings.limits.timezone))
-    spent = await services.accounting.spent(Scope(scope, scope_id, limits), start, end)
+    spend = await caller.services.limits.spend(caller, scope, scope_id, workspace_id)
+    limits = spend.resolved.limits
+    spent = nanos_to_units(spend.spent_nanos)
     budget = nanos_to_units(limits.budget_nanos) if limits.budget_nanos is not None else None
     return SpendOut(
         scope=scope,
         id=scope_id,
         period=limits.period,
-        period_start=start,
-        period_end=end,
-        spent=nanos_to_units(spent),
+        period_start=spend.start,
+        period_end=spend.end,
+        spent=spent,
         budget=budget,
-        remaining=max(0.0, budget - nanos_to_units(spent)) if budget is not None else None,
-        source=source,
+        remaining=max(0.0, budget - spent) if budget is not None else None,
+        source=spend.resolved.source,
     )

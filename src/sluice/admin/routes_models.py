@@ -2,7 +2,8 @@
 
 Models and providers defined in the configuration file are read-only here; those created through this API are
 stored in the database and reach every replica without a restart (at once over Redis, otherwise within 15 s).
-Provider credentials are write-only: responses say whether a key is set, never what it is.
+Provider credentials are write-only: responses say whether a key is set, never what it is. The rules are
+:class:`sluice.routing.stored.StoredCatalog`'s; these routes parse, call it and render.
 """
 
 from __future__ import annotations
@@ -12,19 +13,14 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from pydantic import BaseModel, Field
 
 from sluice.admin.policy import Caller, requires
 from sluice.admin.schemas import Body
-from sluice.config import ModelConfig, ProviderConfig
-from sluice.errors import InvalidRequest, NotFound, SluiceError
-from sluice.identity.accounts import Conflict
-from sluice.identity.audit import audit
-from sluice.providers.registry import build_provider
+from sluice.config import ProviderConfig
+from sluice.errors import NotFound, SluiceError
 from sluice.routing.catalog import ModelRoute
-from sluice.routing.stored import MODEL_PREFIX, PROVIDER_PREFIX, put_stored
-from sluice.store.models import GatewaySetting
+from sluice.routing.stored import provider_image
 
 router = APIRouter(tags=["models"])
 
@@ -46,6 +42,8 @@ class DeploymentOut(BaseModel):
     calls: int
     failures: int
     last_error: str | None
+    price_input: float = Field(description="The price in force per million input tokens (the gateway's currency).")
+    price_output: float = Field(description="The price in force per million output tokens.")
 
 
 class ModelOut(BaseModel):
@@ -82,6 +80,7 @@ def model_out(caller: Caller, route: ModelRoute, stored: dict[str, Any] | None) 
     deployments = []
     for d in route.deployments:
         state = router_.state(d)
+        price = caller.services.accounting.price_of(route.name, d)
         deployments.append(
             DeploymentOut(
                 id=d.id,
@@ -98,6 +97,8 @@ def model_out(caller: Caller, route: ModelRoute, stored: dict[str, Any] | None) 
                 calls=state.calls,
                 failures=state.failures,
                 last_error=state.last_error,
+                price_input=price.input,
+                price_output=price.output,
             )
         )
     config = route.routing
@@ -110,17 +111,9 @@ def model_out(caller: Caller, route: ModelRoute, stored: dict[str, Any] | None) 
     )
 
 
-async def _stored_definitions(caller: Caller) -> dict[str, dict[str, Any]]:
-    async with caller.services.db.session() as session:
-        rows = (
-            await session.execute(select(GatewaySetting).where(GatewaySetting.key.startswith(MODEL_PREFIX)))
-        ).scalars()
-        return {r.key.removeprefix(MODEL_PREFIX): r.value for r in rows}
-
-
 @router.get("/models", response_model=list[ModelOut])
 async def list_models(caller: Admin) -> list[ModelOut]:
-    stored = await _stored_definitions(caller)
+    stored = await caller.services.stored_models.definitions()
     return [model_out(caller, r, stored.get(r.name)) for r in caller.services.catalog.routes()]
 
 
@@ -129,36 +122,13 @@ async def get_model(name: str, caller: Admin) -> ModelOut:
     route = caller.services.catalog.get(name)
     if route is None:
         raise NotFound("No such model.", code="model_not_found")
-    return model_out(caller, route, (await _stored_definitions(caller)).get(route.name))
-
-
-def _validated_model(name: str, definition: dict[str, Any], caller: Caller) -> ModelConfig:
-    try:
-        model = ModelConfig.model_validate({**definition, "name": name})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        raise InvalidRequest(f"Invalid model definition: {problems}", param="definition") from None
-    unknown = sorted({d.provider for d in model.deployments} - set(caller.services.catalog.providers))
-    if unknown:
-        raise InvalidRequest(f"Unknown provider(s): {', '.join(unknown)}.", param="definition")
-    return model
+    return model_out(caller, route, (await caller.services.stored_models.definitions()).get(route.name))
 
 
 @router.put("/models/{name}", response_model=ModelOut)
 async def put_model(name: str, body: ModelDefinition, caller: Admin) -> ModelOut:
-    model = _validated_model(name, body.definition, caller)
-    catalog = caller.services.catalog
-    for public in (model.name, *model.aliases):
-        existing = catalog.get(public)
-        if existing is not None and public not in catalog.stored:
-            raise Conflict(f"'{public}' is defined in the configuration file or discovered.", code="not_stored")
-    value = model.model_dump(mode="json", exclude_defaults=True)
-    async with caller.services.db.session() as session:
-        before = await session.get(GatewaySetting, MODEL_PREFIX + name)
-        await put_stored(session, MODEL_PREFIX + name, value)
-        audit(session, caller.actor, "model.put", "model", name, before=before.value if before else None, after=value)
-    await caller.services.invalidation.publish("models")
-    route = catalog.get(name)
+    value = await caller.services.stored_models.put_model(caller.actor, name, body.definition)
+    route = caller.services.catalog.get(name)
     if route is None:
         raise SluiceError("The model was stored but could not be loaded.")
     return model_out(caller, route, value)
@@ -166,26 +136,14 @@ async def put_model(name: str, body: ModelDefinition, caller: Admin) -> ModelOut
 
 @router.delete("/models/{name}", status_code=204)
 async def delete_model(name: str, caller: Admin) -> None:
-    async with caller.services.db.session() as session:
-        row = await session.get(GatewaySetting, MODEL_PREFIX + name)
-        if row is None:
-            raise NotFound("No stored model with this name (file-defined models are changed in the file).")
-        await session.delete(row)
-        audit(session, caller.actor, "model.delete", "model", name, before=row.value)
-    await caller.services.invalidation.publish("models")
+    await caller.services.stored_models.delete_model(caller.actor, name)
 
 
 # --- providers ------------------------------------------------------------------------------------------------
 
 
 def provider_out(config: ProviderConfig, source: str) -> ProviderOut:
-    return ProviderOut(
-        name=config.name,
-        kind=config.kind,
-        base_url=config.base_url,
-        source=source,
-        api_key_set=config.api_key is not None,
-    )
+    return ProviderOut.model_validate({**provider_image(config), "source": source})
 
 
 @router.get("/providers", response_model=list[ProviderOut])
@@ -203,43 +161,12 @@ class ProviderDefinition(Body):
 
 @router.put("/providers/{name}", response_model=ProviderOut)
 async def put_provider(name: str, body: ProviderDefinition, caller: Admin) -> ProviderOut:
-    services = caller.services
-    if name in services.stored_models.file_providers:
-        raise Conflict("This provider is defined in the configuration file.", code="not_stored")
-    definition = dict(body.definition)
-    async with services.db.session() as session:
-        previous = await session.get(GatewaySetting, PROVIDER_PREFIX + name)
-        if "api_key" not in definition and previous is not None and "api_key" in previous.value:
-            definition["api_key"] = previous.value["api_key"]  # write-only: omitted means "keep"
-        try:
-            config = ProviderConfig.model_validate({**definition, "name": name})
-            build_provider(config)
-        except (ValidationError, ValueError) as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InvalidRequest(f"Invalid provider definition: {message}", param="definition") from None
-        value = config.model_dump(mode="json", exclude_defaults=True)
-        if config.api_key is not None:
-            value["api_key"] = config.api_key.get_secret_value()
-        await put_stored(session, PROVIDER_PREFIX + name, value)
-        audit(
-            session, caller.actor, "provider.put", "provider", name, after=provider_out(config, "stored").model_dump()
-        )
-    await services.invalidation.publish("models")
-    return provider_out(config, "stored")
+    return provider_out(await caller.services.stored_models.put_provider(caller.actor, name, body.definition), "stored")
 
 
 @router.delete("/providers/{name}", status_code=204)
 async def delete_provider(name: str, caller: Admin) -> None:
-    catalog = caller.services.catalog
-    if any(d.provider.name == name for r in catalog.routes() for d in r.deployments if not r.discovered):
-        raise Conflict("Models still use this provider; change or delete them first.", code="provider_in_use")
-    async with caller.services.db.session() as session:
-        row = await session.get(GatewaySetting, PROVIDER_PREFIX + name)
-        if row is None:
-            raise NotFound("No stored provider with this name (file-defined providers are changed in the file).")
-        await session.delete(row)
-        audit(session, caller.actor, "provider.delete", "provider", name)
-    await caller.services.invalidation.publish("models")
+    await caller.services.stored_models.delete_provider(caller.actor, name)
 
 
 @router.post("/providers/{name}/test", response_model=TestResult)

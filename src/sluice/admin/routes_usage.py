@@ -1,14 +1,12 @@
 """``/admin/v1/usage…``: analytics and CSV export (limits and budget spend: routes_limits.py).
 
 Scoping follows the caller's role: gateway admins see every workspace (or the one they name); owners see their
-workspace; members and viewers see their own usage (their user, or their key).
+workspace; members and viewers see their own usage (their user, or their key). The reports are the accounting
+room's (:class:`~sluice.accounting.reports.UsageReports`, shared with ``sluice usage``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -16,8 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from sluice.accounting.analytics import MAX_HOURLY_SPAN, Analytics, UsageFilter
-from sluice.accounting.export import CSV_COLUMNS, csv_row
+from sluice.accounting.analytics import MAX_HOURLY_SPAN, UsageFilter
 from sluice.accounting.prices import nanos_to_units
 from sluice.admin.policy import Caller, requires
 from sluice.errors import InvalidRequest
@@ -114,8 +111,7 @@ async def usage_totals(
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> UsageTotals:
     flt = usage_filter(caller, start, end, workspace_id, key_id, user_id, model)
-    async with caller.services.db.session() as session:
-        t = await Analytics(session).totals(flt)
+    t = await caller.services.accounting.reports.totals(flt)
     return UsageTotals(
         requests=t.requests,
         errors=t.errors,
@@ -142,8 +138,7 @@ async def usage_series(
     flt = usage_filter(caller, start, end, workspace_id, key_id, user_id, model)
     if granularity == "hour" and flt.end - flt.start > MAX_HOURLY_SPAN:
         raise InvalidRequest(f"Hourly series cover at most {MAX_HOURLY_SPAN.days} days.", param="granularity")
-    async with caller.services.db.session() as session:
-        rows = await Analytics(session).series(flt, granularity, group_by)
+    rows = await caller.services.accounting.reports.series(flt, granularity, group_by)
     return [UsageBucket(**_bucket(r, group_by is not None)) for r in rows]
 
 
@@ -165,8 +160,7 @@ async def usage_top(
     workspace_id: Id = None,
 ) -> list[Spender]:
     flt = usage_filter(caller, start, end, workspace_id, None, None, None)
-    async with caller.services.db.session() as session:
-        rows = await Analytics(session).top(flt, by, metric, limit)
+    rows = await caller.services.accounting.reports.top(flt, by, metric, limit)
     return [Spender(**r) for r in rows]
 
 
@@ -181,21 +175,8 @@ async def usage_export(
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> StreamingResponse:
     flt = usage_filter(caller, start, end, workspace_id, key_id, user_id, model)
-    db = caller.services.db
-
-    async def rows() -> AsyncIterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        async with db.session() as session:
-            async for batch in Analytics(session).stream_records(flt):
-                for record in batch:
-                    writer.writerow(csv_row(record))
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
     return StreamingResponse(
-        rows(), media_type="text/csv", headers={"content-disposition": 'attachment; filename="usage.csv"'}
+        caller.services.accounting.reports.csv_chunks(flt),
+        media_type="text/csv",
+        headers={"content-disposition": 'attachment; filename="usage.csv"'},
     )

@@ -114,6 +114,7 @@ class UserOut(BaseModel):
     is_admin: bool
     priority: str | None
     created_at: datetime
+    password_login: bool = True  # False: this user signs in through single sign-on only
 
 
 class Registered(BaseModel):
@@ -157,6 +158,7 @@ class UserCreated(BaseModel):
 class UserUpdate(Body):
     is_admin: bool | None = None
     priority: Priority | None = None
+    password_login: bool | None = None
 
 
 class WorkspaceCreate(Body):
@@ -332,3 +334,24 @@ class AuditOut(BaseModel):
 
 
 Me.model_rebuild()
+
+
+class SsoProviderOut(BaseModel):
+    name: str
+    label: str = Field(description="The button's text: 'Sign in with <label>'.")
+    start_url: str = Field(description="Where a browser goes to sign in (relative to the gateway).")
+
+
+class SsoProviders(BaseModel):
+    providers: list[SsoProviderOut]
+    password_login: bool = Field(description="False: password sign-in is turned off for everyone.")
+
+
+class SsoTicket(Body):
+    ticket: str = Field(max_length=256)
+
+
+class SsoLogout(BaseModel):
+    end_session_url: str | None = Field(
+        description="The identity provider's logout page to send the browser to, when it has one."
+    )

@@ -21,8 +21,8 @@ from sluice.identity.principal import Principal
 from sluice.routing.catalog import ModelRoute
 
 if TYPE_CHECKING:
+    from sluice.call import Call
     from sluice.observability.metrics import Metrics
-    from sluice.pipeline import Call
 
 HIT = (HEADER, b"hit")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -82,14 +83,16 @@ class MemoryCache:
 class RedisCache:
     """Entries in Redis with Redis' own expiry; a Redis failure is a miss, never an error for the caller."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, deadline: float = 0.5) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.deadline = deadline  # a hung Redis is a miss after this, not a stalled request
         self.errors = 0
 
     async def get(self, key: str) -> CachedAnswer | None:
         try:
-            raw = await self.redis.get(f"{self.prefix}:{key}")
+            async with asyncio.timeout(self.deadline):
+                raw = await self.redis.get(f"{self.prefix}:{key}")
         except (RedisError, OSError):
             self.errors += 1
             return None
@@ -99,6 +102,7 @@ class RedisCache:
 
     async def put(self, key: str, answer: CachedAnswer, ttl: float) -> None:
         try:
-            await self.redis.set(f"{self.prefix}:{key}", answer.encode(), px=max(1, int(ttl * 1000)))
+            async with asyncio.timeout(self.deadline):
+                await self.redis.set(f"{self.prefix}:{key}", answer.encode(), px=max(1, int(ttl * 1000)))
         except (RedisError, OSError):
             self.errors += 1

@@ -41,6 +41,8 @@ class Capabilities:
 
 
 OPENAI = Capabilities("OpenAI-compatible", "openai")
+# Anthropic has JSON schemas (output_config.format) and strict tools natively, and JSON mode through a forced tool
+# call (codecs/anthropic/structured.py).
 ANTHROPIC = Capabilities(
     "Anthropic",
     "anthropic",
@@ -48,9 +50,6 @@ ANTHROPIC = Capabilities(
     logprobs=False,
     seed=False,
     penalties=False,
-    json_object=False,
-    json_schema=False,
-    strict_tools=False,
     suffix=False,
 )
 # Ollama added logprobs in 0.12.11; older servers ignore the field without a word, so it is not sent.
@@ -64,13 +63,15 @@ OLLAMA = Capabilities(
     strict_tools=False,
     image_urls=False,
 )
-# The mock's text is deterministic: sampling settings and seeds have nothing to change, so it takes them.
-MOCK = Capabilities("mock", None, logprobs=False, json_schema=False, strict_tools=False, suffix=False)
+# The mock's text is deterministic: sampling settings and seeds have nothing to change, so it takes them; its JSON
+# answers and tool arguments are instances of the schemas given (providers/schema_instances.py).
+MOCK = Capabilities("mock", None, logprobs=False, suffix=False)
 
 _FORMAT_LABELS = {"openai": "OpenAI", "anthropic": "Anthropic", "ollama": "Ollama"}
 # Canonical names as each client format spells them, where they differ.
 _CLIENT_NAMES = {
-    "anthropic": {"parallel_tool_calls": "tool_choice.disable_parallel_tool_use"},
+    "anthropic": {"parallel_tool_calls": "tool_choice.disable_parallel_tool_use", "response_format": "output_config"},
+    "responses": {"response_format": "text.format", "verbosity": "text.verbosity"},
     "ollama": {
         "response_format": "format",
         "seed": "options.seed",
@@ -88,6 +89,8 @@ def check_expressible(req: ChatRequest, caps: Capabilities, drop: bool) -> None:
         return
     param, feature = problem
     name = _CLIENT_NAMES.get(req.client_format, {}).get(param, param)
+    if req.client_format in ("anthropic", "responses"):
+        name = name.replace(".function.strict", ".strict")  # their tools have no "function" level
     raise Unsupported(
         f"This model's upstream ({caps.label}) cannot do {feature}; remove '{name}' from the request "
         "(or the operator can set drop_unsupported on the provider).",

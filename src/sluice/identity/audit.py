@@ -1,4 +1,8 @@
-"""The audit log: one row per change, with before/after images stripped of anything secret."""
+"""The audit log: one row per change, with before/after images stripped of anything secret.
+
+This module is the log's repository (the only one that writes or reads ``audit_events``): every service adds its
+event to the unit of work of the change it describes, and :func:`audit_events` reads them back.
+"""
 
 from __future__ import annotations
 
@@ -63,38 +67,38 @@ def audit(
     )
 
 
-async def audit_events(
-    session: AsyncSession,
-    *,
-    workspace_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    action: str | None = None,
-    actor: str | None = None,
-    target_type: str | None = None,
-    target_id: str | None = None,
-    before_id: int | None = None,
-    limit: int = 100,
-) -> list[AuditEvent]:
-    """The newest events first, narrowed by whichever filters are given (the API and the CLI read it alike).
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which events to read, newest first: every filter given narrows it (``before_id`` pages: the events older than
+    the last one of the previous page)."""
 
-    ``before_id`` pages: the events older than the last one of the previous page.
-    """
+    workspace_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    action: str | None = None
+    actor: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    before_id: int | None = None
+    limit: int = 100
+
+
+async def audit_events(session: AsyncSession, q: AuditQuery) -> list[AuditEvent]:
+    """The events ``q`` asks for, newest first (the API and the CLI read the log alike)."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc())
-    if workspace_id is not None:
-        query = query.where(AuditEvent.workspace_id == workspace_id)
-    if since is not None:
-        query = query.where(AuditEvent.at >= since)
-    if until is not None:
-        query = query.where(AuditEvent.at < until)
+    if q.since is not None:
+        query = query.where(AuditEvent.at >= q.since)
+    if q.until is not None:
+        query = query.where(AuditEvent.at < q.until)
     for column, value in (
-        (AuditEvent.action, action),
-        (AuditEvent.actor, actor),
-        (AuditEvent.target_type, target_type),
-        (AuditEvent.target_id, target_id),
+        (AuditEvent.workspace_id, q.workspace_id),
+        (AuditEvent.action, q.action),
+        (AuditEvent.actor, q.actor),
+        (AuditEvent.target_type, q.target_type),
+        (AuditEvent.target_id, q.target_id),
     ):
         if value is not None:
             query = query.where(column == value)
-    if before_id is not None:
-        query = query.where(AuditEvent.id < before_id)
-    return list((await session.execute(query.limit(limit))).scalars())
+    if q.before_id is not None:
+        query = query.where(AuditEvent.id < q.before_id)
+    return list((await session.execute(query.limit(q.limit))).scalars())

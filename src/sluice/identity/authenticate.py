@@ -1,8 +1,9 @@
 """Finding the caller's credentials in a request and turning them into a Principal.
 
 One path for every surface and the admin API: an API key (``sk-sl-…``, or the master key), a user's JWT access
-token, or — with no credentials at all — an anonymous IP rule. IP rules are checked against the client address
-(see :mod:`sluice.identity.network`); with no rules configured the address is never even computed.
+token, a service token from a configured identity provider (:mod:`sluice.identity.service_tokens`), or
+— with no credentials at all — an anonymous IP rule. IP rules are checked against the client address (see
+:mod:`sluice.identity.network`); with no rules configured the address is never even computed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from sluice.identity.jwt_tokens import looks_like_jwt
 from sluice.identity.keys import KeyResolver
 from sluice.identity.network import BROWSER_HEADER, NetworkRules, TrustedProxies
 from sluice.identity.principal import Principal
+from sluice.identity.service_tokens import ServiceTokens
 from sluice.identity.users import UserResolver
 from sluice.server.exchange import Exchange
 
@@ -39,9 +41,11 @@ class Authenticator:
         keys: KeyResolver,
         users: UserResolver | None = None,
         proxies: TrustedProxies | None = None,
+        services: ServiceTokens | None = None,
     ) -> None:
         self.keys = keys
         self.users = users
+        self.services = services if services is not None and services.configured else None
         # Both replaced as a whole when IP rules or the trusted proxies change (never mutated in place).
         self.proxies = proxies or TrustedProxies([])
         self.rules = NetworkRules()
@@ -61,7 +65,9 @@ class Authenticator:
                 if principal is not None:
                     return principal
             raise AuthenticationFailed(MISSING, code="missing_api_key")
-        if self.users is not None and looks_like_jwt(token):
+        if self.services is not None and looks_like_jwt(token) and (issuer := self.services.issuer_of(token)):
+            principal = await self.services.authenticate(token, issuer)
+        elif self.users is not None and looks_like_jwt(token):
             principal = await self.users.authenticate(token)
         else:
             principal = await self.keys.authenticate(token)

@@ -1,30 +1,42 @@
 """``sluice keys create|list|edit|revoke``: API keys from the operator's side (the database directly).
 
 Users create their own keys through the API or the UI, within their grants; an operator makes one for a user with
-``--user``. Each change is audited like the API's (actor ``cli``), and running gateways sharing Redis drop the
-changed key at once (otherwise within ``key_cache.ttl_seconds``).
+``--user`` (in a workspace the user belongs to). The commands parse their options and call the API's own
+:class:`sluice.identity.key_service.KeyService`, so a key made here obeys the same rules and reads the same in the
+audit log (actor ``cli``); running gateways sharing Redis drop a changed key at once (otherwise within
+``key_cache.ttl_seconds``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from sluice.cli_common import ConfigOpt, DataDirOpt, err, load, out, with_db
-from sluice.errors import SluiceError
-from sluice.identity.cli import fail, keys_cli, notify
-from sluice.identity.key_service import NewKey, create_key, find_user, list_keys, revoke_key, update_key
+from sluice.cli_common import ConfigOpt, DataDirOpt, out
+from sluice.identity.cli import keys_cli, operator, usage
+from sluice.identity.grants import KEY_ROLES, OPERATOR
+from sluice.identity.key_service import KeyTerms, NewKey
 from sluice.identity.principal import PRIORITY_ORDER
-from sluice.store.db import Database
-from sluice.store.models import DEFAULT_WORKSPACE_ID
+from sluice.identity.service import IdentityService
+from sluice.store.models import DEFAULT_WORKSPACE_ID, ApiKey
 
 
 def model_list(text: str) -> list[str]:
     """``a,b`` → ["a", "b"] (blank entries dropped)."""
     return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def models_change(models: str | None, all_models: bool) -> dict[str, Any]:
+    """``--models a,b`` or ``--all-models`` as the change they ask for (none when neither is given)."""
+    if models is not None and all_models:
+        raise usage("Give either --models or --all-models.")
+    if models is None and not all_models:
+        return {}
+    return {"allowed_models": None if all_models else model_list(models or "")}
 
 
 @keys_cli.command("create")
@@ -36,6 +48,9 @@ def keys_create(
     workspace: Annotated[str, typer.Option(help="Workspace id the key belongs to.")] = DEFAULT_WORKSPACE_ID,
     role: Annotated[str, typer.Option(help="Role the key acts with: admin, owner, member or viewer.")] = "member",
     expires_in_days: Annotated[float | None, typer.Option(help="Expire after this many days.")] = None,
+    ip_allow: Annotated[
+        list[str] | None, typer.Option("--ip-allow", help="A network the key may be used from (repeatable).")
+    ] = None,
     cache: Annotated[
         bool | None,
         typer.Option("--cache/--no-cache", help="Cache this key's answers, or never (default: as the model says)."),
@@ -44,34 +59,30 @@ def keys_create(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Create a virtual key; the key is shown once and never again."""
-    settings = load(config, data_dir=data_dir)
-    if priority not in PRIORITY_ORDER or role not in ("admin", "owner", "member", "viewer"):
-        err.print(f"Unknown priority class or role (classes: {', '.join(PRIORITY_ORDER)}).", markup=False)
-        raise typer.Exit(2)
-    allowed = model_list(models) if models else None
-    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    op = operator(config, data_dir)
+    if priority not in PRIORITY_ORDER or role not in KEY_ROLES:
+        raise usage(f"Unknown priority class or role (classes: {', '.join(PRIORITY_ORDER)}).")
+    if expires_in_days is not None and expires_in_days <= 0:
+        raise usage("--expires-in-days must be positive.")
+    terms = KeyTerms(
+        name=name,
+        workspace_id=workspace,
+        role=role,
+        priority=priority,
+        allowed_models=model_list(models) if models else None,
+        expires_at=datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None,
+        ip_allow=tuple(ip_allow or ()),
+        cache=cache,
+    )
 
-    async def work(db: Database) -> NewKey:
-        owner = await find_user(db, user) if user else None
-        return await create_key(
-            db,
-            name,
-            workspace_id=workspace,
-            user_id=owner.id if owner else None,
-            allowed_models=allowed,
-            priority=priority,
-            role=role,
-            expires_at=expires,
-            created_by="cli",
-            cache=cache,
-        )
+    async def work(identity: IdentityService) -> NewKey:
+        owner = await identity.users.find(user) if user else None
+        return await identity.keys.create(OPERATOR, replace(terms, user_id=owner.id if owner else None))
 
-    try:
-        new = with_db(settings, work)
-    except SluiceError as exc:
-        raise fail(exc) from None
+    new = op.run(work)
     out.print(f"Created key {new.key.id} ({new.key.prefix}…). Copy it now; it is not shown again:")
     out.print(new.secret, markup=False, highlight=False)
+    op.told()
 
 
 @keys_cli.command("list")
@@ -81,8 +92,7 @@ def keys_list(
     data_dir: DataDirOpt = None,
 ) -> None:
     """List keys (never the secrets: only their visible prefixes)."""
-    settings = load(config, data_dir=data_dir)
-    rows = with_db(settings, lambda db: list_keys(db, include_revoked=all_keys))
+    rows = operator(config, data_dir).run(lambda identity: identity.keys.list(OPERATOR, include_revoked=all_keys))
     table = Table(
         "id", "name", "prefix", "workspace", "user", "models", "priority", "cache", "created", "expires", "status"
     )
@@ -110,13 +120,14 @@ def keys_revoke(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Revoke a key: at once on gateways sharing Redis, otherwise within the key cache lifetime (30 s)."""
-    settings = load(config, data_dir=data_dir)
-    try:
-        key = with_db(settings, lambda db: revoke_key(db, ident))
-    except SluiceError as exc:
-        raise fail(exc) from None
+    op = operator(config, data_dir)
+
+    async def work(identity: IdentityService) -> ApiKey:
+        return await identity.keys.revoke(OPERATOR, (await identity.keys.find(ident)).id)
+
+    key = op.run(work)
     out.print(f"Revoked key {key.id} ({key.prefix}…).")
-    notify(settings, "key", key.key_hash)
+    op.told()
 
 
 @keys_cli.command("edit")
@@ -135,14 +146,11 @@ def keys_edit(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Rename a key or change its models, priority class, expiry or caching (the secret stays the same)."""
-    settings = load(config, data_dir=data_dir)
+    op = operator(config, data_dir)
     changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = name
-    if models is not None and all_models:
-        raise usage("Give either --models or --all-models.")
-    if models is not None or all_models:
-        changes["allowed_models"] = None if all_models else model_list(models or "")
+    changes.update(models_change(models, all_models))
     if priority is not None:
         if priority not in PRIORITY_ORDER:
             raise usage(f"Unknown priority class (known: {', '.join(PRIORITY_ORDER)}).")
@@ -155,18 +163,13 @@ def keys_edit(
             "Nothing to change: give --name, --models, --all-models, --priority, --expires-in-days, --no-expiry"
             " or --cache."
         )
-    try:
-        key = with_db(settings, lambda db: update_key(db, ident, changes))
-    except SluiceError as exc:
-        raise fail(exc) from None
+
+    async def work(identity: IdentityService) -> ApiKey:
+        return await identity.keys.edit(OPERATOR, (await identity.keys.find(ident)).id, changes)
+
+    key = op.run(work)
     out.print(f"Updated key {key.id} ({key.prefix}…).", markup=False)
-    notify(settings, "key", key.key_hash)
-
-
-def usage(message: str) -> typer.Exit:
-    """A wrong combination of options: exit status 2, like typer's own usage errors."""
-    err.print(message, markup=False)
-    return typer.Exit(2)
+    op.told()
 
 
 def _expiry_change(expires_in_days: float | None, no_expiry: bool) -> dict[str, Any]:

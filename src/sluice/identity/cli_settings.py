@@ -1,8 +1,8 @@
 """``sluice admin audit`` and ``sluice admin trusted-proxies``: reading the audit log, and the run-time proxies.
 
-``trusted-proxies`` is ``PUT /admin/v1/settings`` with ``trusted_proxies``: the stored list wins over the
-configuration file's ``server.trusted_proxies`` until ``--reset``; running gateways sharing Redis reload it at once,
-the others within their 15 s refresh.
+``trusted-proxies`` is ``PUT /admin/v1/settings`` with ``trusted_proxies`` (the same service, so the same audit row):
+the stored list wins over the configuration file's ``server.trusted_proxies`` until ``--reset``; running gateways
+sharing Redis reload it at once, the others within their 15 s refresh.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sluice.cli_common import ConfigOpt, DataDirOpt, load, out, with_db
-from sluice.identity.audit import CLI_ACTOR, audit, audit_events
-from sluice.identity.cli import admin_cli, notify
-from sluice.identity.cli_keys import usage
+from sluice.cli_common import ConfigOpt, DataDirOpt, out
+from sluice.identity.access_service import GatewaySettings
+from sluice.identity.audit import AuditQuery
+from sluice.identity.cli import admin_cli, operator, usage
+from sluice.identity.grants import OPERATOR
 from sluice.identity.network import normalise_networks
-from sluice.identity.runtime_settings import set_trusted_proxies, stored_trusted_proxies
-from sluice.store.db import Database
+from sluice.identity.service import IdentityService
 from sluice.store.models import AuditEvent
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -63,25 +63,13 @@ def audit_log(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Show the audit log: who changed what, when, before and after (never secrets)."""
-    settings = load(config, data_dir=data_dir)
+    op = operator(config, data_dir)
     try:
         start = parse_since(since) if since is not None else None
     except ValueError as exc:
         raise usage(str(exc)) from None
-
-    async def work(db: Database) -> list[AuditEvent]:
-        async with db.session() as session:
-            return await audit_events(
-                session,
-                workspace_id=workspace,
-                since=start,
-                action=action,
-                actor=actor,
-                target_id=target,
-                limit=limit,
-            )
-
-    events = with_db(settings, work)
+    query = AuditQuery(workspace_id=workspace, since=start, action=action, actor=actor, target_id=target, limit=limit)
+    events = op.run(lambda identity: identity.access.audit_log(OPERATOR, query))
     if as_json:
         for e in events:
             line = {
@@ -111,11 +99,6 @@ def audit_log(
     out.print(table)
 
 
-def _proxies_image(configured: list[str], stored: list[str] | None) -> dict[str, object]:
-    """The settings' audit image of the trusted proxies (the API's fields)."""
-    return {"trusted_proxies": configured if stored is None else stored, "trusted_proxies_stored": stored is not None}
-
-
 @admin_cli.command("trusted-proxies")
 def trusted_proxies(
     cidrs: Annotated[list[str] | None, typer.Argument(help="Networks whose X-Forwarded-For is believed.")] = None,
@@ -125,9 +108,9 @@ def trusted_proxies(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Show or set the trusted proxies (no arguments: show them)."""
-    settings = load(config, data_dir=data_dir)
+    op = operator(config, data_dir)
     try:
-        configured = normalise_networks(settings.server.trusted_proxies)
+        normalise_networks(op.settings.server.trusted_proxies)
     except ValueError as exc:
         raise usage(f"server.trusted_proxies: {exc}") from None
     if sum((bool(cidrs), none, reset)) > 1:
@@ -141,29 +124,12 @@ def trusted_proxies(
     elif none:
         change = []
 
-    async def work(db: Database) -> list[str] | None:
-        async with db.session() as session:
-            before = await stored_trusted_proxies(session)
-            if change is None and not reset:
-                return before
-            await set_trusted_proxies(session, change)
-            old, new = _proxies_image(configured, before), _proxies_image(configured, change)
-            changed = [name for name in old if old[name] != new[name]]  # as the API records it
-            audit(
-                session,
-                CLI_ACTOR,
-                "settings.update",
-                "settings",
-                "trusted_proxies",
-                before={name: old[name] for name in changed},
-                after={name: new[name] for name in changed},
-            )
-            return change
+    async def work(identity: IdentityService) -> GatewaySettings:
+        if change is None and not reset:
+            return await identity.access.gateway_settings()
+        return await identity.access.update_settings(OPERATOR, {"trusted_proxies": change})
 
-    stored = with_db(settings, work)
-    if stored is None:
-        out.print(f"Trusted proxies: {', '.join(configured) or 'none'} (from the configuration).", markup=False)
-    else:
-        out.print(f"Trusted proxies: {', '.join(stored) or 'none'} (set at run time).", markup=False)
-    if change is not None or reset:
-        notify(settings, "rules")
+    now = op.run(work)
+    where = "set at run time" if now.trusted_proxies_stored else "from the configuration"
+    out.print(f"Trusted proxies: {', '.join(now.trusted_proxies) or 'none'} ({where}).", markup=False)
+    op.told()

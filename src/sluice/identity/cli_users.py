@@ -1,8 +1,9 @@
 """``sluice admin user-create|user-set|reset-link|workspaces|workspace-update|workspace-disable|workspace-enable``.
 
 The same changes as ``POST /admin/v1/users``, ``PATCH /admin/v1/users/{id}``,
-``POST /admin/v1/users/{id}/password-reset`` and ``PATCH /admin/v1/workspaces/{id}``, through
-:mod:`sluice.identity.changes`, so they read alike in the audit log.
+``POST /admin/v1/users/{id}/password-reset`` and ``PATCH /admin/v1/workspaces/{id}``, through the same services
+(:class:`~sluice.identity.user_service.UserService`, :class:`~sluice.identity.workspace_service.WorkspaceService`),
+so they obey the same rules and read alike in the audit log.
 """
 
 from __future__ import annotations
@@ -11,20 +12,16 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from sluice.cli_common import ConfigOpt, DataDirOpt, load, out, with_db
-from sluice.errors import NotFound, SluiceError
-from sluice.identity.accounts import RESET_TTL, create_reset
-from sluice.identity.audit import CLI_ACTOR
-from sluice.identity.changes import create_user, update_user, update_workspace
-from sluice.identity.cli import admin_cli, fail, notify
-from sluice.identity.cli_keys import model_list, usage
-from sluice.identity.key_service import find_user
+from sluice.cli_common import ConfigOpt, DataDirOpt, out
+from sluice.identity.accounts import RESET_TTL
+from sluice.identity.cli import admin_cli, operator, usage
+from sluice.identity.cli_keys import models_change
+from sluice.identity.grants import OPERATOR
 from sluice.identity.principal import PRIORITY_ORDER
-from sluice.store.db import Database
-from sluice.store.models import DEFAULT_WORKSPACE_ID, User, Workspace
+from sluice.identity.service import IdentityService
+from sluice.identity.user_service import ResetLink
+from sluice.store.models import DEFAULT_WORKSPACE_ID, User
 
 UserArg = Annotated[str, typer.Argument(help="Id or email.")]
 WorkspaceArg = Annotated[str, typer.Argument(help="Workspace id.")]
@@ -52,25 +49,18 @@ def user_create(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Create an active account (whatever the registration mode) and print the link to set its password."""
-    settings = load(config, data_dir=data_dir)
+    op = operator(config, data_dir)
     _priority_changes(priority, False)  # validates the class
-
-    async def work(db: Database) -> tuple[User, str]:
-        async with db.session() as session:
-            user = await create_user(
-                session, CLI_ACTOR, email, password=None, workspace_id=workspace, role=role, priority=priority
-            )
-            token, _expires = await create_reset(session, user.id, CLI_ACTOR)
-        return user, token
-
-    try:
-        user, token = with_db(settings, work)
-    except SluiceError as exc:
-        raise fail(exc) from None
+    user, reset = op.run(
+        lambda identity: identity.users.create(
+            OPERATOR, email, password=None, workspace_id=workspace, role=role, priority=priority
+        )
+    )
+    assert reset is not None  # made without a password: the link is how they set one
     hours = int(RESET_TTL.total_seconds() // 3600)
     out.print(f"Created {user.email} ({user.id}), {role} in {workspace}.", markup=False)
     out.print(f"Hand them this link to set a password (single use, valid {hours} h; after the gateway's address):")
-    out.print(f"/ui/reset?token={token}", markup=False, highlight=False)
+    out.print(f"/ui/reset?token={reset.token}", markup=False, highlight=False)
 
 
 @admin_cli.command("user-set")
@@ -81,67 +71,58 @@ def user_set(
     ] = None,
     priority: PriorityOpt = None,
     clear_priority: ClearPriorityOpt = False,
+    password_login: Annotated[
+        bool | None,
+        typer.Option(
+            "--password-login/--no-password-login",
+            help="Allow or refuse password sign-in (refused: single sign-on only).",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Change a user's gateway-admin flag or priority class (workspace roles: `member-set`)."""
-    settings = load(config, data_dir=data_dir)
+    """Change a user's gateway-admin flag, priority class or password sign-in (workspace roles: `member-set`)."""
+    op = operator(config, data_dir)
     changes = _priority_changes(priority, clear_priority)
     if admin is not None:
         changes["is_admin"] = admin
+    if password_login is not None:
+        changes["password_login"] = password_login
     if not changes:
-        raise usage("Nothing to change: give --admin, --no-admin, --priority or --clear-priority.")
+        raise usage(
+            "Nothing to change: give --admin, --no-admin, --priority, --clear-priority or --[no-]password-login."
+        )
 
-    async def work(db: Database) -> User:
-        found = await find_user(db, user)
-        async with db.session() as session:
-            row = await session.get(User, found.id)
-            if row is None:
-                raise NotFound(f"No user {user!r}.")
-            update_user(session, CLI_ACTOR, row, changes)
-        return row
+    async def work(identity: IdentityService) -> User:
+        return await identity.users.update(OPERATOR, (await identity.users.find(user)).id, changes)
 
-    try:
-        row = with_db(settings, work)
-    except SluiceError as exc:
-        raise fail(exc) from None
+    row = op.run(work)
     role = "a gateway admin" if row.is_admin else "not a gateway admin"
     priority_text = row.priority or "none of its own (the workspace's applies)"
-    out.print(f"{row.email} is {role}; priority class: {priority_text}.", markup=False)
-    notify(settings, "user", row.id)
+    sign_in = "with a password or single sign-on" if row.password_login else "through single sign-on only"
+    out.print(f"{row.email} is {role}; priority class: {priority_text}; signs in {sign_in}.", markup=False)
+    op.told()
 
 
 @admin_cli.command("reset-link")
 def reset_link(user: UserArg, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Create a single-use password-reset link for a user (shown once; Sluice sends no email)."""
-    settings = load(config, data_dir=data_dir)
 
-    async def work(db: Database) -> str:
-        found = await find_user(db, user)
-        async with db.session() as session:
-            token, _expires = await create_reset(session, found.id, CLI_ACTOR)
-        return token
+    async def work(identity: IdentityService) -> ResetLink:
+        return await identity.users.reset_link(OPERATOR, (await identity.users.find(user)).id)
 
-    try:
-        token = with_db(settings, work)
-    except SluiceError as exc:
-        raise fail(exc) from None
+    link = operator(config, data_dir).run(work)
     hours = int(RESET_TTL.total_seconds() // 3600)
     out.print(f"Hand this link to {user} (single use, valid {hours} h; append it to the gateway's address):")
-    out.print(f"/ui/reset?token={token}", markup=False, highlight=False)
+    out.print(f"/ui/reset?token={link.token}", markup=False, highlight=False)
 
 
 @admin_cli.command("workspaces")
 def workspaces(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """List workspaces."""
-    settings = load(config, data_dir=data_dir)
-
-    async def work(db: Database) -> list[Workspace]:
-        async with db.session() as session:
-            return list((await session.execute(select(Workspace).order_by(Workspace.created_at))).scalars())
-
     table = Table("id", "name", "status", "priority", "models", "created")
-    for ws in with_db(settings, work):
+    for ws in operator(config, data_dir).run(lambda identity: identity.workspaces.list(OPERATOR)):
         table.add_row(
             ws.id,
             ws.name,
@@ -154,25 +135,11 @@ def workspaces(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 
 
 def _update_workspace(ident: str, changes: dict[str, Any], config: ConfigOpt, data_dir: DataDirOpt) -> None:
-    settings = load(config, data_dir=data_dir)
-
-    async def work(db: Database) -> Workspace:
-        async with db.session() as session:
-            ws = await session.get(Workspace, ident)
-            if ws is None:
-                raise NotFound(f"No workspace {ident!r}.")
-            await update_workspace(session, CLI_ACTOR, ws, changes)
-        return ws
-
-    try:
-        ws = with_db(settings, work)
-    except SluiceError as exc:
-        raise fail(exc) from None
-    except IntegrityError:
-        raise fail(ValueError(f"A workspace named {changes.get('name')!r} already exists.")) from None
+    op = operator(config, data_dir)
+    ws = op.run(lambda identity: identity.workspaces.update(OPERATOR, ident, changes))
     status = "disabled" if ws.disabled_at else "active"
     out.print(f"Workspace {ws.name} ({ws.id}) is {status}.", markup=False)
-    notify(settings, "workspace", ws.id)
+    op.told()
 
 
 @admin_cli.command("workspace-update")
@@ -190,10 +157,7 @@ def workspace_update(
     changes = _priority_changes(priority, clear_priority)
     if name is not None:
         changes["name"] = name
-    if models is not None and all_models:
-        raise usage("Give either --models or --all-models.")
-    if models is not None or all_models:
-        changes["allowed_models"] = None if all_models else model_list(models or "")
+    changes.update(models_change(models, all_models))
     if not changes:
         raise usage("Nothing to change: give --name, --priority, --clear-priority, --models or --all-models.")
     _update_workspace(workspace, changes, config, data_dir)

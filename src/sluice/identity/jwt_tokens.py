@@ -13,6 +13,7 @@ from typing import Any, Literal
 import jwt
 
 from sluice.config import AuthConfig
+from sluice.store.private import write_private
 
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32
@@ -67,11 +68,8 @@ def resolve_secret(config: AuthConfig, data_dir: Path, dev_mode: bool) -> str:
     path = data_dir / SECRET_FILE
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
-    with path.open("x", encoding="utf-8") as handle:
-        path.chmod(0o600)
-        handle.write(secret + "\n")
+    write_private(path, secret + "\n")
     return secret
 
 

@@ -3,12 +3,13 @@
 Keys carry 256 random bits behind a visible ``sk-sl-`` prefix and are stored only as SHA-256 hashes (a fast hash is
 right for high-entropy secrets; passwords get argon2id). Resolution is a dict lookup while the cache entry is
 fresh; on a miss one database query runs, shared by every concurrent request presenting the same key. Garbage,
-SQL and wrong keys all take the same path (hash, cache, one indexed lookup), so they answer alike.
+SQL, wrong and revoked keys all take the same path (hash, cache, the same single query finding no row), so they
+answer alike. What a found key may do is recomputed from its owner's current standing
+(:mod:`sluice.identity.standing`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
@@ -18,14 +19,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.config import KeyCacheConfig
-from sluice.errors import AuthenticationFailed, Overloaded
+from sluice.errors import AuthenticationFailed
 from sluice.identity.key_repository import KeyRepository
+from sluice.identity.lookups import OUTAGE_RECHECK_SECONDS, SharedLookups, StoreUnavailable, auth_unavailable
 from sluice.identity.principal import MASTER, Principal
-from sluice.store.db import Database
-from sluice.store.models import ApiKey, User, Workspace
+from sluice.identity.standing import KeyStanding, effective_principal
+from sluice.store.db import LOOKUP_ERRORS, Database
 
 log = structlog.get_logger("sluice.keys")
 
@@ -46,23 +47,9 @@ def visible_prefix(secret: str) -> str:
     return secret[:VISIBLE_PREFIX_LENGTH]
 
 
-def principal_for(key: ApiKey, workspace_disabled: bool = False) -> Principal | None:
-    """The principal a stored key stands for, or None if it may not be used."""
-    if key.revoked_at is not None or workspace_disabled:
-        return None
-    return Principal(
-        kind="key",
-        id=key.id,
-        role=str(key.settings.get("role", "member")) if key.settings else "member",
-        workspace_id=key.workspace_id,
-        user_id=key.user_id,
-        key_id=key.id,
-        priority=key.priority,
-        allowed_models=frozenset(key.allowed_models) if key.allowed_models is not None else None,
-        label=key.prefix,
-        expires_at=key.expires_at.timestamp() if key.expires_at else None,
-        cache=key.cache,
-    )
+def principal_for(standing: KeyStanding | None) -> Principal | None:
+    """The principal a stored key stands for now (see :mod:`sluice.identity.standing`), or None."""
+    return effective_principal(standing) if standing is not None else None
 
 
 class _Entry:
@@ -88,7 +75,7 @@ class KeyResolver:
         self._cfg = cache
         self._clock = clock
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
-        self._pending: dict[str, asyncio.Future[Principal | None]] = {}
+        self._lookups: SharedLookups[str, Principal | None] = SharedLookups(db.request_deadline)
         self._last_used: dict[str, datetime] = {}
 
     async def authenticate(self, token: str) -> Principal:
@@ -108,41 +95,31 @@ class KeyResolver:
         return principal
 
     async def _load(self, digest: str, stale: _Entry | None) -> Principal | None:
-        pending = self._pending.get(digest)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
-        self._pending[digest] = future
+        if stale is not None and self._lookups.running(digest):
+            return stale.principal  # a refresh is under way (the database may be slow): known keys do not wait
         try:
-            principal = await self._query(digest)
-        except SQLAlchemyError as exc:
-            # The database is down: keys we already trusted keep working, unknown keys fail closed.
+            return await self._lookups.wait(digest, lambda: self._query_and_remember(digest))
+        except StoreUnavailable as exc:
             if stale is not None:
-                future.set_result(stale.principal)
+                # The database is down or hung: keys we already trusted keep working however long that lasts,
+                # and are re-read every few seconds so they are current again once it is back.
+                stale.fresh_until = self._clock() + OUTAGE_RECHECK_SECONDS
                 return stale.principal
-            log.warning("key lookup failed", error=type(exc).__name__)
-            error = Overloaded("Cannot verify the API key right now; try again shortly.", code="auth_unavailable")
-            future.set_exception(error)
-            future.exception()  # mark retrieved: concurrent waiters get it through shield, others none
-            raise error from exc
-        finally:
-            self._pending.pop(digest, None)
+            raise auth_unavailable("Cannot verify the API key right now; try again shortly.") from exc
+
+    async def _query_and_remember(self, digest: str) -> Principal | None:
+        principal = await self._query(digest)
         ttl = self._cfg.ttl_seconds if principal is not None else self._cfg.negative_ttl_seconds
         self._remember(digest, _Entry(principal, self._clock() + ttl))
-        future.set_result(principal)
         return principal
 
     async def _query(self, digest: str) -> Principal | None:
+        """One query whatever the key (unknown, revoked, owner gone or fine): see ``KeyRepository.standing``."""
         async with self.db.session() as session:
-            key = await KeyRepository(session).by_hash(digest)
-            if key is None or not hmac.compare_digest(key.key_hash, digest):
-                return None
-            workspace = await session.get(Workspace, key.workspace_id)
-            if key.user_id is not None:  # a key stops with its owner's account
-                owner = await session.get(User, key.user_id)
-                if owner is None or owner.status != "active":
-                    return None
-            return principal_for(key, workspace_disabled=workspace is None or workspace.disabled_at is not None)
+            standing = await KeyRepository(session).standing(key_hash=digest)
+        if standing is None or not hmac.compare_digest(standing.key.key_hash, digest):
+            return None
+        return principal_for(standing)
 
     def _remember(self, digest: str, entry: _Entry) -> None:
         self._cache[digest] = entry
@@ -157,6 +134,9 @@ class KeyResolver:
         else:
             self._cache.pop(key_hash, None)
 
+    async def close(self) -> None:
+        await self._lookups.close()
+
     def take_last_used(self) -> dict[str, datetime]:
         taken, self._last_used = self._last_used, {}
         return taken
@@ -168,7 +148,7 @@ class KeyResolver:
         try:
             async with self.db.session() as session:
                 await KeyRepository(session).touch(taken)
-        except SQLAlchemyError as exc:
+        except LOOKUP_ERRORS as exc:
             log.warning("could not record key last-use times", error=type(exc).__name__)
             for key_id, when in taken.items():
                 self._last_used.setdefault(key_id, when)

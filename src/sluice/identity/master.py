@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from sluice.identity.keys import KEY_PREFIX, generate_key
+from sluice.store.private import write_private
 
 MASTER_KEY_FILE = "master_key"
 
@@ -15,9 +15,6 @@ def load_or_create_master_key(data_dir: Path) -> tuple[str, bool]:
     path = data_dir / MASTER_KEY_FILE
     if path.exists():
         return path.read_text(encoding="utf-8").strip(), False
-    data_dir.mkdir(parents=True, exist_ok=True)
     key = KEY_PREFIX + "master-" + generate_key()[len(KEY_PREFIX) :]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
+    write_private(path, key + "\n")
     return key, True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-PrincipalKind = Literal["master", "key", "user", "network"]
+PrincipalKind = Literal["master", "key", "user", "network", "service"]  # service: an IdP's service token
 
 DEFAULT_PRIORITY = "standard"
 # Priority classes, most urgent first (the scheduler's classes; used to rank grants).
@@ -15,7 +15,7 @@ PRIORITY_ORDER: tuple[str, ...] = ("interactive", "standard", "batch")
 @dataclass(frozen=True, slots=True)
 class Principal:
     kind: PrincipalKind
-    id: str  # the key id, user id or network rule id ("master" for the master key)
+    id: str  # the key id, user id, network rule id, "<issuer>:<subject>" of a service token, or "master"
     role: str  # "admin", or the workspace role: "owner" | "member" | "viewer"
     workspace_id: str | None = None
     user_id: str | None = None

@@ -8,23 +8,19 @@ them (see :mod:`sluice.identity.invalidation`).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-import structlog
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-
 from sluice.config import AuthConfig
-from sluice.errors import AuthenticationFailed, Overloaded
+from sluice.errors import AuthenticationFailed
 from sluice.identity.jwt_tokens import TokenClaims, TokenCodec, TokenInvalid
+from sluice.identity.lookups import OUTAGE_RECHECK_SECONDS, SharedLookups, StoreUnavailable, auth_unavailable
 from sluice.identity.principal import DEFAULT_PRIORITY, Principal
+from sluice.identity.user_repository import UserRepository
+from sluice.identity.workspace_repository import WorkspaceRepository
 from sluice.store.db import Database
-from sluice.store.models import DEFAULT_WORKSPACE_ID, Membership, RefreshToken, User, Workspace
-
-log = structlog.get_logger("sluice.users")
+from sluice.store.models import DEFAULT_WORKSPACE_ID
 
 MAX_CACHED_SESSIONS = 100_000
 
@@ -34,20 +30,15 @@ SessionKey = tuple[str, str | None, str | None]  # user, workspace, session fami
 async def principal_for_session(db: Database, claims: TokenClaims) -> Principal | None:
     """The principal an access token stands for now, or None (user gone, not active, logged out, not a member)."""
     async with db.session() as session:
-        user = await session.get(User, claims.user_id)
+        users = UserRepository(session)
+        user = await users.get(claims.user_id)
         if user is None or user.status != "active":
             return None
-        if claims.family is not None:
-            revoked = await session.execute(
-                select(RefreshToken.id)
-                .where(RefreshToken.family == claims.family, RefreshToken.revoked_at.is_not(None))
-                .limit(1)
-            )
-            if revoked.first() is not None:
-                return None
+        if claims.family is not None and await users.family_ended(claims.family):
+            return None
         workspace_id = claims.workspace_id or DEFAULT_WORKSPACE_ID
-        workspace = await session.get(Workspace, workspace_id)
-        membership = await session.get(Membership, (user.id, workspace_id))
+        workspace = await WorkspaceRepository(session).get(workspace_id)
+        membership = await users.membership(user.id, workspace_id)
         if workspace is None or workspace.disabled_at is not None:
             return None
         if user.is_admin:
@@ -78,7 +69,7 @@ class UserResolver:
         self._ttl = config.user_cache_ttl_seconds
         self._clock = clock
         self._cache: OrderedDict[SessionKey, tuple[Principal | None, float]] = OrderedDict()
-        self._pending: dict[SessionKey, asyncio.Future[Principal | None]] = {}
+        self._lookups: SharedLookups[SessionKey, Principal | None] = SharedLookups(db.request_deadline)
 
     async def authenticate(self, token: str) -> Principal:
         try:
@@ -98,30 +89,26 @@ class UserResolver:
         return principal
 
     async def _load(self, key: SessionKey, claims: TokenClaims, stale: Principal | None) -> Principal | None:
-        pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
+        if stale is not None and self._lookups.running(key):
+            return stale  # a refresh is under way: sessions we already trusted do not wait for it
         try:
-            principal = await principal_for_session(self.db, claims)
-        except SQLAlchemyError as exc:
-            if stale is not None:  # the database is down: sessions we already trusted keep working
-                future.set_result(stale)
+            return await self._lookups.wait(key, lambda: self._query_and_remember(key, claims))
+        except StoreUnavailable as exc:
+            if stale is not None:  # the database is down or hung: sessions we already trusted keep working
+                self._cache[key] = (stale, self._clock() + OUTAGE_RECHECK_SECONDS)
                 return stale
-            log.warning("session lookup failed", error=type(exc).__name__)
-            error = Overloaded("Cannot verify the access token right now; try again shortly.", code="auth_unavailable")
-            future.set_exception(error)
-            future.exception()
-            raise error from exc
-        finally:
-            self._pending.pop(key, None)
+            raise auth_unavailable("Cannot verify the access token right now; try again shortly.") from exc
+
+    async def _query_and_remember(self, key: SessionKey, claims: TokenClaims) -> Principal | None:
+        principal = await principal_for_session(self.db, claims)
         self._cache[key] = (principal, self._clock() + self._ttl)
         self._cache.move_to_end(key)
         while len(self._cache) > MAX_CACHED_SESSIONS:
             self._cache.popitem(last=False)
-        future.set_result(principal)
         return principal
+
+    async def close(self) -> None:
+        await self._lookups.close()
 
     def forget(self, user_id: str | None = None) -> None:
         """Drop one user's cached sessions (or everyone's)."""

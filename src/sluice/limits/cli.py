@@ -1,26 +1,26 @@
 """``sluice limits``: set, list and clear stored limit policies (per key, user, workspace and role default); show
-a scope's spend against the budget admission applies to it. Changes are audited like the admin API's."""
+a scope's spend against the budget admission applies to it. The commands call the admin API's own service
+(:class:`sluice.limits.stored.StoredLimits`), so the same rules hold and changes are audited alike."""
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Literal
-from zoneinfo import ZoneInfo
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal, TypeVar
 
 import typer
 from rich.table import Table
 
 from sluice.accounting.prices import nanos_to_units, units_to_nanos
-from sluice.accounting.service import Accounting
-from sluice.cli_common import ConfigOpt, DataDirOpt, err, load, out, with_db
+from sluice.cli_common import ConfigOpt, DataDirOpt, err, out
 from sluice.config import LIMIT_ROLES
-from sluice.identity.audit import CLI_ACTOR, audit
-from sluice.identity.key_repository import KeyRepository
-from sluice.limits.memory import MemoryLimitStore
-from sluice.limits.policy import ROLE_SCOPE, Limits, PolicyTable, Scope
-from sluice.limits.repository import LimitRepository
-from sluice.routing.catalog import ModelCatalog
+from sluice.identity.cli import operator
+from sluice.identity.grants import OPERATOR
+from sluice.identity.service import IdentityService
+from sluice.limits.policy import ROLE_SCOPE, Limits
+from sluice.limits.stored import Spend, StoredLimits
 from sluice.store.db import Database
+
+T = TypeVar("T")
 
 limits_cli = typer.Typer(help="Per key, user and workspace limits and budgets.", no_args_is_help=True)
 
@@ -33,20 +33,30 @@ IdArg = Annotated[
 ]
 
 
-async def _scope_id(db: Database, scope: str, ident: str) -> str:
-    if scope == ROLE_SCOPE:
-        if ident not in LIMIT_ROLES:
-            err.print(f"{ident!r} is not a role (the roles are {', '.join(LIMIT_ROLES)}).", markup=False)
-            raise typer.Exit(1)
-        return ident
-    if scope != "key":
-        return ident
-    async with db.session() as session:
-        key = await KeyRepository(session).by_id_or_prefix(ident)
-    if key is None:
-        err.print(f"No API key with id or prefix {ident!r}.", markup=False)
+def _run(config: ConfigOpt, data_dir: DataDirOpt, work: Callable[[StoredLimits, IdentityService], Awaitable[T]]) -> T:
+    """Run ``work`` with the stored limits (spend read as admission reads it: records shipped and spooled)."""
+    op = operator(config, data_dir)
+    settings = op.settings
+
+    async def run(db: Database, identity: IdentityService) -> T:
+        from sluice.accounting.service import Accounting
+        from sluice.routing.catalog import ModelCatalog
+
+        accounting = Accounting(db, settings.data_dir, ModelCatalog({}))
+        return await work(StoredLimits(db, settings.limits, identity.subjects, accounting.spent), identity)
+
+    return op.run_db(run)
+
+
+def _check_role(scope: str, ident: str) -> None:
+    if scope == ROLE_SCOPE and ident not in LIMIT_ROLES:
+        err.print(f"{ident!r} is not a role (the roles are {', '.join(LIMIT_ROLES)}).", markup=False)
         raise typer.Exit(1)
-    return key.id
+
+
+async def _scope_id(identity: IdentityService, scope: str, ident: str) -> str:
+    """The scope's id: a key may be named by its visible prefix."""
+    return (await identity.keys.find(ident)).id if scope == "key" else ident
 
 
 @limits_cli.command("set")
@@ -62,28 +72,24 @@ def limits_set(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Set a scope's limits (replacing what it had); running gateways apply them within 15 s."""
-    settings = load(config, data_dir=data_dir)
+    _check_role(scope, ident)
     limits = Limits(rpm, tpm, concurrent, units_to_nanos(budget) if budget is not None else None, period)
 
-    async def work(db: Database) -> str:
-        scope_id = await _scope_id(db, scope, ident)
-        async with db.session() as session:
-            await LimitRepository(session).put(scope, scope_id, limits)
-            audit(session, CLI_ACTOR, "limits.put", scope, scope_id, after=_image(limits))
+    async def work(stored: StoredLimits, identity: IdentityService) -> str:
+        scope_id = await _scope_id(identity, scope, ident)
+        await stored.put(OPERATOR, scope, scope_id, limits)
         return scope_id
 
-    scope_id = with_db(settings, work)
+    scope_id = _run(config, data_dir, work)
     out.print(f"Limits set for {scope} {scope_id}.", markup=False)
 
 
 @limits_cli.command("list")
 def limits_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Stored limit policies (configuration-file limits are shown by check-config)."""
-    settings = load(config, data_dir=data_dir)
 
-    async def work(db: Database) -> list[tuple[str, ...]]:
-        async with db.session() as session:
-            rows = await LimitRepository(session).list()
+    async def work(stored: StoredLimits, _identity: IdentityService) -> list[tuple[str, ...]]:
+        rows = await stored.list()
         return [
             (
                 r.scope_type,
@@ -98,7 +104,7 @@ def limits_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
         ]
 
     table = Table("scope", "id", "rpm", "tpm", "concurrent", "budget", "period")
-    for row in with_db(settings, work):
+    for row in _run(config, data_dir, work):
         table.add_row(*row)
     out.print(table)
 
@@ -106,19 +112,12 @@ def limits_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 @limits_cli.command("clear")
 def limits_clear(scope: ScopeArg, ident: IdArg, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Remove a scope's stored limits (it falls back to the configuration and defaults)."""
-    settings = load(config, data_dir=data_dir)
+    _check_role(scope, ident)
 
-    async def work(db: Database) -> bool:
-        scope_id = await _scope_id(db, scope, ident)
-        async with db.session() as session:
-            removed = await LimitRepository(session).remove(scope, scope_id)
-            if removed:
-                audit(session, CLI_ACTOR, "limits.delete", scope, scope_id)
-            return removed
+    async def work(stored: StoredLimits, identity: IdentityService) -> None:
+        await stored.remove(OPERATOR, scope, await _scope_id(identity, scope, ident))
 
-    if not with_db(settings, work):
-        err.print(f"No stored limits for {scope} {ident}.", markup=False)
-        raise typer.Exit(1)
+    _run(config, data_dir, work)
     out.print(f"Limits cleared for {scope} {ident}.", markup=False)
 
 
@@ -136,36 +135,17 @@ def limits_spend(
     if scope == ROLE_SCOPE:
         err.print("A role has no spend of its own: ask for a key, user or workspace.", markup=False)
         raise typer.Exit(1)
-    settings = load(config, data_dir=data_dir)
 
-    async def work(db: Database) -> tuple[Limits, str, int]:
-        scope_id = await _scope_id(db, scope, ident)
-        async with db.session() as session:
-            repo = LimitRepository(session)
-            policy = PolicyTable(settings.limits, await repo.all())
-            role = await repo.role_of(scope, scope_id, workspace)
-        limits, source = policy.resolve(scope, scope_id, role)
-        accounting = Accounting(db, settings.data_dir, ModelCatalog({}))
-        store = MemoryLimitStore(ZoneInfo(settings.limits.timezone), accounting.spent)
-        return limits, source, await store.spent(Scope(scope, scope_id, limits), time.time())
+    async def work(stored: StoredLimits, identity: IdentityService) -> Spend:
+        return await stored.spend(OPERATOR, scope, await _scope_id(identity, scope, ident), workspace)
 
-    limits, source, spent = with_db(settings, work)
+    spend = _run(config, data_dir, work)
+    limits, source, spent = spend.resolved.limits, spend.resolved.source, spend.spent_nanos
     budget = f"{nanos_to_units(limits.budget_nanos):g}" if limits.budget_nanos is not None else "no budget"
     out.print(
         f"{scope} {ident}: {nanos_to_units(spent):g} spent this {limits.period} ({budget}; limits from {source}).",
         markup=False,
     )
-
-
-def _image(limits: Limits) -> dict[str, object]:
-    budget = nanos_to_units(limits.budget_nanos) if limits.budget_nanos is not None else None
-    return {
-        "rpm": limits.rpm,
-        "tpm": limits.tpm,
-        "concurrent": limits.concurrent,
-        "budget": budget,
-        "period": limits.period,
-    }
 
 
 def _num(value: int | None) -> str:

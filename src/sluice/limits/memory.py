@@ -9,11 +9,15 @@ overspend by everything spent before.
 
 As the per-replica fallback of the Redis store it is told to :meth:`refresh_spend` when Redis is back, so the next
 outage starts from the records (which by then hold every replica's spend) and not from what this replica last saw.
+Given ``replicas`` (how many replicas were live, from their heartbeats in Redis), it enforces this replica's share:
+each rate, token and concurrency limit divided by that count (rounded up), and of each budget the headroom left
+when its spend was loaded divided by it, so replicas together overspend by at most one call each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -26,7 +30,7 @@ SpendLoader = Callable[[Scope, datetime, datetime], Awaitable[int]]
 
 
 class _ScopeState:
-    __slots__ = ("concurrent", "fresh", "period", "requests", "reserved", "spent", "tokens")
+    __slots__ = ("concurrent", "fresh", "loaded", "period", "requests", "reserved", "spent", "tokens")
 
     def __init__(self) -> None:
         self.requests = Window()
@@ -35,12 +39,16 @@ class _ScopeState:
         self.period: str | None = None
         self.fresh = False  # spend loaded from the records for ``period`` and kept current since
         self.spent = 0
+        self.loaded = 0  # the spend read from the records at the period's last load
         self.reserved = 0
 
 
 class MemoryLimitStore:
-    def __init__(self, tz: ZoneInfo, load_spent: SpendLoader | None = None) -> None:
+    def __init__(
+        self, tz: ZoneInfo, load_spent: SpendLoader | None = None, replicas: Callable[[], int] | None = None
+    ) -> None:
         self.tz = tz
+        self._replicas = replicas
         self.periods = Periods(tz)
         self._load_spent = load_spent
         self._states: dict[str, _ScopeState] = {}
@@ -72,6 +80,7 @@ class MemoryLimitStore:
             finally:
                 self._loading.pop((scope.name, key), None)
         spent = await pending
+        state.loaded = spent
         if state.period != key:  # another waiter may have rolled it already
             state.period, state.spent, state.reserved = key, spent, 0
         elif not state.fresh:
@@ -119,18 +128,23 @@ class MemoryLimitStore:
         self, scope: Scope, state: _ScopeState, reservation: Reservation, second: int, now: float
     ) -> Denial | None:
         limits = scope.limits
+        n = max(1, self._replicas()) if self._replicas is not None else 1
         if limits.rpm is not None:
+            rpm = math.ceil(limits.rpm / n)
             state.requests.prune(second)
-            if state.requests.total + 1 > limits.rpm:
-                return Denial(scope, "rpm", limits.rpm, state.requests.wait_for(second, 1, limits.rpm))
+            if state.requests.total + 1 > rpm:
+                return Denial(scope, "rpm", rpm, state.requests.wait_for(second, 1, rpm))
         if limits.tpm is not None:
+            tpm = math.ceil(limits.tpm / n)
             state.tokens.prune(second)
-            if state.tokens.total + reservation.tokens > limits.tpm:
-                wait = state.tokens.wait_for(second, reservation.tokens, limits.tpm)
-                return Denial(scope, "tpm", limits.tpm, wait)
-        if limits.concurrent is not None and state.concurrent >= limits.concurrent:
+            if state.tokens.total + reservation.tokens > tpm:
+                wait = state.tokens.wait_for(second, reservation.tokens, tpm)
+                return Denial(scope, "tpm", tpm, wait)
+        if limits.concurrent is not None and state.concurrent >= math.ceil(limits.concurrent / n):
             return Denial(scope, "concurrent", limits.concurrent, 1.0)
         budget = limits.budget_nanos
+        if budget is not None and n > 1:
+            budget = state.loaded + max(0, budget - state.loaded) // n  # this replica's share of the headroom
         if budget is not None and state.spent + state.reserved + reservation.cost_nanos > budget:
             end = self.periods.current(limits.period, now)[1]
             return Denial(scope, "budget", budget, max(1.0, end - now))
@@ -164,6 +178,12 @@ class MemoryLimitStore:
     async def spent(self, scope: Scope, now: float) -> int:
         await self._current_period(scope, now)
         return self._state(scope).spent
+
+    async def heartbeat(self, now: float, ttl: float) -> int:
+        return 1  # nobody else shares an in-process store
+
+    async def renew(self, reservations: list[Reservation], now: float) -> None:
+        return None  # in-process: a reservation lives exactly as long as its call
 
     async def close(self) -> None:
         self._states.clear()

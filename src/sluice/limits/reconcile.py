@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from typing import Any
 
 import orjson
@@ -30,32 +29,26 @@ BATCH = 500
 RETRY_SECONDS = 1.0
 CLOSE_SECONDS = 5.0
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS deferred_settlements (id TEXT PRIMARY KEY, ended REAL NOT NULL, body BLOB)"
+TABLE = "deferred_settlements"
 
 
 class DeferredSettlements:
-    """Settlements waiting for the shared store, in the spool file (written on its thread, like the records)."""
+    """Settlements waiting for the shared store, kept in the spool file through the spool's queue interface (so
+    they are as durable as the usage records, and written on the spool's thread like them)."""
 
     def __init__(self, spool: Spool) -> None:
-        self.spool = spool
+        self.rows = spool.queue(TABLE)
         self.count = 0  # rows waiting; read on the admission path, so kept in memory
 
     async def open(self) -> None:
-        self.count = await self.spool.run(_open)
+        self.count = await self.rows.open()
 
     async def add(self, settlement: Settlement) -> None:
-        row = (settlement.reservation.id, settlement.now, orjson.dumps(_encode(settlement)))
-        added: int = await self.spool.run(
-            lambda conn: conn.execute("INSERT OR IGNORE INTO deferred_settlements VALUES (?, ?, ?)", row).rowcount
-        )
-        self.count += added
+        body = orjson.dumps(_encode(settlement))
+        self.count += await self.rows.add(settlement.reservation.id, settlement.now, body)
 
     async def oldest(self, limit: int) -> list[Settlement]:
-        rows: list[tuple[Any, ...]] = await self.spool.run(
-            lambda conn: conn.execute(
-                "SELECT id, body FROM deferred_settlements ORDER BY ended LIMIT ?", (limit,)
-            ).fetchall()
-        )
+        rows = await self.rows.oldest(limit)
         if not rows:
             self.count = 0
         found, unreadable = [], []
@@ -71,13 +64,7 @@ class DeferredSettlements:
         return found
 
     async def remove(self, ids: list[str]) -> None:
-        def work(conn: sqlite3.Connection) -> int:
-            conn.execute("BEGIN")
-            conn.executemany("DELETE FROM deferred_settlements WHERE id = ?", [(i,) for i in ids])
-            conn.execute("COMMIT")
-            return int(conn.execute("SELECT count(*) FROM deferred_settlements").fetchone()[0])
-
-        self.count = await self.spool.run(work)
+        self.count = await self.rows.remove(ids)
 
 
 class Reconciler:
@@ -154,11 +141,6 @@ class Reconciler:
             if self.pending:
                 with contextlib.suppress(StoreUnavailable):
                     await self.replay()
-
-
-def _open(conn: sqlite3.Connection) -> int:
-    conn.execute(_SCHEMA)
-    return int(conn.execute("SELECT count(*) FROM deferred_settlements").fetchone()[0])
 
 
 def _encode(s: Settlement) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,8 +28,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from sluice.limits.periods import Periods
 from sluice.limits.policy import Scope
-from sluice.limits.redis_batch import LuaScript, ScriptBatcher
-from sluice.limits.redis_scripts import INIT_SPENT, RESERVE, SETTLE
+from sluice.limits.redis_batch import DEFAULT_DEADLINE_SECONDS, LuaScript, ScriptBatcher
+from sluice.limits.redis_scripts import HEARTBEAT, INIT_SPENT, RENEW, RESERVE, SETTLE
 from sluice.limits.store import Admitted, Denial, LimitName, Quota, Reservation, Settlement, StoreUnavailable
 
 SpendLoader = Callable[[Scope, datetime, datetime], Awaitable[int]]
@@ -47,16 +48,23 @@ class RedisLimitStore:
         tz: ZoneInfo,
         load_spent: SpendLoader,
         clock: Callable[[], float] = time.monotonic,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
         self.redis = redis
+        self.deadline = deadline
         self.prefix = prefix
         self.tz = tz
         self.periods = Periods(tz)
         self._load_spent = load_spent
-        self.batcher = ScriptBatcher(redis)
+        self.batcher = ScriptBatcher(redis, deadline=deadline)
         self._reserve = LuaScript.of(RESERVE)
         self._settle = LuaScript.of(SETTLE)
         self._init = LuaScript.of(INIT_SPENT)
+        self._renew = LuaScript.of(RENEW)
+        self._heartbeat = LuaScript.of(HEARTBEAT)
+        self.replica = uuid.uuid4().hex
+        # Replicas live at the last heartbeat (this one included): the fallback's share while Redis is down.
+        self.live_replicas = 1
         self._clock = clock
         self._down_until = 0.0
 
@@ -178,11 +186,42 @@ class RedisLimitStore:
             elif isinstance(result, BaseException):
                 raise result
 
+    async def heartbeat(self, now: float, ttl: float) -> int:
+        """Say this replica is live for ``ttl`` seconds; learn how many are (kept for an outage)."""
+        self._check_up()
+        try:
+            live = await self.batcher.call(self._heartbeat, [f"{self.prefix}:replicas"], [self.replica, now + ttl, now])
+        except (RedisError, OSError) as exc:
+            raise self._went_down(exc) from exc
+        self.live_replicas = max(1, int(live))
+        return self.live_replicas
+
+    async def renew(self, reservations: list[Reservation], now: float) -> None:
+        """Extend running calls' leases (one pipelined round trip for all of them)."""
+        if not reservations:
+            return
+        self._check_up()
+        calls = []
+        for reservation in reservations:
+            keys = [
+                k for scope in reservation.scopes for k in (self._key(scope, "cc"), self._lease_key(reservation, scope))
+            ]
+            calls.append(self.batcher.call(self._renew, keys, [reservation.id, now + reservation.lease, repr(now)]))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for result in results:
+            if isinstance(result, (RedisError, OSError)):
+                raise self._went_down(result) from result
+
+    def _lease_key(self, reservation: Reservation, scope: Scope) -> str:
+        """The budget reservation's lease set of the period it was made in (``br``)."""
+        return self._key(scope, f"br:{reservation.period_keys.get(scope.name, '')}")
+
     async def spent(self, scope: Scope, now: float) -> int:
         start, end, period = self.periods.current(scope.limits.period, now)
         self._check_up()
         try:
-            value = await self.redis.hget(self._key(scope, f"b:{period}"), "spent")
+            async with asyncio.timeout(self.deadline):
+                value = await self.redis.hget(self._key(scope, f"b:{period}"), "spent")
         except (RedisError, OSError) as exc:
             raise self._went_down(exc) from exc
         if value is None:

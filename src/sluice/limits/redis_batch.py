@@ -6,6 +6,11 @@ load most calls find a batch already in flight, so they queue here and leave in 
 on an idle gateway waits one turn of the event loop. Each script stays atomic on its own: a batch is a pipeline,
 not a transaction, so one call's answer never depends on another's in the same batch.
 
+Every call waits at most ``deadline`` seconds for its answer, counted from its own start: a hung Redis (or a batch
+stuck ahead of it) makes it fail with :class:`redis.exceptions.TimeoutError` in that time, never later. A batch
+on the wire is abandoned after the same deadline and its connection closed, so the calls queued behind it go out
+on another connection rather than wait for the socket timeout.
+
 Scripts are sent by SHA; one that Redis does not know (first use, or after a restart or ``SCRIPT FLUSH``) is
 loaded and its calls sent once more. A connection error fails every call of the batch with that error.
 
@@ -24,8 +29,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 MAX_BATCH = 256
+DEFAULT_DEADLINE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -47,8 +54,9 @@ class _Pending:
 
 
 class ScriptBatcher:
-    def __init__(self, redis: Redis, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, redis: Redis, max_batch: int = MAX_BATCH, deadline: float = DEFAULT_DEADLINE_SECONDS) -> None:
         self._redis = redis
+        self.deadline = deadline
         self._max_batch = max_batch
         self._pending: list[_Pending] = []
         self._sender: asyncio.Task[None] | None = None
@@ -60,7 +68,13 @@ class ScriptBatcher:
         self._pending.append(_Pending(script, keys, args, future))
         if self._sender is None:
             self._sender = asyncio.create_task(self._send())
-        return await future
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            if not future.done():
+                future.cancel()  # still queued: it is not sent; on the wire: its answer is dropped
+            raise RedisTimeout(f"no answer from Redis within {self.deadline:g} s") from None
 
     async def _send(self) -> None:
         try:
@@ -77,13 +91,19 @@ class ScriptBatcher:
             self._sender = None
 
     async def _deliver(self, batch: list[_Pending]) -> None:
+        batch = [p for p in batch if not p.future.done()]  # callers that gave up while queued
+        if not batch:
+            return
         try:
-            replies = await self._execute(batch)
+            async with asyncio.timeout(self.deadline):
+                replies = await self._execute(batch)
             unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if unknown:
                 for script in {batch[i].script for i in unknown}:
-                    await self._redis.script_load(script.source)
-                again = await self._execute([batch[i] for i in unknown])
+                    async with asyncio.timeout(self.deadline):
+                        await self._redis.script_load(script.source)
+                async with asyncio.timeout(self.deadline):
+                    again = await self._execute([batch[i] for i in unknown])
                 for i, reply in zip(unknown, again, strict=True):
                     replies[i] = reply
         except BaseException as exc:

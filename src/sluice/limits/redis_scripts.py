@@ -171,6 +171,31 @@ end
 return 1
 """
 
+# KEYS: per scope: cc, br ; ARGV: id, lease expiry, now
+# Extends a running call's concurrency slot and budget reservation; one already reclaimed (its lease ran out while
+# renewals could not reach Redis) is not brought back (ZADD XX).
+RENEW = """
+local id = ARGV[1]
+local expiry = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+for i = 1, #KEYS, 2 do
+  if redis.call('ZADD', KEYS[i], 'XX', 'CH', expiry, id) == 1 then
+    redis.call('EXPIRE', KEYS[i], math.ceil(expiry - now) + 60)
+  end
+  redis.call('ZADD', KEYS[i + 1], 'XX', expiry, id)
+end
+return 1
+"""
+
+# KEYS: the replicas' heartbeats (sorted set: replica id -> expiry) ; ARGV: id, expiry, now
+# Returns how many replicas are live (their heartbeats not expired), this one included.
+HEARTBEAT = """
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[3]))
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) - tonumber(ARGV[3])) + 60)
+return redis.call('ZCARD', KEYS[1])
+"""
+
 # KEYS: b ; ARGV: spent (from the records), ttl, loaded_at (epoch seconds when reading the records began)
 # The first replica to load a period wins; settlements of calls recorded before loaded_at are in its figure.
 INIT_SPENT = """

@@ -1,5 +1,7 @@
-"""SQL for stored limit policies (the only module that touches ``limit_policies``), and the role a scope's owner
-holds, which decides the role default that applies to it."""
+"""SQL for stored limit policies (the only module that touches ``limit_policies``).
+
+Whose scope a policy is, and which role default applies to it, is identity's to say
+(:class:`sluice.identity.subjects.Subjects`): this room does not read identity's tables."""
 
 from __future__ import annotations
 
@@ -8,9 +10,8 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sluice.identity.keys import principal_for
 from sluice.limits.policy import Limits
-from sluice.store.models import DEFAULT_WORKSPACE_ID, ApiKey, LimitPolicy, Membership, User
+from sluice.store.models import LimitPolicy
 
 
 class LimitRepository:
@@ -46,27 +47,6 @@ class LimitRepository:
             delete(LimitPolicy).where(LimitPolicy.scope_type == scope_type, LimitPolicy.scope_id == scope_id)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    async def role_of(self, scope_type: str, scope_id: str, workspace_id: str | None = None) -> str | None:
-        """The role whose default applies to a key or user scope (as admission sees it), or None.
-
-        A key carries its own role (none once revoked: it is not admitted at all). A user's role is ``admin`` for
-        gateway admins, otherwise their membership's role in ``workspace_id`` (default: the default workspace) —
-        the role their JWTs there carry.
-        """
-        if scope_type == "key":
-            key = await self.session.get(ApiKey, scope_id)
-            principal = principal_for(key) if key is not None else None
-            return principal.role if principal is not None else None
-        if scope_type == "user":
-            user = await self.session.get(User, scope_id)
-            if user is None:
-                return None
-            if user.is_admin:
-                return "admin"
-            membership = await self.session.get(Membership, (scope_id, workspace_id or DEFAULT_WORKSPACE_ID))
-            return membership.role if membership is not None else None
-        return None
 
 
 def _limits(row: LimitPolicy) -> Limits:

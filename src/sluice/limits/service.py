@@ -36,11 +36,12 @@ from sluice.limits.store import (
     SpendUnavailable,
     StoreUnavailable,
 )
+from sluice.observability.log_throttle import LogThrottle
 
 if TYPE_CHECKING:
     from sluice.accounting.service import Accounting
+    from sluice.call import Call
     from sluice.observability.metrics import Metrics
-    from sluice.pipeline import Call
     from sluice.routing.catalog import ModelRoute
 
 log = structlog.get_logger("sluice.limits")
@@ -68,8 +69,12 @@ class Limiter:
         self.accounting = accounting
         self.clock = clock
         self.metrics = metrics
+        # While the shared store is down every request fails the same way: one line per interval, every one counted.
+        self._warnings = LogThrottle(log)
         self.reconciler = reconciler  # set for a shared store: settlements it missed are replayed to it
         self.store_errors = 0
+        # Reservations the shared store holds for calls still running here, renewed by renew_leases().
+        self._running: dict[str, Reservation] = {}
 
     async def start(self) -> None:
         if self.reconciler is not None:
@@ -89,10 +94,16 @@ class Limiter:
         call.prompt_estimate = prompt_tokens
         output = max_tokens if max_tokens is not None else self.config.default_max_tokens
         price = self.accounting.worst_case_price(route)
-        lease = max(d.target.timeouts.total for d in route.deployments) + LEASE_MARGIN
+        longest = max(d.target.timeouts.total for d in route.deployments) + LEASE_MARGIN
         now = self.clock()
         reservation = Reservation(
-            call.usage_id, scopes, prompt_tokens + output, price.worst_case_nanos(prompt_tokens, output), now, lease
+            call.usage_id,
+            scopes,
+            prompt_tokens + output,
+            price.worst_case_nanos(prompt_tokens, output),
+            now,
+            min(self.config.lease_seconds, longest),
+            renew_until=now + longest,
         )
         try:
             result = await self._reserve(reservation, now)
@@ -108,7 +119,23 @@ class Limiter:
                 self.metrics.limit_rejections.labels(result.scope.type, result.limit).inc()
             raise denial_error(result, reservation, self.config, now)
         call.reservation = reservation
+        if not reservation.fallback:
+            self._running[reservation.id] = reservation
         return result
+
+    @property
+    def lease_renewal_seconds(self) -> float:
+        return self.config.lease_seconds / 3
+
+    async def renew_leases(self) -> None:
+        """Extend the leases of this replica's running calls, so that only a replica that stopped loses them."""
+        now = self.clock()
+        for key in [k for k, r in self._running.items() if r.settled or r.renew_until <= now]:
+            del self._running[key]  # settled, or past the longest a call may run: left to expire
+        # How many replicas share the limits, for the fallback's share should the shared store go down.
+        await self.store.heartbeat(now, self.config.lease_seconds)
+        if self._running:
+            await self.store.renew(list(self._running.values()), now)
 
     async def _reserve(self, reservation: Reservation, now: float) -> Admitted | Denial:
         reconciler = self.reconciler
@@ -121,15 +148,19 @@ class Limiter:
             if reconciler is not None:
                 reconciler.degraded = True
             if self.fallback is None:
-                log.warning("limit store unavailable; refusing (limits.on_redis_error=fail_closed)", error=str(exc))
+                refusing = "limit store unavailable; refusing (limits.on_redis_error=fail_closed)"
+                self._warnings.warning("store-down", refusing, error=str(exc))
                 raise Overloaded(
                     "Limits cannot be checked right now; try again shortly.",
                     code="limits_unavailable",
                     headers={"Retry-After": "1"},
                 ) from None
-            log.warning("limit store unavailable; enforcing per replica (limits.on_redis_error=local_fallback)")
+            self._warnings.warning(
+                "store-down", "limit store unavailable; enforcing per replica (limits.on_redis_error=local_fallback)"
+            )
             reservation.fallback = True
             return await self.fallback.reserve(reservation, now)
+        self._warnings.recovered("store-down")
         if reconciler is not None and reconciler.degraded:
             reconciler.came_back()
         return result
@@ -139,6 +170,7 @@ class Limiter:
         reservation = call.reservation
         if reservation is None or reservation.settled:
             return
+        self._running.pop(reservation.id, None)
         free_hit = call.cache_hit and cost_nanos == 0
         tokens = call.usage.total_tokens if call.usage is not None and not free_hit else 0
         now = self.clock()
@@ -155,7 +187,9 @@ class Limiter:
             if self.reconciler is None:
                 log.error("limit settlement lost: store unavailable", usage_id=reservation.id, error=str(exc))
                 return
-            log.warning("limit settlement deferred until the store is back", usage_id=reservation.id)
+            self._warnings.warning(
+                "settle-deferred", "limit settlements deferred until the store is back", usage_id=reservation.id
+            )
             await self.reconciler.defer(Settlement(reservation, tokens, cost_nanos, now))
 
     @property

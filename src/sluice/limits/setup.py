@@ -26,8 +26,14 @@ def build_limiter(settings: Settings, accounting: Accounting, redis: Redis | Non
         return Limiter(config, PolicyTable(config), store, accounting, metrics=metrics)
     if redis is None:
         raise ValueError("limits.backend is 'redis' but redis_url is not set")
-    redis_store = RedisLimitStore(redis, config.redis_prefix, zone, accounting.spent)
-    fallback = MemoryLimitStore(zone, accounting.spent) if config.on_redis_error == "local_fallback" else None
+    redis_store = RedisLimitStore(
+        redis, config.redis_prefix, zone, accounting.spent, deadline=settings.redis_deadline_seconds
+    )
+    fallback = (
+        MemoryLimitStore(zone, accounting.spent, replicas=lambda: redis_store.live_replicas)
+        if config.on_redis_error == "local_fallback"
+        else None
+    )
     reconciler = Reconciler(redis_store, DeferredSettlements(accounting.spool), fallback)
     limiter = Limiter(
         config, PolicyTable(config), redis_store, accounting, fallback=fallback, metrics=metrics, reconciler=reconciler

@@ -31,6 +31,7 @@ class Reservation:
     period_keys: dict[str, str] = field(default_factory=dict)  # scope name → budget period at admission
     settled: bool = False
     fallback: bool = False  # admitted by the per-replica fallback store while the shared store was down
+    renew_until: float = 0.0  # epoch seconds: renewed while the call runs, never past its longest possible end
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,12 @@ class LimitStore(Protocol):
 
         Raises :class:`SpendUnavailable` when the period's spend must be loaded and the records are unreachable.
         """
+
+    async def heartbeat(self, now: float, ttl: float) -> int:
+        """Say this replica is live for ``ttl`` seconds; how many replicas share the store (1: in-process)."""
+
+    async def renew(self, reservations: list[Reservation], now: float) -> None:
+        """Extend the leases of reservations whose calls still run (a store without leases does nothing)."""
 
     async def close(self) -> None: ...
 

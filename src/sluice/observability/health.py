@@ -48,6 +48,9 @@ async def ready(request: Request) -> JSONResponse:
     states = services.gateway.router
     deployments = [d for r in routes for d in r.deployments]
     healthy = sum(1 for d in deployments if states.state(d).healthy)
+    # Reported, not failing readiness: a loop failing because the database is down already shows as "database",
+    # and taking every replica out of rotation for a loop that retries on its own would turn a hiccup into an outage.
+    checks["loops"] = services.loops.report()
     checks["models"] = len(routes)
     checks["deployments"] = {"total": len(deployments), "healthy": healthy}
     if not routes or healthy == 0:
@@ -70,13 +73,13 @@ async def _check(probe: Callable[[], Awaitable[Any]]) -> str:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition; needs ``Authorization: Bearer <observability.metrics_token>`` when that is set."""
+    """Prometheus exposition: open, behind ``Authorization: Bearer <observability.metrics_token>``, or off."""
     services = request.app.state.services
     config = services.settings.observability
-    if not config.metrics:
+    if config.metrics == "off":
         return JSONResponse({"error": {"type": "not_found", "message": "Metrics are disabled."}}, status_code=404)
     token = config.metrics_token
-    if token is not None:
+    if config.metrics == "token" and token is not None:
         presented = request.headers.get("authorization", "")
         expected = f"Bearer {token.get_secret_value()}"
         if not hmac.compare_digest(presented.encode(), expected.encode()):

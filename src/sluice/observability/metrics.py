@@ -23,8 +23,8 @@ from sluice.observability.multiprocess import forget_dead_workers, forget_worker
 from sluice.version import version
 
 if TYPE_CHECKING:
+    from sluice.call import Call
     from sluice.errors import SluiceError
-    from sluice.pipeline import Call
     from sluice.routing.catalog import Deployment
 
 # Sub-millisecond resolution at the bottom: the gateway's own overhead is measured in tens of microseconds.
@@ -157,6 +157,12 @@ class Metrics:
             buckets=WAIT_BUCKETS,
             registry=r,
         )
+        self.background_loop_failures = Counter(
+            "sluice_background_loop_failures",
+            "Failed runs of a background loop (it retries at its next run).",
+            ["loop"],
+            registry=r,
+        )
         self.retries = Counter("sluice_retries", "Upstream attempts retried.", ["deployment"], registry=r)
         self.fallbacks = Counter(
             "sluice_fallbacks", "Requests moved to another deployment or model.", ["model"], registry=r
@@ -241,7 +247,7 @@ class Metrics:
         return gauge
 
     def observe(self, call: Call, now: float) -> None:
-        """Record one finished call (called once per call from Gateway.finish)."""
+        """Record one finished call (called once per call from Gateway.release_and_report)."""
         if not self.recording:
             return
         # A configured model name, even when refused before routing (limits, access); never one a client made up.
@@ -277,9 +283,8 @@ class Metrics:
             if kind is not None:
                 self.upstream_errors.labels(deployment, kind).inc()
 
-    def attempt_failed(self, call: Call, deployment: Deployment, error: SluiceError) -> None:
+    def attempt_failed(self, deployment: Deployment, error: SluiceError) -> None:
         """One upstream attempt failed (retried or not): counted per deployment and kind."""
-        call.failed_attempt = error
         if not self.recording:
             return
         kind = upstream_kind(error)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sluice.errors import ConfigError
 
 if TYPE_CHECKING:
-    from sluice.pipeline import Call
+    from sluice.call import Call
     from sluice.routing.catalog import Deployment
     from sluice.server.exchange import Exchange
 
@@ -81,16 +81,15 @@ class Tracing:
         self._status = (Status, StatusCode)
         self._in_context = set_span_in_context
 
-    def begin(self, call: Call, ex: Exchange) -> None:
-        """Open the request's span (joining the caller's trace when it sent ``traceparent``)."""
+    def begin(self, call: Call, ex: Exchange) -> Any:
+        """Open the request's span (joining the caller's trace when it sent ``traceparent``) and return it."""
         carrier = {}
         for name in (b"traceparent", b"tracestate"):
             value = ex.header(name)
             if value is not None:
                 carrier[name.decode()] = value.decode("latin-1")
         context = self._propagator.extract(carrier) if carrier else None
-        call.stages = []
-        call.span = self._tracer.start_span(
+        return self._tracer.start_span(
             f"{call.surface} {call.endpoint}",
             context=context,
             kind=self._kind.SERVER,
@@ -154,7 +153,6 @@ class Tracing:
         span = call.span
         if span is None:
             return
-        call.span = None
         now = time.perf_counter()
         context = self._in_context(span)
         for name, start, end in stage_times(call, now):

@@ -11,69 +11,52 @@ from sluice.canonical import ChatRequest, ChatResponse, StreamEvent
 from sluice.codecs.anthropic.request import encode_messages_request
 from sluice.codecs.anthropic.response import decode_message_response
 from sluice.codecs.anthropic.stream import MessageEventDecoder
+from sluice.codecs.anthropic.structured import JSON_TOOL, json_tool_wanted
 from sluice.codecs.expressible import ANTHROPIC, Capabilities
 from sluice.codecs.framing import FramingError, SSEParser
 from sluice.config import ProviderConfig
 from sluice.errors import UpstreamError
-from sluice.providers.base import Provider, Target
-from sluice.providers.http import HttpUpstream, UpstreamResponse
+from sluice.providers.base import HttpProvider, Target
+from sluice.providers.http import UpstreamResponse
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
 MAX_MODEL_PAGES = 20
 
 
-def _error_message(body: Any) -> str | None:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        message = body["error"].get("message")
-        return str(message) if message else None
-    return None
-
-
-class AnthropicProvider(Provider):
+class AnthropicProvider(HttpProvider):
     kind: ClassVar[str] = "anthropic"
     wire_format: ClassVar[str | None] = "anthropic"
     capabilities: ClassVar[Capabilities] = ANTHROPIC
 
-    def __init__(self, config: ProviderConfig) -> None:
-        super().__init__(config)
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
+
+    def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
         headers = {"anthropic-version": config.api_version or DEFAULT_VERSION}
         if config.api_key is not None:
             headers["x-api-key"] = config.api_key.get_secret_value()
-        headers.update(config.headers)
-        self.http = HttpUpstream(
-            config.base_url or DEFAULT_BASE_URL,
-            headers,
-            config.max_connections,
-            _error_message,
-            config.max_response_bytes,
-        )
+        return headers
 
-    async def start(self) -> None:
-        await self.http.start()
-
-    async def close(self) -> None:
-        await self.http.close()
+    def error_message(self, body: Any) -> str | None:
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            message = body["error"].get("message")
+            return str(message) if message else None
+        return None
 
     def _body(self, req: ChatRequest, target: Target, stream: bool) -> dict[str, Any]:
         return encode_messages_request(req, target.model, stream, self.config.default_max_tokens)
 
-    async def forward(
-        self, path: str, body: bytes, target: Target, stream: bool, headers: dict[str, str] | None = None
-    ) -> UpstreamResponse:
-        return await self.http.request("POST", path, target.timeouts, body, headers)
-
     async def chat(self, req: ChatRequest, target: Target) -> ChatResponse:
         self.accept(req)
         body = await self.http.post_json("/v1/messages", self._body(req, target, False), target.timeouts)
-        return decode_message_response(body)
+        return decode_message_response(body, JSON_TOOL if json_tool_wanted(req) else None)
 
     async def stream(self, req: ChatRequest, target: Target) -> AsyncIterator[StreamEvent]:
         self.accept(req)
         payload = orjson.dumps(self._body(req, target, True))
         upstream = await self.http.request("POST", "/v1/messages", target.timeouts, payload)
         try:
-            async for event in decode_event_stream(upstream):
+            async for event in decode_event_stream(upstream, JSON_TOOL if json_tool_wanted(req) else None):
                 yield event
         finally:
             upstream.abort()
@@ -94,10 +77,10 @@ class AnthropicProvider(Provider):
         return names
 
 
-async def decode_event_stream(upstream: UpstreamResponse) -> AsyncIterator[StreamEvent]:
+async def decode_event_stream(upstream: UpstreamResponse, json_tool: str | None = None) -> AsyncIterator[StreamEvent]:
     """Decode an Anthropic SSE body into canonical events; a stream without ``message_stop`` is an error."""
     parser = SSEParser()
-    decoder = MessageEventDecoder()
+    decoder = MessageEventDecoder(json_tool)
     try:
         async for chunk in upstream.iter_chunks():
             for sse in parser.feed(chunk):

@@ -12,7 +12,6 @@ from typing import ClassVar
 from urllib.parse import quote
 
 from sluice.config import ProviderConfig
-from sluice.errors import UpstreamError
 from sluice.providers.openai import OpenAIProvider
 
 
@@ -30,9 +29,8 @@ class AzureOpenAIProvider(OpenAIProvider):
             return f"/openai{endpoint}?api-version={quote(version)}"
         return f"/openai/deployments/{quote(model, safe='')}{endpoint}?api-version={quote(version)}"
 
-    async def list_models(self) -> list[str]:
-        body = await self.http.get_json(self.path("/models"), self.config.timeouts)
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, list):
-            raise UpstreamError("The upstream's model list has no 'data' array.")
-        return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
+    @property
+    def serves_responses(self) -> bool:
+        if self.config.responses_api is not None:
+            return self.config.responses_api
+        return self.config.api_version is None  # the v1 routes have /openai/v1/responses

@@ -39,6 +39,10 @@ class UpstreamResponse:
     async def read(self, limit: int | None = None) -> bytes:
         """The whole body, within the size bound; releases the connection.
 
+        A read that does not finish — cancelled because the client left, or failed — closes the connection, so the
+        upstream sees the caller go at once and stops generating, and the pool gets its slot back (a connection
+        left to the garbage collector held both of a 2-connection pool for minutes: issue 16.2).
+
         Gaps are bounded by the request's socket-read timer (the first-byte deadline, see ``request``): a
         non-streamed body follows its headers at once, so no second timer is paid for on every call. (``idle``
         is for streams: see :meth:`iter_chunks`.)
@@ -61,6 +65,9 @@ class UpstreamResponse:
         except aiohttp.ClientError as exc:
             self.abort()
             raise UpstreamError(f"The upstream connection failed while reading: {type(exc).__name__}.") from exc
+        except BaseException:  # cancellation (the client left, a deadline): close, never hand the pool a live read
+            self.abort()
+            raise
         self._resp.release()
         return b"".join(chunks)
 
@@ -89,6 +96,9 @@ class UpstreamResponse:
             except aiohttp.ClientError as exc:
                 self.abort()
                 raise UpstreamError(f"The upstream connection broke mid-stream: {type(exc).__name__}.") from exc
+            except BaseException:  # cancelled while waiting for the next chunk: the upstream must see it at once
+                self.abort()
+                raise
             if not chunk:
                 return
             if total == 0:
@@ -141,7 +151,7 @@ class HttpUpstream:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
-        self._error_message = error_message or _generic_error_message
+        self._error_message = error_message or generic_error_message
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=60)
@@ -237,7 +247,8 @@ class HttpUpstream:
             raise UpstreamError("The upstream answered with invalid JSON.") from None
 
 
-def _generic_error_message(body: Any) -> str | None:
+def generic_error_message(body: Any) -> str | None:
+    """The message of an OpenAI-style error body (``{"error": {"message": ...}}``, ``{"error": "..."}``)."""
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):

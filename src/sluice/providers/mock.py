@@ -2,11 +2,12 @@
 
 The reply is derived from a hash of the prompt, so the same request always gets the same answer. Latency before
 the first token, token rate and failures are configurable (``providers[].mock``). When tools are offered and the
-conversation ends with a user message, the mock calls the first tool, so tool round trips can be demonstrated.
-It honours ``n``, ``max_tokens``, stop sequences, JSON mode (``{"answer": ...}``) and thinking (a short reasoning
+conversation ends with a user message, the mock calls the named (or first) tool with arguments valid for its
+``parameters`` (``{"input": <the last message>}`` when they declare no properties), so tool round trips and strict
+tools can be tried. It honours ``n``, ``max_tokens``, stop sequences, JSON mode (``{"answer": ...}``), JSON-schema
+formats (an instance of the schema, from :mod:`sluice.providers.schema_instances`) and thinking (a short reasoning
 text first); sampling settings and seeds change nothing in a deterministic text. What it cannot do (log
-probabilities, JSON schemas, suffixes, other formats' own fields) is refused like any upstream's (see
-codecs/expressible.py).
+probabilities, suffixes, other formats' own fields) is refused like any upstream's (see codecs/expressible.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import struct
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
@@ -37,6 +38,7 @@ from sluice.canonical import (
     StreamStart,
     TextDelta,
     TextPart,
+    Tool,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -46,6 +48,7 @@ from sluice.codecs.expressible import MOCK, Capabilities
 from sluice.config import ProviderConfig
 from sluice.errors import Overloaded, UpstreamError
 from sluice.providers.base import Provider, Target
+from sluice.providers.schema_instances import instance_of
 
 _SENTENCE = (
     "the quick brown fox jumps over a lazy dog while sluice gates open to let the river flow "
@@ -56,6 +59,7 @@ _WORDS = tuple(_SENTENCE.split(" "))
 DEFAULT_MODELS = ["mock-1"]
 EMBED_DIM = 8
 REASONING_TOKENS = 6
+JSON_PIECE = 4  # characters of a JSON-schema answer per streamed piece (one token each, as words are)
 
 
 class MockProvider(Provider):
@@ -80,9 +84,13 @@ class MockProvider(Provider):
         reasoning = _words(start + 7, REASONING_TOKENS) if req.think and req.think != "none" else []
         if req.tools and tools_allowed and last is not None and last.role == "user":
             tool = next((t for t in req.tools if req.tool_choice and t.name == req.tool_choice.name), req.tools[0])
-            call = ToolCall(f"call_mock_{choice}", tool.name, orjson.dumps({"input": last.text()[:64]}).decode())
+            call = ToolCall(f"call_mock_{choice}", tool.name, orjson.dumps(_arguments(tool, last, start)).decode())
             return _Plan(reasoning, [], [call], "tool_calls")
-        if self.options.reply is not None:
+        fmt = req.response_format
+        if fmt is not None and fmt.type == "json_schema":
+            text = orjson.dumps(instance_of(fmt.schema or {}, start)).decode()
+            words = [text[i : i + JSON_PIECE] for i in range(0, len(text), JSON_PIECE)]
+        elif self.options.reply is not None:
             words = [w + " " for w in self.options.reply.split(" ")]
             words[-1] = words[-1].rstrip(" ")
         else:
@@ -93,7 +101,7 @@ class MockProvider(Provider):
         if req.stop:
             words, stopped = _cut_at_stop(words, req.stop)
             reason = "stop" if stopped else reason
-        if req.response_format is not None and req.response_format.type == "json_object":
+        if fmt is not None and fmt.type == "json_object":
             # A JSON object answer, as JSON mode promises: the text under "answer", each word still one token.
             words = ['{"answer": "', *(orjson.dumps(w).decode()[1:-1] for w in words), '"}']
         return _Plan(reasoning, words, [], reason)
@@ -180,6 +188,14 @@ class _Plan:
     @property
     def tokens(self) -> int:
         return len(self.reasoning) + len(self.words) + sum(estimate_text_tokens(c.arguments) for c in self.calls)
+
+
+def _arguments(tool: Tool, last: Message, seed: int) -> Any:
+    """Arguments valid for the tool's parameters; the last message under ``input`` when they name no property."""
+    parameters = tool.parameters
+    if not parameters.get("properties") and parameters.get("additionalProperties", True) is not False:
+        return {"input": last.text()[:64]}
+    return instance_of(parameters, seed)
 
 
 def _words(start: int, count: int) -> list[str]:

@@ -15,52 +15,33 @@ from sluice.codecs.ollama.response import decode_chat_response, decode_embed_res
 from sluice.codecs.ollama.stream import NDJSONDecoder
 from sluice.config import ProviderConfig
 from sluice.errors import UpstreamError
-from sluice.providers.base import Provider, Target
-from sluice.providers.http import HttpUpstream, UpstreamResponse
+from sluice.providers.base import HttpProvider, Target
+from sluice.providers.http import UpstreamResponse
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 
 
-def _error_message(body: Any) -> str | None:
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return str(body["error"])
-    return None
-
-
-class OllamaProvider(Provider):
+class OllamaProvider(HttpProvider):
     kind: ClassVar[str] = "ollama"
     wire_format: ClassVar[str | None] = "ollama"
     capabilities: ClassVar[Capabilities] = OLLAMA
 
-    def __init__(self, config: ProviderConfig) -> None:
-        super().__init__(config)
-        headers = dict(config.headers)
-        if config.api_key is not None:
-            headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
-        self.http = HttpUpstream(
-            config.base_url or DEFAULT_BASE_URL,
-            headers,
-            config.max_connections,
-            _error_message,
-            config.max_response_bytes,
-        )
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
 
-    async def start(self) -> None:
-        await self.http.start()
+    def upstream_headers(self, config: ProviderConfig) -> dict[str, str]:
+        # Unlike the other kinds, a configured api_key wins over an Authorization set in ``headers``.
+        return {**config.headers, **self.auth_headers(config)}
 
-    async def close(self) -> None:
-        await self.http.close()
+    def error_message(self, body: Any) -> str | None:
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            return str(body["error"])
+        return None
 
     def _request(self, req: ChatRequest, target: Target, stream: bool) -> tuple[str, dict[str, Any]]:
         self.accept(req)
         if req.prompt is not None:
             return "/api/generate", encode_generate_request(req, target.model, stream)
         return "/api/chat", encode_chat_request(req, target.model, stream)
-
-    async def forward(
-        self, path: str, body: bytes, target: Target, stream: bool, headers: dict[str, str] | None = None
-    ) -> UpstreamResponse:
-        return await self.http.request("POST", path, target.timeouts, body, headers)
 
     async def chat(self, req: ChatRequest, target: Target) -> ChatResponse:
         path, body = self._request(req, target, stream=False)

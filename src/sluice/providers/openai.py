@@ -18,50 +18,26 @@ from sluice.codecs.openai.responses import (
     decode_embedding_response,
 )
 from sluice.codecs.openai.stream import ChatChunkDecoder
-from sluice.config import ProviderConfig
 from sluice.errors import UpstreamError
-from sluice.providers.base import Provider, Target
-from sluice.providers.http import HttpUpstream, UpstreamResponse
+from sluice.providers.base import HttpProvider, Target
+from sluice.providers.http import UpstreamResponse
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(HttpProvider):
     kind: ClassVar[str] = "openai"
     wire_format: ClassVar[str | None] = "openai"
     capabilities: ClassVar[Capabilities] = OPENAI
 
     default_base_url: ClassVar[str] = DEFAULT_BASE_URL
 
-    def __init__(self, config: ProviderConfig) -> None:
-        super().__init__(config)
-        headers = {**self.auth_headers(config), **config.headers}
-        self.http = HttpUpstream(
-            config.base_url or self.default_base_url,
-            headers,
-            config.max_connections,
-            max_response_bytes=config.max_response_bytes,
-        )
-
-    def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
-        if config.api_key is None:
-            return {}
-        return {"Authorization": f"Bearer {config.api_key.get_secret_value()}"}
-
-    def path(self, endpoint: str, model: str | None = None) -> str:
-        """The URL path for an OpenAI endpoint such as ``/chat/completions`` (Azure puts the model in it)."""
-        return endpoint
-
-    async def start(self) -> None:
-        await self.http.start()
-
-    async def close(self) -> None:
-        await self.http.close()
-
-    async def forward(
-        self, path: str, body: bytes, target: Target, stream: bool, headers: dict[str, str] | None = None
-    ) -> UpstreamResponse:
-        return await self.http.request("POST", self.path(path, target.model), target.timeouts, body, headers)
+    @property
+    def serves_responses(self) -> bool:
+        if self.config.responses_api is not None:
+            return self.config.responses_api
+        # OpenAI itself; other compatible servers (Gemini's endpoint included) often have chat only.
+        return self.config.base_url is None and self.default_base_url == DEFAULT_BASE_URL
 
     async def chat(self, req: ChatRequest, target: Target) -> ChatResponse:
         self.accept(req)

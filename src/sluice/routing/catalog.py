@@ -14,8 +14,8 @@ import structlog
 
 from sluice.config import DeploymentConfig, ModelConfig, ModelFallback, Price, ProviderConfig, RoutingConfig, Settings
 from sluice.errors import SluiceError
+from sluice.naming import name_problem
 from sluice.providers.base import Provider, Target
-from sluice.providers.registry import build_provider
 
 log = structlog.get_logger("sluice.catalog")
 
@@ -53,6 +53,10 @@ class ModelRoute:
     @property
     def owned_by(self) -> str:
         return self.deployments[0].provider.name if self.deployments else "sluice"
+
+    def speaks(self, wire_format: str) -> bool:
+        """Whether every deployment's upstream speaks ``wire_format`` natively (so the body can pass through)."""
+        return all(d.provider.wire_format == wire_format for d in self.deployments)
 
 
 class ModelCatalog:
@@ -130,6 +134,9 @@ class ModelCatalog:
             public = provider.config.model_prefix + upstream_model
             if self.has(public):
                 continue  # configured models and earlier providers win
+            if name_problem(public) is not None:
+                log.warning("discovered model skipped: its name breaks the name rule", provider=provider.name)
+                continue
             dep = Deployment(
                 id=f"{public}#0:{provider.name}/{upstream_model}",
                 model=public,
@@ -142,6 +149,8 @@ class ModelCatalog:
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
+    from sluice.providers.registry import build_provider  # the HTTP clients: only a serving gateway needs them
+
     configs = list(settings.providers)
     if settings.builtin_mock and not any(p.name == MOCK_PROVIDER for p in configs):
         configs.append(ProviderConfig(name=MOCK_PROVIDER, kind="mock"))

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from sluice.scheduling.forecast import forecast
 from sluice.scheduling.ordering import (
     FairShare,
     Line,
@@ -19,8 +20,9 @@ from sluice.scheduling.ordering import (
     Standing,
     Ticket,
     choose,
+    class_joined,
+    class_left,
     estimated_wait,
-    position,
     retry_after,
 )
 
@@ -28,7 +30,7 @@ from sluice.scheduling.ordering import (
 class Outcome(enum.Enum):
     GRANTED = "granted"  # a slot was free: run now
     QUEUED = "queued"  # waiting; a later grant (or the class's max wait) ends it
-    FULL = "full"  # the class's max queue is reached on this deployment
+    FULL = "full"  # the class's max queue (or the tenant's share of it) is reached on this deployment
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +38,14 @@ class Admission:
     outcome: Outcome
     position: int = 0  # place in line at enqueue (1 = next); 0 when granted at once
     retry_after: int = 0  # seconds, for FULL
+    tenant_full: bool = False  # FULL because the tenant's own line is at its bound (others may still get in)
 
 
 @dataclass(slots=True)
 class Running:
     tenant: str
     started: float
+    upfront: float = 0.0  # what its tenant was charged at the grant
 
 
 class SlotBook:
@@ -66,27 +70,33 @@ class SlotBook:
         """A slot is free and nobody waits for it: a new request runs at once."""
         return len(self.running) < self.capacity and not self.waiting
 
-    def start(self, ticket_id: str, tenant: str, now: float) -> None:
+    def start(self, ticket_id: str, tenant: str, now: float, upfront: float = 0.0) -> None:
         self.fair.join(tenant)
-        self.running[ticket_id] = Running(tenant, now)
+        self.fair.charge(tenant, upfront)
+        self.running[ticket_id] = Running(tenant, now, upfront)
 
     # --- waiting ------------------------------------------------------------------------------------------------
 
     def admit(self, ticket: Ticket, now: float, start: bool = True) -> Admission:
         """Run the request now if it can (and ``start``), else put it in line unless its class's line is full."""
         if start and self.has_room():
-            self.start(ticket.id, ticket.tenant, now)
+            self.start(ticket.id, ticket.tenant, now, ticket.upfront)
             return Admission(Outcome.GRANTED)
         rule = ticket.rule
+        mine = self.lines.get(ticket.line, 0)
+        if rule.max_queue_per_tenant is not None and mine >= rule.max_queue_per_tenant:
+            # The tenant's own line is at its bound: it is refused, whoever else still gets in.
+            return Admission(Outcome.FULL, retry_after=self.retry_after(self.depth[rule.rank] + 1), tenant_full=True)
         if rule.max_queue is not None and self.depth[rule.rank] >= rule.max_queue:
             return Admission(Outcome.FULL, retry_after=self.retry_after(self.depth[rule.rank] + 1))
         self._seq += 1
         ticket.seq = self._seq
         self.fair.join(ticket.tenant)
         self.waiting[ticket.id] = ticket
+        class_joined(self.standing, self.depth, rule.rank, now)
         self.depth[rule.rank] += 1
         self.lines[ticket.line] = self.lines.get(ticket.line, 0) + 1
-        return Admission(Outcome.QUEUED, position(ticket, self.waiting.values(), now, self.standing))
+        return Admission(Outcome.QUEUED, self.place_of(ticket.id, now))
 
     def cancel(self, ticket_id: str) -> bool:
         """Take a waiting request out of line (its client left, or it waited too long)."""
@@ -94,6 +104,7 @@ class SlotBook:
         if ticket is None:
             return False
         self.depth[ticket.rule.rank] -= 1
+        class_left(self.standing, self.depth, ticket.rule.rank, None)
         self._left_line(ticket, None)
         self.fair.leave(ticket.tenant, 0.0)
         return True
@@ -110,12 +121,13 @@ class SlotBook:
             del self.lines[line]
             self.standing.served.pop(line, None)
 
-    def finish(self, ticket_id: str, charge: float, now: float) -> bool:
-        """A running request gave its slot back, having been served ``charge`` weighted tokens."""
+    def finish(self, ticket_id: str, charge: float, now: float, refund: bool = False) -> bool:
+        """A running request gave its slot back, having been served ``charge`` weighted tokens beyond its upfront
+        charge; with ``refund`` (granted to a waiter that had left: nothing was served) the upfront comes back."""
         running = self.running.pop(ticket_id, None)
         if running is None:
             return False
-        self.fair.leave(running.tenant, charge)
+        self.fair.leave(running.tenant, charge - running.upfront if refund else charge)
         self.service.add(now - running.started)
         self.standing.headroom = self.service.longest
         return True
@@ -128,9 +140,12 @@ class SlotBook:
             assert ticket is not None
             del self.waiting[ticket.id]
             self.depth[ticket.rule.rank] -= 1
+            class_left(self.standing, self.depth, ticket.rule.rank, now)
             self._left_line(ticket, now)
-            # The tenant stays active: it moves from waiting to running without leaving.
-            self.running[ticket.id] = Running(ticket.tenant, now)
+            # The tenant stays active: it moves from waiting to running without leaving. Its counter takes the
+            # upfront charge now, so the next choice (in this loop too) already sees it.
+            self.fair.charge(ticket.tenant, ticket.upfront)
+            self.running[ticket.id] = Running(ticket.tenant, now, ticket.upfront)
             granted.append(ticket)
         return granted
 
@@ -146,18 +161,24 @@ class SlotBook:
         return retry_after(place, self.capacity, self.service.mean)
 
     def place_of(self, ticket_id: str, now: float) -> int:
-        ticket = self.waiting.get(ticket_id)
-        if ticket is None:
+        """The waiting request's place in the forecast grant order (1 = next); 0 when it is not waiting."""
+        if ticket_id not in self.waiting:
             return 0
-        return position(ticket, self.waiting.values(), now, self.standing)
+        return self._forecast(now, [ticket_id]).get(ticket_id, 0)
+
+    def _forecast(self, now: float, wanted: list[str]) -> dict[str, int]:
+        running = [r.tenant for r in sorted(self.running.values(), key=lambda r: r.started)]
+        return forecast(self.waiting.values(), now, self.standing, wanted, running)
 
     def waiting_of(self, owner: str, now: float) -> list[dict[str, Any]]:
-        """The requests ``owner`` has waiting here, with their current place and estimated wait."""
+        """The requests ``owner`` has waiting here, with their current place and estimated wait (forecast)."""
+        mine = [ticket for ticket in self.waiting.values() if ticket.owner == owner]
+        if not mine:
+            return []
+        places = self._forecast(now, [t.id for t in mine])
         out = []
-        for ticket in self.waiting.values():
-            if ticket.owner != owner:
-                continue
-            place = self.place_of(ticket.id, now)
+        for ticket in sorted(mine, key=lambda t: places.get(t.id, 0)):
+            place = places.get(ticket.id, 0)
             out.append(
                 {
                     "deployment": self.deployment,
@@ -184,6 +205,7 @@ class SlotBook:
                     "oldest_wait_ms": round((now - min(mine)) * 1000, 1) if mine else None,
                     "aging_bound_s": rule.bound,
                     "max_queue": rule.max_queue,
+                    "max_queue_per_tenant": rule.max_queue_per_tenant,
                     "max_wait_s": rule.max_wait,
                 }
             )

@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from aio_pika.exceptions import AMQPError, DeliveryError
 
 from sluice.errors import Overloaded, QueueFull
-from sluice.scheduling.backend import Request, Slot, queue_full, queue_timeout
+from sluice.scheduling.backend import Request, Slot, WaiterLeft, queue_full, queue_timeout, still_wanted
 from sluice.scheduling.ordering import Policy
 from sluice.scheduling.rabbitmq_link import Link
 
@@ -222,12 +222,13 @@ class RabbitBackend:
                 "note": request.note,
                 "capacity": request.capacity,
                 "enq": time.time(),
+                "upfront": request.upfront,
             }
             await self._publish(deployment, f"wait.{rule.name}", body)
             first = await self._within_max_wait(waiter.admitted, request, started)
             settled = first["k"] != "queued"
             if first["k"] == "full":
-                raise queue_full(request, int(first.get("retry_after", 1)))
+                raise queue_full(request, int(first.get("retry_after", 1)), bool(first.get("tenant", False)))
             position = int(first.get("position", 0))
             if first["k"] == "queued":
                 key = (deployment, rule.name)
@@ -237,6 +238,10 @@ class RabbitBackend:
                 finally:
                     self._depths[key] -= 1
                 settled = True
+                if not still_wanted(request):
+                    release = {"k": "release", "id": ticket, "charge": 0.0, "refund": True}
+                    self._spawn(self._tell(deployment, release, URGENT))
+                    raise WaiterLeft
         except BaseException as exc:
             if not settled and not isinstance(exc, QueueFull):
                 # Client gone, max wait, or the broker failed: out of line, or a just-granted slot given back.
@@ -246,7 +251,7 @@ class RabbitBackend:
             self._waiters.pop(ticket, None)
         self._held.setdefault(deployment, set()).add(ticket)
         waited = self.clock() - started if position else 0.0
-        return Slot(self._giver(deployment, ticket), position, waited, output_weight)
+        return Slot(self._giver(deployment, ticket), position, waited, output_weight, request.upfront)
 
     async def _within_max_wait(self, future: asyncio.Future[Any], request: Request, started: float) -> Any:
         max_wait = request.rule.max_wait
@@ -305,8 +310,9 @@ class RabbitBackend:
             waiter = self._waiters.get(str(data.get("id")))
             if waiter is not None:
                 waiter.on_reply(data)
-            elif kind == "granted":  # its waiter left meanwhile: the slot goes straight back
-                self._spawn(self._tell(str(data["d"]), {"k": "release", "id": data["id"], "charge": 0.0}, URGENT))
+            elif kind == "granted":  # its waiter left meanwhile: the slot goes straight back, its charge too
+                release = {"k": "release", "id": data["id"], "charge": 0.0, "refund": True}
+                self._spawn(self._tell(str(data["d"]), release, URGENT))
 
     async def _renew(self, deployment: str) -> None:
         await self._tell(deployment, {"k": "renew", "held": sorted(self._held.get(deployment, ()))}, ROUTINE)
@@ -320,7 +326,15 @@ class RabbitBackend:
 
     # --- what callers are told ----------------------------------------------------------------------------------------
 
-    async def _peek(self, tenant: str | None = None, owner: str | None = None) -> list[dict[str, Any]]:
+    async def _peek(
+        self, known: Collection[str], tenant: str | None = None, owner: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Ask each deployment's dispatcher: the ones this replica has served, and the ``known`` ones (linked here
+        first, so a replica that has not served a deployment still reaches the dispatcher that holds its line)."""
+        for deployment in known:
+            if deployment not in self._links:
+                with contextlib.suppress(Overloaded):
+                    await self._link(deployment)
         loop = asyncio.get_running_loop()
         asked = []
         for deployment in sorted(self._links):
@@ -337,11 +351,11 @@ class RabbitBackend:
                 answers.append(future.result())
         return answers
 
-    async def snapshot(self, tenant: str | None = None) -> list[dict[str, Any]]:
-        return [a["snapshot"] for a in await self._peek(tenant=tenant) if a.get("snapshot") is not None]
+    async def snapshot(self, tenant: str | None = None, known: Collection[str] = ()) -> list[dict[str, Any]]:
+        return [a["snapshot"] for a in await self._peek(known, tenant=tenant) if a.get("snapshot") is not None]
 
-    async def waiting_of(self, owner: str) -> list[dict[str, Any]]:
-        return [entry for a in await self._peek(owner=owner) for entry in a.get("waiting", [])]
+    async def waiting_of(self, owner: str, known: Collection[str] = ()) -> list[dict[str, Any]]:
+        return [entry for a in await self._peek(known, owner=owner) for entry in a.get("waiting", [])]
 
     def local_depths(self) -> dict[tuple[str, str], int]:
         return dict(self._depths)

@@ -121,7 +121,10 @@ class Dispatcher:
         self.deliveries[ticket_id] = message
         rule = self.policy.classes[int(data["rank"])]
         enqueued = min(float(data["enq"]), now)  # the owner's clock; never in the future of ours
-        ticket = Ticket(ticket_id, data["tenant"], rule, enqueued, 0, data.get("owner", ""), data.get("note", ""))
+        upfront = float(data.get("upfront", 0.0))
+        ticket = Ticket(
+            ticket_id, data["tenant"], rule, enqueued, 0, data.get("owner", ""), data.get("note", ""), upfront
+        )
         self.replies[ticket_id] = data["reply"]
         if self.reported.pop(ticket_id, None) is not None:
             # Running on a live replica since before the failover: it holds a slot again, and nothing is sent.
@@ -131,7 +134,7 @@ class Dispatcher:
             return
         admission = book.admit(ticket, now, start=not self.recovering(now))
         if admission.outcome is Outcome.FULL:
-            reply = self._reply(ticket_id, "full", retry_after=admission.retry_after)
+            reply = self._reply(ticket_id, "full", retry_after=admission.retry_after, tenant=admission.tenant_full)
             self.send([*self._done(ticket_id), reply])
         elif admission.outcome is Outcome.GRANTED:
             self.leases[ticket_id] = now + self.lease
@@ -167,16 +170,16 @@ class Dispatcher:
                 elif ticket_id not in self.deliveries:
                     self.reported[ticket_id] = now
         elif kind == "release":
-            self.give_back(str(data["id"]), float(data.get("charge", 0.0)))
+            self.give_back(str(data["id"]), float(data.get("charge", 0.0)), bool(data.get("refund", False)))
         elif kind == "cancel":
             self.withdraw(str(data["id"]))
         elif kind == "peek":
             return [Reply(str(data["reply"]), self.peek(data))]
         return []
 
-    def give_back(self, ticket_id: str, charge: float) -> None:
+    def give_back(self, ticket_id: str, charge: float, refund: bool = False) -> None:
         book = self.book
-        if book is None or not book.finish(ticket_id, charge, self.clock()):
+        if book is None or not book.finish(ticket_id, charge, self.clock(), refund):
             if book is None or ticket_id not in book.waiting:
                 self.released[ticket_id] = self.clock()
                 return
@@ -189,7 +192,7 @@ class Dispatcher:
         if book is not None and book.cancel(ticket_id):
             self.send(self._done(ticket_id))
         else:
-            self.give_back(ticket_id, 0.0)  # granted before the cancel arrived: the slot goes on
+            self.give_back(ticket_id, 0.0, refund=True)  # granted before the cancel arrived: the slot goes on
 
     def owner_gone(self, ticket_id: str) -> None:
         """A reply could not be delivered: the replica that asked is gone, so is its request."""

@@ -14,7 +14,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any
 
 import structlog
@@ -23,7 +23,8 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from sluice.errors import Overloaded, QueueTimeout
-from sluice.scheduling.backend import Request, Slot, queue_full, queue_timeout
+from sluice.observability.log_throttle import LogThrottle
+from sluice.scheduling.backend import Request, Slot, WaiterLeft, queue_full, queue_timeout, still_wanted
 from sluice.scheduling.book import Running, SlotBook
 from sluice.scheduling.ordering import Policy, Ticket, retry_after
 from sluice.scheduling.redis_scripts import ACQUIRE, CANCEL, RELEASE, SWEEP
@@ -38,9 +39,18 @@ class RedisBackend:
     name = "redis"
 
     def __init__(
-        self, redis: Redis, policy: Policy, *, prefix: str, lease: float, clock: Callable[[], float] = time.monotonic
+        self,
+        redis: Redis,
+        policy: Policy,
+        *,
+        prefix: str,
+        lease: float,
+        clock: Callable[[], float] = time.monotonic,
+        deadline: float = 0.5,
     ) -> None:
         self.redis = redis
+        self.deadline = deadline  # each Redis call on a request's path (a hung Redis: 503 after this)
+        self._warnings = LogThrottle(log)  # while Redis is down every request fails alike: one line per interval
         self.policy = policy
         self.prefix = prefix
         self.lease_ms = int(lease * 1000)
@@ -49,7 +59,14 @@ class RedisBackend:
         self.channel_prefix = f"{prefix}:grant:"
         self.check_every = min(MAX_CHECK_SECONDS, lease / 4)
         self._policy = json.dumps(
-            [[[round(c * 1000) for c in r.climb], -1 if r.max_queue is None else r.max_queue] for r in policy.classes]
+            [
+                [
+                    [round(c * 1000) for c in r.climb],
+                    -1 if r.max_queue is None else r.max_queue,
+                    -1 if r.max_queue_per_tenant is None else r.max_queue_per_tenant,
+                ]
+                for r in policy.classes
+            ]
         )
         self._acquire = redis.register_script(ACQUIRE)
         self._release = redis.register_script(RELEASE)
@@ -83,7 +100,7 @@ class RedisBackend:
             await asyncio.wait(self._pending, timeout=5)
         if self._pubsub is not None:
             with contextlib.suppress(RedisError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()
 
     # --- acquiring ----------------------------------------------------------------------------------------------
 
@@ -93,9 +110,10 @@ class RedisBackend:
     async def _call(self, script: Callable[..., Awaitable[Any]], deployment: str, *args: Any) -> Any:
         try:
             argv = [self._policy, self.channel_prefix, deployment, *args]
-            result = await script(keys=[self._base(deployment)], args=argv)
-        except RedisError as exc:
-            log.warning("scheduler redis unavailable", error=type(exc).__name__)
+            async with asyncio.timeout(self.deadline):
+                result = await script(keys=[self._base(deployment)], args=argv)
+        except (RedisError, TimeoutError) as exc:
+            self._warnings.warning("redis-down", "scheduler redis unavailable", error=type(exc).__name__)
             raise Overloaded(
                 "The shared queue cannot be reached right now; try again shortly.",
                 code="scheduler_unavailable",
@@ -125,17 +143,22 @@ class RedisBackend:
                 request.note,
                 request.capacity,
                 self.lease_ms,
+                request.upfront,
             )
             outcome = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
             settled = outcome != "queued"
             if outcome == "full":
                 mean = float(result[2]) / 1000
-                raise queue_full(request, retry_after(int(result[1]), request.capacity, mean))
+                tenant_full = len(result) > 3 and result[3] in (b"tenant", "tenant")
+                raise queue_full(request, retry_after(int(result[1]), request.capacity, mean), tenant_full)
             place = 0
             if outcome == "queued":
-                place = int(result[1])
+                place = await self._place(deployment, ticket, int(result[1]))
                 await self._wait(request, ticket, future, started)
                 settled = True
+                if not still_wanted(request):
+                    self._spawn(self._call(self._cancel, deployment, ticket, self.lease_ms))  # gives it back
+                    raise WaiterLeft
         except BaseException as exc:
             if not settled and not isinstance(exc, QueueTimeout):
                 # Cancelled (client gone) or Redis failed: out of line at once, or a just-granted slot given back.
@@ -145,7 +168,7 @@ class RedisBackend:
             self._waiters.pop(ticket, None)
         self._held.setdefault(deployment, set()).add(ticket)
         waited = self.clock() - started if place else 0.0
-        return Slot(self._giver(deployment, ticket), place, waited, output_weight)
+        return Slot(self._giver(deployment, ticket), place, waited, output_weight, request.upfront)
 
     async def _wait(self, request: Request, ticket: str, future: asyncio.Future[None], started: float) -> None:
         key = (request.deployment, request.rule.name)
@@ -169,16 +192,18 @@ class RedisBackend:
 
     async def _holds(self, deployment: str, ticket: str) -> bool:
         try:
-            held = await self.redis.zscore(self._base(deployment) + ":held", ticket) is not None
-        except RedisError:
+            async with asyncio.timeout(self.deadline):
+                held = await self.redis.zscore(self._base(deployment) + ":held", ticket) is not None
+        except (RedisError, TimeoutError):
             return False
         _resurface_cancellation()
         return held
 
     async def _register(self, deployment: str) -> None:
         try:
-            await self.redis.sadd(f"{self.prefix}:deployments", deployment)
-        except RedisError:
+            async with asyncio.timeout(self.deadline):
+                await self.redis.sadd(f"{self.prefix}:deployments", deployment)
+        except (RedisError, TimeoutError):
             return  # only the snapshot misses it; acquire reports the outage itself
         self._known.add(deployment)
 
@@ -243,20 +268,39 @@ class RedisBackend:
 
     # --- what callers are told ----------------------------------------------------------------------------------
 
+    async def _place(self, deployment: str, ticket: str, counted: int) -> int:
+        """A just-queued ticket's place in the forecast grant order (``counted``, the script's count, if the
+        shared state cannot be read or the ticket was granted meanwhile)."""
+        try:
+            book, now = await self._book(deployment)
+        except RedisError:
+            return counted
+        _resurface_cancellation()
+        return book.place_of(ticket, now) or counted
+
+    async def _now(self) -> float:
+        seconds, micros = await self.redis.time()
+        return float(seconds + micros / 1e6)
+
+    async def _book(self, deployment: str, now: float | None = None) -> tuple[SlotBook, float]:
+        """One deployment's shared state, read into a book (one transaction), and Redis's clock."""
+        if now is None:
+            now = await self._now()
+        base = self._base(deployment)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.get(f"{base}:cap")
+        for part in ("wait", "hinfo", "vtc", "served", "climb"):
+            pipe.hgetall(f"{base}:{part}")
+        pipe.lrange(f"{base}:svc", 0, -1)
+        cap, wait, hinfo, vtc, served, climb, svc = await pipe.execute()
+        book = self._restore(deployment, int(cap or 0), wait, hinfo, vtc, served, svc)
+        book.standing.climbing.update({int(rank): int(at) / 1000 for rank, at in climb.items()})
+        return book, now
+
     async def _books(self) -> tuple[list[SlotBook], float]:
         """Every deployment's shared state, read into books (for snapshots and waiting lists)."""
-        seconds, micros = await self.redis.time()
-        now = seconds + micros / 1e6
-        books = []
-        for deployment in sorted(await self._deployments()):
-            base = self._base(deployment)
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.get(f"{base}:cap")
-            for part in ("wait", "hinfo", "vtc", "served"):
-                pipe.hgetall(f"{base}:{part}")
-            pipe.lrange(f"{base}:svc", 0, -1)
-            cap, wait, hinfo, vtc, served, svc = await pipe.execute()
-            books.append(self._restore(deployment, int(cap or 0), wait, hinfo, vtc, served, svc))
+        now = await self._now()
+        books = [(await self._book(deployment, now))[0] for deployment in sorted(await self._deployments())]
         return books, now
 
     def _restore(
@@ -273,13 +317,22 @@ class RedisBackend:
         for raw_id, raw in wait.items():
             w = json.loads(raw)
             rule = self.policy.classes[int(w["r"])]
-            ticket = Ticket(raw_id.decode(), w["t"], rule, w["e"] / 1000, int(w["s"]), w.get("p", ""), w.get("n", ""))
+            ticket = Ticket(
+                raw_id.decode(),
+                w["t"],
+                rule,
+                w["e"] / 1000,
+                int(w["s"]),
+                w.get("p", ""),
+                w.get("n", ""),
+                float(w.get("c", 0.0)),
+            )
             book.waiting[ticket.id] = ticket
             book.depth[rule.rank] += 1
             book.lines[ticket.line] = book.lines.get(ticket.line, 0) + 1
         for raw_id, raw in hinfo.items():
-            tenant, _, started = raw.decode().partition(US)
-            book.running[raw_id.decode()] = Running(tenant, int(started) / 1000)
+            tenant, started, *upfront = raw.decode().split(US)
+            book.running[raw_id.decode()] = Running(tenant, int(started) / 1000, float(upfront[0]) if upfront else 0.0)
         book.fair.counters.update({k.decode(): float(v) for k, v in vtc.items()})
         for raw_line, at in served.items():
             tenant, _, rank = raw_line.decode().rpartition(US)
@@ -289,11 +342,11 @@ class RedisBackend:
         book.standing.headroom = book.service.longest
         return book
 
-    async def snapshot(self, tenant: str | None = None) -> list[dict[str, Any]]:
+    async def snapshot(self, tenant: str | None = None, known: Collection[str] = ()) -> list[dict[str, Any]]:
         books, now = await self._books()
         return [book.snapshot(now, tenant) for book in books]
 
-    async def waiting_of(self, owner: str) -> list[dict[str, Any]]:
+    async def waiting_of(self, owner: str, known: Collection[str] = ()) -> list[dict[str, Any]]:
         books, now = await self._books()
         return [entry for book in books for entry in book.waiting_of(owner, now)]
 

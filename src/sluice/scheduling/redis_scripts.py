@@ -7,16 +7,18 @@ clock (``TIME``, milliseconds), so replicas' clocks never disagree about a wait 
 Keys under one deployment's base ``B`` (``<prefix>:{<deployment>}``, one hash slot):
 
 - ``B:held``   sorted set, ticket -> lease expiry (ms): the slots in use
-- ``B:hinfo``  hash, ticket -> "tenant<US>started ms" of each running request
-- ``B:wait``   hash, ticket -> JSON {t tenant, r rank, e enqueued ms, s seq, o replica, p principal, n note}
+- ``B:hinfo``  hash, ticket -> "tenant<US>started ms<US>upfront charge" of each running request
+- ``B:wait``   hash, ticket -> JSON {t tenant, r rank, e enqueued ms, s seq, o replica, p principal, n note,
+  c upfront charge}
 - ``B:depth``  hash, rank -> waiting requests of the class
 - ``B:lines``  hash, "tenant<US>rank" -> waiting requests of the line
 - ``B:served`` hash, "tenant<US>rank" -> last grant (ms), while the line has waiters
+- ``B:climb``  hash, rank -> when the class started climbing (ms), while the class has waiters
 - ``B:vtc``    hash, tenant -> virtual token counter;  ``B:active`` hash, tenant -> requests waiting or running
 - ``B:svc``    list of recent service times (ms);  ``B:cap`` the capacity;  ``B:seq`` arrival counter
 
 ``ARGV[1]`` of every script is the policy as JSON: per class by rank, ``[climb thresholds in ms, max_queue or
--1]``. A grant is announced on the owning replica's channel ``<prefix>:grant:<replica>`` as
+-1, max_queue_per_tenant or -1]``. A grant is announced on the owning replica's channel ``<prefix>:grant:<replica>`` as
 "deployment<US>ticket"; the owner also checks now and then, so a lost message costs a delay, never a slot.
 """
 
@@ -29,6 +31,7 @@ local US = '\31'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
+-- ordering.FairShare.join: a returning tenant is lifted to one token (RETURN_EDGE) below the smallest active counter.
 local function join(tenant)
   if not redis.call('HGET', B .. ':active', tenant) then
     local act = redis.call('HKEYS', B .. ':active')
@@ -38,7 +41,7 @@ local function join(tenant)
       if floor == nil or c < floor then floor = c end
     end
     local own = tonumber(redis.call('HGET', B .. ':vtc', tenant) or '0')
-    if floor ~= nil and own < floor then redis.call('HSET', B .. ':vtc', tenant, floor) end
+    if floor ~= nil and own < floor - 1 then redis.call('HSET', B .. ':vtc', tenant, floor - 1) end
   end
   redis.call('HINCRBY', B .. ':active', tenant, 1)
 end
@@ -54,23 +57,29 @@ local function leave(tenant, charge)
     local o = tonumber(redis.call('HGET', B .. ':vtc', other) or '0')
     if floor == nil or o < floor then floor = o end
   end
-  if tonumber(c) <= floor then redis.call('HDEL', B .. ':vtc', tenant) end
+  if tonumber(c) <= floor - 1 then redis.call('HDEL', B .. ':vtc', tenant) end
 end
 
-local function start(ticket, tenant, lease)
+-- A slot is taken: the tenant's counter takes the request's upfront charge (its prompt) at once.
+local function start(ticket, tenant, lease, upfront)
   redis.call('ZADD', B .. ':held', now + lease, ticket)
-  redis.call('HSET', B .. ':hinfo', ticket, tenant .. US .. now)
+  redis.call('HSET', B .. ':hinfo', ticket, tenant .. US .. now .. US .. upfront)
+  if upfront ~= 0 then redis.call('HINCRBYFLOAT', B .. ':vtc', tenant, upfront) end
 end
 
-local function finish(ticket, charge, record)
+-- A slot is given back; charge is what was served beyond the upfront charge. With refund (granted to a waiter
+-- that had left), the upfront charge is taken back too.
+local function finish(ticket, charge, record, refund)
   local info = redis.call('HGET', B .. ':hinfo', ticket)
   redis.call('ZREM', B .. ':held', ticket)
   if not info then return false end
   redis.call('HDEL', B .. ':hinfo', ticket)
   local sep = string.find(info, US, 1, true)
+  local sep2 = string.find(info, US, sep + 1, true)
+  if refund then charge = charge - tonumber(string.sub(info, sep2 + 1)) end
   leave(string.sub(info, 1, sep - 1), charge)
   if record then
-    redis.call('LPUSH', B .. ':svc', now - tonumber(string.sub(info, sep + 1)))
+    redis.call('LPUSH', B .. ':svc', now - tonumber(string.sub(info, sep + 1, sep2 - 1)))
     redis.call('LTRIM', B .. ':svc', 0, 31)
   end
   return true
@@ -78,12 +87,22 @@ end
 
 local function expire()
   local gone = redis.call('ZRANGEBYSCORE', B .. ':held', '-inf', now)
-  for _, ticket in ipairs(gone) do finish(ticket, 0, false) end
+  for _, ticket in ipairs(gone) do finish(ticket, 0, false, false) end
+end
+
+-- ordering.class_left: a class with no waiters stops climbing; one served while nothing above it waited restarts.
+local function class_left(rank, depth, granted_at)
+  if depth == 0 then redis.call('HDEL', B .. ':climb', rank) return end
+  if not granted_at then return end
+  for r = 0, rank - 1 do
+    if tonumber(redis.call('HGET', B .. ':depth', r) or '0') > 0 then return end
+  end
+  redis.call('HSET', B .. ':climb', rank, granted_at)
 end
 
 local function left_line(w, granted_at)
   local line = w.t .. US .. w.r
-  redis.call('HINCRBY', B .. ':depth', w.r, -1)
+  class_left(w.r, redis.call('HINCRBY', B .. ':depth', w.r, -1), granted_at)
   if redis.call('HINCRBY', B .. ':lines', line, -1) > 0 then
     if granted_at then redis.call('HSET', B .. ':served', line, granted_at) end
   else
@@ -100,7 +119,8 @@ local function headroom()
   return h
 end
 
--- The order of ordering.Ticket.key: (level, counter or deadline, enqueued, seq); smaller goes first.
+-- The order of ordering.Ticket.key: (level, counter or deadline, enqueued, seq); smaller goes first. Aged on the
+-- line's clock (served[line]); the class levels on the class's clock (served['#' .. rank], from B:climb).
 local function key(w, hr, vtc, served)
   local since = w.e
   local s = served[w.t .. US .. w.r]
@@ -108,8 +128,8 @@ local function key(w, hr, vtc, served)
   local climb = policy[w.r + 1][1]
   local bound = climb[#climb]
   local aged_after = math.max(bound - hr, bound / 2)
-  local waited = now - since
-  if waited >= aged_after then return {-1, since + aged_after, w.e, w.s} end
+  if now - since >= aged_after then return {-1, since + aged_after, w.e, w.s} end
+  local waited = now - (served['#' .. w.r] or w.e)
   local level = w.r
   for i = 1, #climb - 1 do
     if waited < climb[i] then break end
@@ -131,6 +151,8 @@ local function state()
   for i = 1, #flat, 2 do vtc[flat[i]] = tonumber(flat[i + 1]) end
   flat = redis.call('HGETALL', B .. ':served')
   for i = 1, #flat, 2 do served[flat[i]] = tonumber(flat[i + 1]) end
+  flat = redis.call('HGETALL', B .. ':climb')
+  for i = 1, #flat, 2 do served['#' .. flat[i]] = tonumber(flat[i + 1]) end
   flat = redis.call('HGETALL', B .. ':wait')
   for i = 1, #flat, 2 do
     local w = cjson.decode(flat[i + 1])
@@ -157,7 +179,9 @@ local function dispatch(lease)
     redis.call('HDEL', B .. ':wait', best.id)
     left_line(best, now)
     if redis.call('HEXISTS', B .. ':lines', best.t .. US .. best.r) == 1 then served[best.t .. US .. best.r] = now end
-    start(best.id, best.t, lease)
+    served['#' .. best.r] = tonumber(redis.call('HGET', B .. ':climb', best.r))
+    start(best.id, best.t, lease, best.c or 0)
+    vtc[best.t] = (vtc[best.t] or 0) + (best.c or 0)
     redis.call('PUBLISH', ARGV[2] .. best.o, ARGV[3] .. US .. best.id)
     free = free - 1
   end
@@ -165,31 +189,39 @@ end
 """
 
 # KEYS: base. ARGV: policy, channel prefix, deployment, ticket, tenant, rank, replica, principal, note,
-# capacity, lease ms. Returns {"granted", 0} | {"full", place, mean service ms} | {"queued", place}.
+# capacity, lease ms, upfront charge. Returns {"granted", 0} | {"full", place, mean service ms, "tenant" | "class"} |
+# {"queued", place}.
 ACQUIRE = (
     _COMMON
     + r"""
 local ticket, tenant, rank = ARGV[4], ARGV[5], tonumber(ARGV[6])
-local cap, lease = tonumber(ARGV[10]), tonumber(ARGV[11])
+local cap, lease, upfront = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 redis.call('SET', B .. ':cap', cap)
 expire()
 dispatch(lease)
 if redis.call('ZCARD', B .. ':held') < cap and redis.call('HLEN', B .. ':wait') == 0 then
   join(tenant)
-  start(ticket, tenant, lease)
+  start(ticket, tenant, lease, upfront)
   return {'granted', 0}
 end
 local depth = tonumber(redis.call('HGET', B .. ':depth', rank) or '0')
-local max_queue = policy[rank + 1][2]
-if max_queue >= 0 and depth >= max_queue then
+local max_queue, per_tenant = policy[rank + 1][2], policy[rank + 1][3]
+local mine = tonumber(redis.call('HGET', B .. ':lines', tenant .. US .. rank) or '0')
+local scope = nil
+if per_tenant >= 0 and mine >= per_tenant then scope = 'tenant'
+elseif max_queue >= 0 and depth >= max_queue then scope = 'class' end
+if scope then
   local svc = redis.call('LRANGE', B .. ':svc', 0, -1)
   local total = 0
   for _, v in ipairs(svc) do total = total + tonumber(v) end
-  return {'full', depth + 1, tostring(#svc > 0 and total / #svc or 0)}
+  return {'full', depth + 1, tostring(#svc > 0 and total / #svc or 0), scope}
 end
-local me = {t = tenant, r = rank, e = now, s = redis.call('INCR', B .. ':seq'), o = ARGV[7], p = ARGV[8], n = ARGV[9]}
+local me = {
+  t = tenant, r = rank, e = now, s = redis.call('INCR', B .. ':seq'), o = ARGV[7], p = ARGV[8], n = ARGV[9], c = upfront
+}
 join(tenant)
 redis.call('HSET', B .. ':wait', ticket, cjson.encode(me))
+if depth == 0 then redis.call('HSET', B .. ':climb', rank, now) end
 redis.call('HINCRBY', B .. ':depth', rank, 1)
 redis.call('HINCRBY', B .. ':lines', tenant .. US .. rank, 1)
 local vtc, served, waiting = state()
@@ -207,7 +239,7 @@ return {'queued', place}
 RELEASE = (
     _COMMON
     + r"""
-local released = finish(ARGV[4], tonumber(ARGV[5]), true)
+local released = finish(ARGV[4], tonumber(ARGV[5]), true, false)
 expire()
 dispatch(tonumber(ARGV[6]))
 return released and 1 or 0
@@ -227,7 +259,7 @@ if raw then
   leave(w.t, 0)
   return 'cancelled'
 end
-if finish(ARGV[4], 0, false) then
+if finish(ARGV[4], 0, false, true) then
   dispatch(tonumber(ARGV[5]))
   return 'released'
 end

@@ -6,14 +6,16 @@ records queue metrics; the backend (in-process, Redis or RabbitMQ) does the rest
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sluice.config import SchedulingConfig
 from sluice.identity.principal import Principal
-from sluice.scheduling.backend import UNLIMITED, Request, SchedulerBackend, Slot
+from sluice.scheduling.backend import UNLIMITED, OutputRate, Request, SchedulerBackend, Slot, WaiterLeft
 from sluice.scheduling.local import LocalBackend
 from sluice.scheduling.ordering import Policy
+from sluice.server.exchange import ClientGone
 
 if TYPE_CHECKING:
     from sluice.observability.metrics import Metrics
@@ -34,6 +36,9 @@ class Scheduler:
         self.backend = backend
         self.metrics = metrics
         self._observers: dict[tuple[str, str], Callable[[float], None]] = {}
+        self._rates: dict[str, OutputRate] = {}  # per deployment: output generated per second held
+        # The ids of the catalog's deployments with a capacity (set by the gateway), so views cover them all.
+        self.known: Callable[[], list[str]] = list
 
     @classmethod
     def local(cls, config: SchedulingConfig, metrics: Metrics | None = None) -> Scheduler:
@@ -46,8 +51,21 @@ class Scheduler:
     async def close(self) -> None:
         await self.backend.close()
 
-    async def acquire(self, deployment: Deployment, principal: Principal | None, model: str = "") -> Slot:
-        """A slot on ``deployment`` for this caller, waiting in line if the deployment is at capacity."""
+    async def acquire(
+        self,
+        deployment: Deployment,
+        principal: Principal | None,
+        model: str = "",
+        alive: Callable[[], bool] | None = None,
+        prompt_tokens: Callable[[], int] | None = None,
+    ) -> Slot:
+        """A slot on ``deployment`` for this caller, waiting in line if the deployment is at capacity.
+
+        ``alive`` says whether the caller's client is still there; a slot that comes after it left goes on to the
+        next in line, and this raises :class:`~sluice.server.exchange.ClientGone`. ``prompt_tokens`` (asked only
+        for a deployment with a capacity) is charged to the tenant's fair-share counter when the slot is granted;
+        the slot's release settles the rest.
+        """
         capacity = deployment.capacity
         if capacity is None:
             return UNLIMITED
@@ -55,8 +73,19 @@ class Scheduler:
             rule, tenant = self.policy.default, ANONYMOUS
         else:
             rule, tenant = self.policy.rule(principal.priority), principal.tenant
-        request = Request(deployment.id, capacity, tenant, rule, owner_of(principal), model)
-        slot = await self.backend.acquire(request, self.policy.output_weight)
+        rate = self._rates.get(deployment.id)
+        if rate is None:
+            rate = self._rates[deployment.id] = OutputRate()
+        prompt = float(prompt_tokens()) if prompt_tokens is not None else 0.0
+        # Charged at the grant: the prompt (as VTC does); the output is settled on release. (Charging the
+        # deployment's mean output up front too was measured: it charged a light tenant with a call running at the
+        # flooder's answer size, and put it behind the flooder's next request at every other arrival.)
+        request = Request(deployment.id, capacity, tenant, rule, owner_of(principal), model, alive, prompt)
+        try:
+            slot = await self.backend.acquire(request, self.policy.output_weight)
+        except WaiterLeft:
+            raise ClientGone from None
+        slot.meter, slot.granted_at, slot.prompt = rate, time.monotonic(), prompt
         if self.metrics is not None:
             self._observer(deployment.id, rule.name)(slot.waited)
         return slot
@@ -83,15 +112,16 @@ class Scheduler:
                     "aging_bound_s": rule.bound,
                     "max_wait_s": rule.max_wait,
                     "max_queue": rule.max_queue,
+                    "max_queue_per_tenant": rule.max_queue_per_tenant,
                 }
                 for rule in self.policy.classes
             ],
-            "deployments": await self.backend.snapshot(tenant),
+            "deployments": await self.backend.snapshot(tenant, self.known()),
         }
 
     async def waiting(self, principal: Principal) -> list[dict[str, Any]]:
         """The caller's own requests waiting for a slot, with their current place in line."""
-        return await self.backend.waiting_of(owner_of(principal))
+        return await self.backend.waiting_of(owner_of(principal), self.known())
 
     def update_depth_gauges(self) -> None:
         """Set ``sluice_queue_depth`` from the requests this process has waiting (called on each scrape)."""

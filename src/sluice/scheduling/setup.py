@@ -25,7 +25,9 @@ def build_scheduler(settings: Settings, redis: Redis | None, metrics: Metrics | 
         # The shared backends are imported only when configured (aio-pika alone takes ~0.15 s to import).
         from sluice.scheduling.redis import RedisBackend
 
-        backend = RedisBackend(redis, policy, prefix=config.prefix, lease=config.lease_seconds)
+        backend = RedisBackend(
+            redis, policy, prefix=config.prefix, lease=config.lease_seconds, deadline=settings.redis_deadline_seconds
+        )
     elif config.backend == "rabbitmq":
         if config.rabbitmq_url is None:
             raise ValueError("scheduling.backend is 'rabbitmq' but scheduling.rabbitmq_url is not set")

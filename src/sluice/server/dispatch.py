@@ -19,7 +19,7 @@ from sluice.errors import HeadersTooLarge, NotFound, SluiceError
 from sluice.observability.request_id import REQUEST_ID, request_id_from
 from sluice.pipeline import Gateway
 from sluice.server.exchange import Exchange, Receive, Scope, Send
-from sluice.surfaces.common import Format
+from sluice.surfaces.request import Format
 
 RouteHandler = Callable[[Gateway, Exchange], Awaitable[None]]
 

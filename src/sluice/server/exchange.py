@@ -128,6 +128,21 @@ class Exchange:
             self.client_gone = True
             task.cancel()
 
+    def connected(self) -> bool:
+        """False once the client is known to have gone, even before the watcher has run.
+
+        The server marks the connection lost in the loop turn that reads the close; the watcher that cancels the
+        handler runs a turn later (more on a busy loop). The queue asks here before it grants a slot, so a waiter
+        whose client left in between is never sent upstream.
+        """
+        if self.client_gone:
+            return False
+        cycle = getattr(self.receive, "__self__", None)  # uvicorn's request cycle keeps the flag
+        if getattr(cycle, "disconnected", False) and not self.responded:
+            self.client_gone = True
+            return False
+        return True
+
     def stop_watching(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()

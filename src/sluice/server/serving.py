@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sluice.config import Settings
-from sluice.server.protocol import guarded_protocol
+from sluice.server.protocol import ConnectionLimits, guarded_protocol
 
 GRACEFUL_SHUTDOWN_SECONDS = 30  # in-flight requests and streams get this long after SIGTERM
 
@@ -16,7 +16,17 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": server.host,
         "port": server.port,
         "loop": "uvloop",
-        "http": guarded_protocol(server.header_timeout_seconds, server.max_connections),
+        "http": guarded_protocol(
+            ConnectionLimits(
+                server.header_timeout_seconds,
+                server.max_connections,
+                server.reserved_connections,
+                server.max_connections_per_client,
+                tuple(server.trusted_proxies),
+                server.max_header_bytes,
+                server.max_header_count,
+            )
+        ),
         "lifespan": "on",
         "access_log": False,
         "log_level": settings.logging.level,

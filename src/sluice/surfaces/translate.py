@@ -1,12 +1,21 @@
-"""Shared helpers for the translated path (client format ≠ upstream format), used by every surface."""
+"""The translated path (client format ≠ upstream format), written once for every surface.
+
+:func:`answer_translated` sends a canonical request to the route's upstream and writes the answer, whole or as a
+stream, in the client's format through the surface's :class:`Rendering`; the helpers below it keep the call's
+usage and model current on the way.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from typing import Any, Protocol, TypeVar
+
+import orjson
 
 from sluice.accounting.estimate import estimate_prompt_tokens, estimate_text_tokens
+from sluice.call import Call
 from sluice.canonical import (
     ChatRequest,
     ChatResponse,
@@ -19,10 +28,75 @@ from sluice.canonical import (
     UsageUpdate,
     merge_usage,
 )
-from sluice.pipeline import Call
-from sluice.routing.catalog import Deployment
+from sluice.pipeline import Gateway
+from sluice.routing.catalog import Deployment, ModelRoute
+from sluice.server.exchange import Exchange
+from sluice.surfaces.relay import relay_events
+from sluice.surfaces.request import Format
 
 OpenedStream = tuple[AsyncIterator[StreamEvent], StreamEvent | None]
+
+
+class StreamEncoder(Protocol):
+    """A format's encoder for a translated stream (``codecs/<format>/stream.py``), as the shared path drives it."""
+
+    usage: Usage | None
+
+    def encode(self, event: StreamEvent) -> bytes: ...
+
+
+E = TypeVar("E", bound=StreamEncoder)
+
+
+class Rendering(Protocol[E]):
+    """How one surface writes a translated answer in its own format: whole, or as a stream."""
+
+    fmt: Format
+    stream_type: bytes  # the stream's content type
+
+    def whole(self, call: Call, resp: ChatResponse, model: str) -> dict[str, Any]:
+        """The non-streamed answer's body (``resp.usage`` is the call's; ``model`` the name it answers with)."""
+        ...
+
+    def encoder(self, call: Call, req: ChatRequest, model: str) -> E: ...
+
+    def opening(self, encoder: E) -> bytes:
+        """What the stream starts with before the first event (often nothing)."""
+        ...
+
+    def closing(self, encoder: E, call: Call) -> bytes:
+        """What ends the stream, once the call is recorded and settled."""
+        ...
+
+
+async def answer_translated(
+    gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, req: ChatRequest, rendering: Rendering[Any]
+) -> None:
+    """Ask the route's upstream in the canonical form and answer in the client's format, whole or streamed."""
+    if not req.stream:
+        resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
+        call.usage = response_usage(req, resp)
+        call.note_response_model(resp.model)
+        resp.usage = call.usage
+        await gw.record_and_settle(call)
+        call.mark_first_byte()
+        await ex.respond(200, orjson.dumps(rendering.whole(call, resp, answer_model(call, resp.model))))
+        return
+    opened: OpenedStream = await gw.open(call, route, stream_opener(req))  # type: ignore[arg-type]
+    encoder = rendering.encoder(call, req, stream_model(call, opened))
+    await ex.start_stream(200, rendering.stream_type)
+    await relay_events(ex, call, _encoded(gw, call, rendering, encoder, tally(call, req, opened)), rendering.fmt)
+
+
+async def _encoded(
+    gw: Gateway, call: Call, rendering: Rendering[E], encoder: E, events: AsyncIterator[StreamEvent]
+) -> AsyncIterator[bytes]:
+    yield rendering.opening(encoder)
+    async for event in events:
+        yield encoder.encode(event)
+    encoder.usage = call.usage
+    await gw.record_and_settle(call)  # before the stream's end: a finished answer always has its record
+    yield rendering.closing(encoder, call)
 
 
 def stream_opener(req: ChatRequest) -> Callable[[Deployment], object]:

@@ -1,5 +1,5 @@
-"""How one chat message is shown: Markdown split around its fenced code blocks, each block with its own copy button,
-and the usage line of an answer (tokens and cost).
+"""How one answer is shown: Markdown (see :mod:`sluice.web.markdown`) split around its fenced code blocks, each
+block with its own copy button, and the usage line of an answer (tokens and cost).
 
 The split is redone on every streamed piece, but only the last segment normally changes, so the page updates one
 element per piece; a segment whose kind changes (a fence just opened or closed) is rebuilt from there on.
@@ -13,8 +13,10 @@ from typing import Any
 
 from nicegui import ui
 
+from sluice.web.markdown import markdown_html, safe_html
+from sluice.web.money import money
+
 FENCE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^\n]*$")
-EXTRAS = ["fenced-code-blocks", "tables"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,20 +67,25 @@ def fenced(segment: Segment) -> str:
     return f"{fence}{segment.language}\n{segment.content}\n{fence}"
 
 
+def rendered(text: str) -> ui.html:
+    """An element showing ``text`` as Markdown; its content is sanitised on the server whenever it changes."""
+    return ui.html(markdown_html(text), sanitize=safe_html)
+
+
 class CodeBlock:
     """One fenced block on the page: highlighted by the Markdown renderer, with a button copying just its code."""
 
     def __init__(self, segment: Segment) -> None:
         self.code = segment.content
         with ui.column().classes("answer-code w-full gap-0 relative") as self.root:
-            self.markdown = ui.markdown(fenced(segment), extras=EXTRAS).classes("answer-part w-full")
+            self.markdown = rendered(fenced(segment)).classes("answer-part w-full")
             ui.button(icon="content_copy", on_click=lambda: ui.clipboard.write(self.code)).props(
                 "flat dense size=sm aria-label='Copy code'"
             ).classes("absolute top-1 right-1").mark("copy-code")
 
     def show(self, segment: Segment) -> None:
         self.code = segment.content
-        self.markdown.set_content(fenced(segment))
+        self.markdown.set_content(markdown_html(fenced(segment)))
 
     def delete(self) -> None:
         self.root.delete()
@@ -90,7 +97,7 @@ class AnswerView:
     def __init__(self, container: ui.element) -> None:
         self.container = container
         self.segments: list[Segment] = []
-        self.elements: list[ui.markdown | CodeBlock] = []
+        self.elements: list[ui.html | CodeBlock] = []
 
     def update(self, text: str) -> None:
         fresh = split_fences(text)
@@ -111,27 +118,36 @@ class AnswerView:
         with self.container:
             for segment in fresh[keep:]:
                 self.elements.append(
-                    CodeBlock(segment)
-                    if segment.kind == "code"
-                    else ui.markdown(segment.content, extras=EXTRAS).classes("answer-part")
+                    CodeBlock(segment) if segment.kind == "code" else rendered(segment.content).classes("answer-part")
                 )
         self.segments = fresh
 
     @staticmethod
-    def _show(element: ui.markdown | CodeBlock, segment: Segment) -> None:
+    def _show(element: ui.html | CodeBlock, segment: Segment) -> None:
         if isinstance(element, CodeBlock):
             element.show(segment)
         else:
-            element.set_content(segment.content)
+            element.set_content(markdown_html(segment.content))
 
 
-def usage_text(usage: dict[str, Any] | None) -> str:
-    """'12 tokens in, 34 tokens out · cost 0.000210' (the cost once the gateway's usage record is read)."""
+def recorded_usage(entry: dict[str, Any]) -> dict[str, Any]:
+    """What an answer keeps of its request-log entry (``GET /admin/v1/requests``): tokens, cost, estimation."""
+    return {
+        "prompt_tokens": entry["prompt_tokens"],
+        "completion_tokens": entry["completion_tokens"],
+        "cost": entry["cost"],
+        "estimated": entry["estimated"],
+        "request_id": entry["request_id"],
+    }
+
+
+def usage_line(usage: dict[str, Any] | None, currency: str = "USD") -> str:
+    """'mock-1 · 12 tokens in, 34 out · $0.00021' (the cost once the gateway's usage record is read)."""
     if not usage:
         return ""
-    text = f"{usage.get('prompt_tokens', 0)} tokens in, {usage.get('completion_tokens', 0)} tokens out"
+    parts = [str(usage["model"])] if usage.get("model") else []
+    if "prompt_tokens" in usage or "completion_tokens" in usage:
+        parts.append(f"{usage.get('prompt_tokens', 0)} tokens in, {usage.get('completion_tokens', 0)} out")
     if usage.get("cost") is not None:
-        text += f" · cost {float(usage['cost']):.6f}"
-        if usage.get("estimated"):
-            text += " (estimated tokens)"
-    return text
+        parts.append(money(float(usage["cost"]), currency) + (" (estimated tokens)" if usage.get("estimated") else ""))
+    return " · ".join(parts)

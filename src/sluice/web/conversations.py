@@ -1,7 +1,7 @@
 """Chat history, per user: every query is scoped by the signed-in user's id, so nobody reads another's chats.
 
-One read reaches beyond the UI's own tables: the usage record of an answer the user just received, found by the
-request id the chat page chose for that request and only among the user's own records, to show its cost.
+These are the UI's own tables; everything else the UI shows (an answer's recorded cost included) comes through the
+gateway's API.
 """
 
 from __future__ import annotations
@@ -11,13 +11,38 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
-from sluice.accounting.prices import nanos_to_units
 from sluice.store.db import Database
-from sluice.store.models import ChatMessage, Conversation, UsageRecord
+from sluice.store.models import ChatMessage, Conversation
 from sluice.store.types import utcnow
 
 TITLE_LENGTH = 60
 NEW_CHAT = "New chat"  # a conversation's title (the column's default) until its first question names it
+
+
+UPDATABLE = ("title", "model", "system_prompt", "temperature", "max_tokens")
+
+
+@dataclass
+class ChatSettings:
+    """What a conversation asks the model with (kept with it; a new chat holds them until its first message)."""
+
+    model: str | None = None
+    system_prompt: str = ""
+    temperature: float | None = None  # None: the model's default
+    max_tokens: int | None = None
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> ChatSettings:
+        return cls(conversation.model, conversation.system_prompt, conversation.temperature, conversation.max_tokens)
+
+    def request(self) -> dict[str, Any]:
+        """The sampling fields of a chat-completion request (those left unset are the model's own)."""
+        fields: dict[str, Any] = {}
+        if self.temperature is not None:
+            fields["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            fields["max_tokens"] = self.max_tokens
+        return fields
 
 
 @dataclass
@@ -44,14 +69,35 @@ class ConversationStore:
             found = await session.get(Conversation, conversation_id)
         return found if found is not None and found.user_id == self.user_id else None
 
-    async def create(self, model: str | None) -> Conversation:
+    async def search(self, needle: str) -> list[Conversation]:
+        """The user's conversations whose title or any message contains ``needle`` (case-insensitive), newest first."""
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        in_messages = select(ChatMessage.conversation_id).where(ChatMessage.content.ilike(pattern, escape="\\"))
+        query = (
+            select(Conversation)
+            .where(
+                Conversation.user_id == self.user_id,
+                Conversation.title.ilike(pattern, escape="\\") | Conversation.id.in_(in_messages),
+            )
+            .order_by(Conversation.updated_at.desc())
+        )
         async with self.db.session() as session:
-            conversation = Conversation(user_id=self.user_id, model=model)
+            return list((await session.execute(query.limit(200))).scalars())
+
+    async def create(self, settings: ChatSettings) -> Conversation:
+        async with self.db.session() as session:
+            conversation = Conversation(
+                user_id=self.user_id,
+                model=settings.model,
+                system_prompt=settings.system_prompt,
+                temperature=settings.temperature,
+                max_tokens=settings.max_tokens,
+            )
             session.add(conversation)
         return conversation
 
     async def update(self, conversation_id: str, **fields: Any) -> None:
-        allowed = {k: v for k, v in fields.items() if k in ("title", "model", "system_prompt")}
+        allowed = {k: v for k, v in fields.items() if k in UPDATABLE}
         async with self.db.session() as session:
             found = await session.get(Conversation, conversation_id)
             if found is None or found.user_id != self.user_id:
@@ -112,21 +158,6 @@ class ConversationStore:
             ).scalar_one_or_none()
             if row is not None:
                 row.usage = usage
-
-    async def answer_usage(self, request_id: str) -> dict[str, Any] | None:
-        """Tokens and cost from the gateway's usage record of this user's request, once it has been shipped."""
-        query = select(UsageRecord).where(UsageRecord.request_id == request_id, UsageRecord.user_id == self.user_id)
-        async with self.db.session() as session:
-            record = (await session.execute(query.limit(1))).scalar_one_or_none()
-        if record is None:
-            return None
-        return {
-            "prompt_tokens": record.prompt_tokens,
-            "completion_tokens": record.completion_tokens,
-            "cost": nanos_to_units(record.cost_nanos),
-            "estimated": record.estimated,
-            "request_id": request_id,
-        }
 
     async def truncate(self, conversation_id: str, keep: int) -> None:
         """Keep the first ``keep`` messages (for regenerate and edit-and-resend)."""

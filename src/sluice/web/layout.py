@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from nicegui import app, ui
+from nicegui import app, background_tasks, ui
+from nicegui.elements.mixins.text_element import TextElement
 from nicegui.elements.mixins.validation_element import ValidationElement
 
 from sluice.web.client import ApiError
-from sluice.web.session import me, role_at_least, sign_out
+from sluice.web.context import UiContext
+from sluice.web.session import gateway, me, role_at_least, sign_out
 
 ADMIN_PAGES = [
     ("Overview", "/admin", "owner"),
@@ -18,43 +23,112 @@ ADMIN_PAGES = [
     ("Invitations", "/admin/invites", "owner"),
     ("IP rules", "/admin/ip-rules", "owner"),
     ("Usage", "/admin/usage", "viewer"),
+    ("Requests", "/admin/requests", "viewer"),
     ("Limits", "/admin/limits", "owner"),
     ("Queues", "/admin/queues", "owner"),
     ("Models", "/admin/models", "admin"),
     ("Audit log", "/admin/audit", "owner"),
 ]
 DARK = "dark"  # the user-storage entry holding the dark-mode choice (kept across pages and sign-outs)
+STATIC = Path(__file__).parent / "static"
+STATIC_PATH = "/sluice-static"  # under the UI's mount path
+MOUNT = "/ui"
 
 
-def frame(title: str) -> None:
-    """Header with navigation for the signed-in user's role, and the page title."""
+@lru_cache(maxsize=8)
+def static_url(name: str) -> str:
+    """The browser's address of one of the UI's own static files, versioned by its content (cache-safe)."""
+    version = hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:12]
+    return f"{MOUNT}{STATIC_PATH}/{name}?v={version}"
+
+
+def page_head() -> None:
+    """What every page loads besides NiceGUI's own assets: the UI's style sheet."""
+    ui.add_head_html(f'<link rel="stylesheet" href="{static_url("sluice.css")}">')
+
+
+def heading(text: str, level: int = 1, classes: str = "") -> TextElement:
+    """A real heading element (h1…h6), so screen readers and outlines find the page's structure."""
+    return TextElement(tag=f"h{level}", text=text).classes(classes)
+
+
+def frame(context: UiContext, title: str, menu: Callable[[], Any] | None = None, visible_title: bool = True) -> None:
+    """Header with navigation for the signed-in user's role, and the page's heading.
+
+    On a phone the header stays one line: the pages collapse into a menu, and ``menu`` (the chat's conversation
+    drawer) gets a button of its own.
+    """
+    page_head()
     # Every page builds a fresh dark-mode element: it starts from the stored choice and stores each change.
     dark = ui.dark_mode(bool(app.storage.user.get(DARK, False)), on_change=_remember_dark)
     who = me()
-    with ui.header().classes("items-center justify-between bg-slate-800"):
-        with ui.row().classes("items-center gap-4").mark("navigation"):
+    pages = [(label, path) for label, path, role in ADMIN_PAGES if role_at_least(role)]
+    with ui.header().classes("items-center justify-between bg-slate-800 py-1 px-2 no-wrap"):
+        with ui.row().classes("items-center gap-2 no-wrap").mark("navigation"):
+            if menu is not None:
+                ui.button(icon="menu", on_click=menu).props(
+                    "flat round dense color=white aria-label='Conversations'"
+                ).mark("drawer-toggle")
             ui.label("Sluice").classes("text-lg font-bold")
-            ui.link("Chat", "/chat").classes("text-white")
-            for label, path, role in ADMIN_PAGES:
-                if role_at_least(role):
-                    ui.link(label, path).classes("text-white")
-        with ui.row().classes("items-center gap-2"):
-            ui.label(f"{who.get('user', {}).get('email', '')} · {who.get('role', '')}").classes("text-sm")
+            with ui.element("nav").classes("flex max-lg:hidden items-center gap-3").props("aria-label=Pages"):
+                ui.link("Chat", "/chat").classes("text-white")
+                for label, path in pages:
+                    link = ui.link(label, path).classes("text-white")
+                    if path == "/admin/users" and role_at_least("admin"):
+                        pending_badge(context, link)
+            with (
+                ui.button(icon="more_horiz")
+                .props("flat round dense color=white aria-label='Pages'")
+                .classes("lg:hidden")
+                .mark("pages-menu"),
+                ui.menu(),
+            ):
+                ui.menu_item("Chat", on_click=lambda: ui.navigate.to("/chat"))
+                for label, path in pages:
+                    ui.menu_item(label, on_click=lambda p=path: ui.navigate.to(p))
+        with ui.row().classes("items-center gap-1 no-wrap"):
+            ui.label(f"{who.get('user', {}).get('email', '')} · {who.get('role', '')}").classes("text-sm max-md:hidden")
             ui.button(icon="dark_mode", on_click=dark.toggle).props(
-                "flat round color=white aria-label='Dark mode'"
+                "flat round dense color=white aria-label='Dark mode'"
             ).mark("dark-mode")
-            ui.link("Account", "/account").classes("text-white")
+            ui.button(icon="account_circle", on_click=lambda: ui.navigate.to("/account")).props(
+                "flat round dense color=white aria-label='Account'"
+            )
 
             async def logout() -> None:
-                await sign_out()
-                ui.navigate.to("/login")
+                url = ui.context.client.request.url
+                end_session = await sign_out(context, f"{url.scheme}://{url.netloc}/ui/login")
+                ui.navigate.to(end_session or "/login")  # a single sign-on user also leaves the provider
 
-            ui.button("Sign out", on_click=logout).props("flat color=white")
-    ui.label(title).classes("text-2xl font-semibold mt-2")
+            ui.button("Sign out", on_click=logout).props("flat dense no-caps color=white")
+    heading(title, 1, "text-2xl font-semibold mt-1" if visible_title else "sr-only")
 
 
 def _remember_dark(event: Any) -> None:
     app.storage.user[DARK] = bool(event.value)
+
+
+def pending_badge(context: UiContext, link: ui.link) -> None:
+    """The number of sign-ups waiting for approval, beside the Users link (filled once the page is up)."""
+    with link:
+        badge = ui.badge("", color="orange").props("rounded aria-label='sign-ups waiting'").classes("ml-1")
+    badge.set_visibility(False)
+
+    async def fill() -> None:
+        client = gateway(context)
+        if client is None:
+            return
+        try:
+            waiting = await client.admin("GET", "/users", params={"status": "pending"})
+        except ApiError:
+            return
+        badge.set_text(str(len(waiting)))
+        badge.props(f"aria-label='{len(waiting)} sign-ups waiting for approval'")
+        badge.set_visibility(bool(waiting))
+
+    # A task, not a timer: a timer waits for the browser's connection, which makes NiceGUI send the page before
+    # the page function has finished building it.
+    background_tasks.create(fill(), name="sluice-ui-pending-badge")
 
 
 def show_error(error: ApiError, fields: dict[str, Any] | None = None) -> None:

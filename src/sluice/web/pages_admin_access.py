@@ -7,13 +7,16 @@ and changes only their own workspace, exactly as the API allows. Invitations are
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nicegui import ui
 
 from sluice.identity.principal import PRIORITY_ORDER
 from sluice.web.client import GatewayClient
-from sluice.web.layout import attempt, clear_errors, confirm, frame, set_field_error
+from sluice.web.context import UiContext
+from sluice.web.layout import attempt, clear_errors, confirm, frame, heading, set_field_error
+from sluice.web.names import load_directory
 from sluice.web.session import me, require, role_at_least
 from sluice.web.validation import cidr_problem, cidrs_problem
 
@@ -23,21 +26,31 @@ INVITE_ROLES = ["member", "viewer", "owner"]
 async def workspace_choices(client: GatewayClient) -> dict[str, str]:
     """Workspace id → label, for admins' workspace pickers (owners have exactly one: their own)."""
     rows = await attempt(lambda: client.admin("GET", "/workspaces")) or []
-    return {w["id"]: f"{w['name']} ({w['id']})" for w in rows}
+    return {w["id"]: w["name"] for w in rows}
 
 
-async def invites_page() -> None:
-    client = require("owner")
+async def invites_page(context: UiContext) -> None:
+    client = require(context, "owner")
     if client is None:
         return
     ui.page_title("Sluice · Invitations")
-    frame("Invitations")
+    frame(context, "Invitations")
     if role_at_least("admin"):
         await registration_mode_form(client)
-    invites = await attempt(lambda: client.admin("GET", "/invites")) or []
-    for invite in invites:
-        invite_row(client, invite)
-    await invite_form(client)
+    workspaces = await workspace_choices(client)
+    listing = ui.column().classes("w-full").mark("invites")
+
+    async def show_invites() -> None:
+        invites = await attempt(lambda: client.admin("GET", "/invites")) or []
+        listing.clear()
+        with listing:
+            if not invites:
+                ui.label("No invitations yet.").classes("text-gray-500")
+            for invite in invites:
+                invite_row(client, invite, workspaces)
+
+    await show_invites()
+    await invite_form(client, show_invites)
 
 
 async def registration_mode_form(client: GatewayClient) -> None:
@@ -53,10 +66,11 @@ async def registration_mode_form(client: GatewayClient) -> None:
     ui.button("Save mode", on_click=save_mode)
 
 
-def invite_row(client: GatewayClient, invite: dict[str, Any]) -> None:
+def invite_row(client: GatewayClient, invite: dict[str, Any], workspaces: dict[str, str]) -> None:
     status = "used" if invite["used_at"] else "revoked" if invite["revoked_at"] else "open"
     with ui.row().classes("items-center gap-3 border-b py-1").mark(f"invite-{invite['id']}"):
-        ui.label(f"{invite['workspace_id'] or 'default'} · {invite['role']}").classes("w-48")
+        where = invite["workspace_id"] or "default"
+        ui.label(f"{workspaces.get(where, where)} · {invite['role']}").classes("w-48")
         ui.label(f"expires {invite['expires_at']}").classes("text-sm w-64")
         ui.badge(status)
         ui.label(invite["note"])
@@ -71,9 +85,9 @@ def invite_row(client: GatewayClient, invite: dict[str, Any]) -> None:
             )
 
 
-async def invite_form(client: GatewayClient) -> None:
+async def invite_form(client: GatewayClient, refresh: Callable[[], Awaitable[None]]) -> None:
     admin = role_at_least("admin")
-    ui.label("Invite someone").classes("text-xl mt-4")
+    heading("Invite someone", 2, "text-xl mt-4")
     ui.label("An invitation admits one person: it is used up by the first account created with it.").classes(
         "text-sm text-gray-500"
     )
@@ -99,24 +113,35 @@ async def invite_form(client: GatewayClient) -> None:
             with result, ui.card():
                 ui.label("Send this token to the person you invite (shown once):")
                 token = ui.label(created["token"]).classes("font-mono").props("id=invite-token")
-                ui.button("Copy", icon="content_copy", on_click=lambda: ui.clipboard.write(token.text)).props("dense")
+                ui.button("Copy", icon="content_copy", on_click=lambda: ui.clipboard.write(token.text)).props(
+                    "dense aria-label=Copy"
+                )
+            await refresh()  # the new invitation is listed at once (its token only in the box above)
 
     ui.button("Create invitation", on_click=create).props("id=create-invite")
 
 
-async def ip_rules_page() -> None:
-    client = require("owner")
+async def ip_rules_page(context: UiContext) -> None:
+    client = require(context, "owner")
     if client is None:
         return
     ui.page_title("Sluice · IP rules")
-    frame("IP rules")
+    frame(context, "IP rules")
     admin = role_at_least("admin")
     rules = await attempt(lambda: client.admin("GET", "/ip-rules")) or []
+    names = await load_directory(client)
     for rule in rules:
         with ui.row().classes("items-center gap-3 border-b py-1").mark(f"rule-{rule['cidr']}"):
             ui.label(rule["cidr"]).classes("font-mono w-48")
             ui.label(rule["scope"] + (" · anonymous" if rule["anonymous"] else "")).classes("w-48")
-            ui.label(rule["workspace_id"] or rule["key_id"] or "").classes("w-48")
+            owner = (
+                f"key {names.key(rule['key_id'])}"
+                if rule["key_id"]
+                else f"workspace {names.workspace(rule['workspace_id'])}"
+                if rule["workspace_id"]
+                else ""
+            )
+            ui.label(owner).classes("w-64")
             ui.label(rule["note"])
 
             async def remove(rule_id: str = rule["id"]) -> None:
@@ -134,7 +159,7 @@ async def ip_rules_page() -> None:
 async def trusted_proxies_form(client: GatewayClient) -> None:
     """The proxies whose ``X-Forwarded-For`` is believed: a run-time setting, else the configuration's list."""
     settings = await attempt(lambda: client.admin("GET", "/settings")) or {}
-    ui.label("Trusted proxies").classes("text-xl mt-4")
+    heading("Trusted proxies", 2, "text-xl mt-4")
     source = "set here" if settings.get("trusted_proxies_stored") else "from the configuration (server.trusted_proxies)"
     ui.label(f"Networks whose X-Forwarded-For is believed; {source}. Every replica picks up a change.").classes(
         "text-sm text-gray-500"
@@ -163,7 +188,7 @@ async def trusted_proxies_form(client: GatewayClient) -> None:
 
 
 async def rule_form(client: GatewayClient, admin: bool) -> None:
-    ui.label("Add a rule").classes("text-xl mt-4")
+    heading("Add a rule", 2, "text-xl mt-4")
     own = str(me().get("workspace_id") or "default")
     workspaces = await workspace_choices(client) if admin else {own: own}
     keys = await attempt(lambda: client.admin("GET", "/keys")) or []

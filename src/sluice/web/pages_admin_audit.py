@@ -16,7 +16,9 @@ from typing import Any
 from nicegui import ui
 
 from sluice.identity.audit import scrub
+from sluice.web.context import UiContext
 from sluice.web.layout import attempt, frame
+from sluice.web.names import Directory, load_directory
 from sluice.web.pages_admin_access import workspace_choices
 from sluice.web.session import require, role_at_least
 from sluice.web.validation import date_problem
@@ -74,13 +76,14 @@ def audit_params(values: dict[str, str | None], before_id: int | None) -> dict[s
     return params
 
 
-async def audit_page() -> None:
-    client = require("owner")
+async def audit_page(context: UiContext) -> None:
+    client = require(context, "owner")
     if client is None:
         return
     ui.page_title("Sluice · Audit log")
-    frame("Audit log")
+    frame(context, "Audit log")
     pager = Pager()
+    names = await load_directory(client)
     with ui.row().classes("items-end gap-3"):
         since = ui.input("From (YYYY-MM-DD)", validation=date_problem).classes("w-40")
         until = ui.input("To (YYYY-MM-DD)", validation=date_problem).classes("w-40")
@@ -118,11 +121,15 @@ async def audit_page() -> None:
             if not events:
                 ui.label("No events match.").classes("text-gray-500")
             for event in events:
-                event_row(event)
+                event_row(event, names)
             with ui.row():
-                newer = ui.button("Newer", icon="chevron_left", on_click=lambda: turn(pager.newer)).props("flat")
+                newer = ui.button("Newer", icon="chevron_left", on_click=lambda: turn(pager.newer)).props(
+                    "flat aria-label=Newer"
+                )
                 newer.set_enabled(len(pager.starts) > 1)
-                older = ui.button("Older", icon="chevron_right", on_click=lambda: turn(pager.older)).props("flat")
+                older = ui.button("Older", icon="chevron_right", on_click=lambda: turn(pager.older)).props(
+                    "flat aria-label=Older"
+                )
                 older.set_enabled(len(events) == PAGE)
 
     async def turn(move: Any) -> None:
@@ -132,11 +139,12 @@ async def audit_page() -> None:
     await show()
 
 
-def event_row(event: dict[str, Any]) -> None:
+def event_row(event: dict[str, Any], names: Directory) -> None:
+    target = names.of(event["target_type"], event["target_id"]) if event["target_id"] else ""
     title = (
         f"{event['at'][:19].replace('T', ' ')} · {event['actor']} · {event['action']} · "
-        f"{event['target_type']} {event['target_id'] or ''}"
-        + (f" · {event['workspace_id']}" if event["workspace_id"] else "")
+        f"{event['target_type']} {target}"
+        + (f" · {names.workspace(event['workspace_id'])}" if event["workspace_id"] else "")
     )
     with ui.expansion(title).classes("w-full border-b").mark(f"event-{event['id']}"):
         with ui.row().classes("w-full gap-4 no-wrap"):

@@ -8,6 +8,7 @@ Limits page. The networks a key may be used from are its key-scoped IP rules, ma
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -15,44 +16,58 @@ from nicegui import ui
 
 from sluice.identity.principal import PRIORITY_ORDER
 from sluice.web.client import GatewayClient
-from sluice.web.layout import attempt, confirm, csv_list, frame, set_field_error, transient_dialog
+from sluice.web.context import UiContext
+from sluice.web.layout import attempt, confirm, csv_list, frame, heading, set_field_error, transient_dialog
+from sluice.web.money import money
 from sluice.web.session import require, role_at_least
 from sluice.web.validation import cidr_problem, cidrs_problem, date_problem
 
 SPEND_DAYS = 30
 
 
-async def keys_page() -> None:
-    client = require("viewer")
+async def keys_page(context: UiContext) -> None:
+    client = require(context, "viewer")
     if client is None:
         return
     ui.page_title("Sluice · API keys")
-    frame("API keys")
-    keys = await attempt(lambda: client.admin("GET", "/keys")) or []
-    spend = await key_spend(client)
-    with ui.column().classes("w-full").mark("keys"):
-        for key in keys:
-            with ui.row().classes("items-center gap-3 w-full border-b py-1").mark(f"key-{key['name']}"):
-                ui.label(key["name"]).classes("w-48 font-medium")
-                ui.label(f"{key['prefix']}…").classes("font-mono")
-                ui.label(f"{key['role']} · {key['priority']}").classes("w-40")
-                ui.label(", ".join(key["allowed_models"]) if key["allowed_models"] else "all models").classes("w-48")
-                ui.label(f"last used {key['last_used_at'] or 'never'}").classes("text-sm")
-                ui.label(f"expires {key['expires_at'] or 'never'}").classes("text-sm")
-                ui.label(f"spent {spend.get(key['id'], 0.0):.4f} in {SPEND_DAYS} days").classes("text-sm").mark("spend")
-                if role_at_least("member"):
-                    ui.button("Edit", on_click=lambda k=key: edit_key(client, k)).props("dense flat")
+    frame(context, "API keys")
+    listing = ui.column().classes("w-full").mark("keys")
 
-                    async def revoke(key_id: str = key["id"]) -> None:
-                        if await attempt(lambda: client.admin("DELETE", f"/keys/{key_id}")) is not None:
-                            ui.navigate.to("/admin/keys")
+    async def show_keys() -> None:
+        keys = await attempt(lambda: client.admin("GET", "/keys")) or []
+        spend = await key_spend(client)
+        listing.clear()
+        with listing:
+            if not keys:
+                ui.label("No keys yet.").classes("text-gray-500")
+            for key in keys:
+                key_row(client, key, spend.get(key["id"], 0.0), context.currency)
 
-                    ui.button(
-                        "Revoke",
-                        on_click=lambda r=revoke, n=key["name"]: confirm(f"Revoke the key '{n}'?", r, "Revoke"),
-                    ).props("dense flat color=negative")
+    await show_keys()
     if role_at_least("member"):
-        key_form(client)
+        key_form(client, show_keys)
+
+
+def key_row(client: GatewayClient, key: dict[str, Any], spent: float, currency: str) -> None:
+    with ui.row().classes("items-center gap-3 w-full border-b py-1").mark(f"key-{key['name']}"):
+        ui.label(key["name"]).classes("w-48 font-medium")
+        ui.label(f"{key['prefix']}…").classes("font-mono")
+        ui.label(f"{key['role']} · {key['priority']}").classes("w-40")
+        ui.label(", ".join(key["allowed_models"]) if key["allowed_models"] else "all models").classes("w-48")
+        ui.label(f"last used {key['last_used_at'] or 'never'}").classes("text-sm")
+        ui.label(f"expires {key['expires_at'] or 'never'}").classes("text-sm")
+        ui.label(f"spent {money(spent, currency)} in {SPEND_DAYS} days").classes("text-sm").mark("spend")
+        if role_at_least("member"):
+            ui.button("Edit", on_click=lambda k=key: edit_key(client, k)).props("dense flat")
+
+            async def revoke(key_id: str = key["id"]) -> None:
+                if await attempt(lambda: client.admin("DELETE", f"/keys/{key_id}")) is not None:
+                    ui.navigate.to("/admin/keys")
+
+            ui.button(
+                "Revoke",
+                on_click=lambda r=revoke, n=key["name"]: confirm(f"Revoke the key '{n}'?", r, "Revoke"),
+            ).props("dense flat color=negative")
 
 
 async def key_spend(client: GatewayClient) -> dict[str, float]:
@@ -154,8 +169,8 @@ async def key_networks(client: GatewayClient, key: dict[str, Any], area: ui.colu
             ui.button("Add network", on_click=add)
 
 
-def key_form(client: GatewayClient) -> None:
-    ui.label("Create a key").classes("text-xl mt-4")
+def key_form(client: GatewayClient, refresh: Callable[[], Awaitable[None]]) -> None:
+    heading("Create a key", 2, "text-xl mt-4")
     with ui.row().classes("items-start gap-4"):
         name = ui.input("Name").props("id=key-name")
         models = ui.input("Allowed models (comma-separated, empty: all)")
@@ -182,6 +197,9 @@ def key_form(client: GatewayClient) -> None:
         with shown, ui.card().classes("bg-amber-50 dark:bg-amber-900"):
             ui.label("Copy this key now: it is not shown again.").classes("font-semibold")
             secret = ui.label(created["key"]).classes("font-mono").props("id=new-key")
-            ui.button("Copy", icon="content_copy", on_click=lambda: ui.clipboard.write(secret.text)).props("dense")
+            ui.button("Copy", icon="content_copy", on_click=lambda: ui.clipboard.write(secret.text)).props(
+                "dense aria-label=Copy"
+            )
+        await refresh()  # the new key is listed at once (its secret only in the box above)
 
     ui.button("Create key", on_click=create).props("id=create-key")

@@ -1,5 +1,7 @@
 """Admin page for limits and budgets: a key's, user's or workspace's limits and spend, and the role defaults.
 
+Keys, users and workspaces are picked by name (a user by email, a key by name and prefix), typed to filter.
+
 The page shows the limits admission applies and where they come from (stored here, the configuration, a role's
 default, the scope type's default, or none), as ``GET /admin/v1/limits/…`` resolves them; admins store new ones
 or clear the stored ones, after which the next source applies again.
@@ -13,11 +15,21 @@ from nicegui import ui
 
 from sluice.config import LIMIT_ROLES
 from sluice.web.client import GatewayClient
-from sluice.web.layout import attempt, frame
+from sluice.web.context import UiContext
+from sluice.web.layout import attempt, frame, heading
+from sluice.web.money import money
+from sluice.web.names import load_directory
 from sluice.web.session import require, role_at_least
 
 FIELDS = ("rpm", "tpm", "concurrent", "budget")
+FIELD_LABELS = {
+    "rpm": "Requests per minute",
+    "tpm": "Tokens per minute",
+    "concurrent": "Concurrent requests",
+    "budget": "Budget (money per period)",
+}
 SCOPES = ("key", "user", "workspace", "role")
+LABELS = {"key": "Key", "user": "User (email)", "workspace": "Workspace"}
 
 
 def source_text(limits: dict[str, Any]) -> str:
@@ -45,24 +57,36 @@ def limits_body(inputs: dict[str, Any], period: str) -> dict[str, Any]:
     return body
 
 
-async def limits_page() -> None:
-    client = require("owner")
+async def limits_page(context: UiContext) -> None:
+    client = require(context, "owner")
     if client is None:
         return
     ui.page_title("Sluice · Limits and budgets")
-    frame("Limits and budgets")
+    frame(context, "Limits and budgets")
+    names = await load_directory(client)
+    choices = {"key": names.keys, "user": names.users, "workspace": names.workspaces}
     with ui.row().classes("items-end gap-3"):
         scope = ui.select(list(SCOPES), value="key", label="Scope").classes("w-36").mark("limits-scope")
-        ident = ui.input("Id").mark("limits-id")
+        # picked by name (a user by email, a key by name and prefix), typed to filter
+        ident = ui.select(choices["key"], label="Key", with_input=True).classes("w-80").mark("limits-id")
         role = ui.select(list(LIMIT_ROLES), value="member", label="Role").classes("w-36").mark("limits-role")
-    ident.bind_visibility_from(scope, "value", backward=lambda v: v != "role")
-    role.bind_visibility_from(scope, "value", backward=lambda v: v == "role")
+        ui.button("Load", on_click=lambda: load())
     area = ui.column()
+
+    def follow_scope() -> None:
+        ident.set_options(choices.get(str(scope.value), {}), value=None)
+        ident.props["label"] = LABELS.get(str(scope.value), "Id")
+        ident.update()
+        ident.set_visibility(scope.value != "role")
+        role.set_visibility(scope.value == "role")
 
     def path() -> str:
         return f"/limits/roles/{role.value}" if scope.value == "role" else f"/limits/{scope.value}/{ident.value}"
 
     async def load() -> None:
+        if scope.value != "role" and not ident.value:
+            area.clear()
+            return
         limits = await attempt(lambda: client.admin("GET", path()), {"id": ident})
         spend = None
         if limits is not None and scope.value != "role":  # a role has no spend of its own
@@ -73,25 +97,36 @@ async def limits_page() -> None:
                 what = (
                     f"The default of the role {role.value}"
                     if scope.value == "role"
-                    else f"The {scope.value} {ident.value}"
+                    else f"The {scope.value} {names.of(str(scope.value), str(ident.value))}"
                 )
-                ui.label(what).classes("text-lg").mark("limits-of")
-                _show(client, limits, spend, path(), load)
+                heading(what, 2, "text-lg").mark("limits-of")
+                _show(client, limits, spend, path(), load, context.currency)
 
-    ui.button("Load", on_click=load)
+    scope.on_value_change(follow_scope)
+    ident.on_value_change(load)
+    role.on_value_change(load)
+    follow_scope()
 
 
-def _show(client: GatewayClient, limits: dict[str, Any], spend: dict[str, Any] | None, path: str, reload: Any) -> None:
+def _show(
+    client: GatewayClient,
+    limits: dict[str, Any],
+    spend: dict[str, Any] | None,
+    path: str,
+    reload: Any,
+    currency: str,
+) -> None:
     ui.label(source_text(limits)).mark("limits-source")
     if spend:
-        budget = spend["budget"]
-        ui.label(
-            f"Spent {spend['spent']:.6f} this {spend['period']}"
-            + (f" of {budget:g} ({spend['remaining']:.6f} left)" if budget is not None else "")
-        )
-    inputs = {name: ui.number(name, value=limits.get(name)).mark(f"limit-{name}") for name in FIELDS}
-    period = ui.select(["day", "week", "month"], value=limits.get("period", "month"), label="period")
+        ui.label(spend_text(spend, currency)).mark("limits-spend")
+    inputs = {name: ui.number(FIELD_LABELS[name], value=limits.get(name)).mark(f"limit-{name}") for name in FIELDS}
+    period = ui.select(["day", "week", "month"], value=limits.get("period", "month"), label="Budget period").classes(
+        "w-40"
+    )
     if not role_at_least("admin"):
+        for field in inputs.values():
+            field.disable()
+        period.disable()
         return
 
     async def save() -> None:
@@ -109,3 +144,12 @@ def _show(client: GatewayClient, limits: dict[str, Any], spend: dict[str, Any] |
         ui.button("Save limits", on_click=save)
         if limits.get("source") == "stored":
             ui.button("Clear stored limits", on_click=clear).props("flat")
+
+
+def spend_text(spend: dict[str, Any], currency: str) -> str:
+    """'Spent $1.20 this month of $5 ($3.80 left)'."""
+    budget = spend.get("budget")
+    text = f"Spent {money(spend['spent'], currency)} this {spend['period']}"
+    if budget is not None:
+        text += f" of {money(budget, currency)} ({money(spend['remaining'], currency)} left)"
+    return text

@@ -9,60 +9,118 @@ from __future__ import annotations
 
 from typing import Any
 
-from nicegui import ui
+from nicegui import app, ui
 
 from sluice.web.client import GatewayClient
-from sluice.web.layout import attempt, confirm, frame, table
+from sluice.web.context import UiContext
+from sluice.web.layout import attempt, confirm, frame, heading, table
+from sluice.web.money import money
 from sluice.web.session import require
 
 KINDS = ["openai", "anthropic", "ollama", "azure", "gemini", "mock"]
 
 
-async def models_page() -> None:
-    client = require("admin")
+TESTS = "provider_tests"  # user storage: the last connection test of each provider, as this admin saw it
+
+
+def health_text(deployment: dict[str, Any], failed_test: str | None) -> str:
+    """What the page says of a deployment's health: a failed connection test or an open circuit is never
+    'healthy', whatever the last active health check said."""
+    if failed_test is not None:
+        return f"connection test failed: {failed_test}"
+    if deployment["circuit"] == "open":
+        return "unhealthy (circuit open)"
+    if not deployment["healthy"]:
+        return "unhealthy"
+    return "healthy"
+
+
+def price_text(deployment: dict[str, Any], currency: str) -> str:
+    if not deployment["price_input"] and not deployment["price_output"]:
+        return "free"
+    return (
+        f"{money(deployment['price_input'], currency)} in / {money(deployment['price_output'], currency)} out"
+        " per 1M tokens"
+    )
+
+
+async def models_page(context: UiContext) -> None:
+    client = require(context, "admin")
     if client is None:
         return
     ui.page_title("Sluice · Models")
-    frame("Models and deployments")
+    frame(context, "Models and deployments")
     models = await attempt(lambda: client.admin("GET", "/models")) or []
-    rows = [
-        {
-            "model": m["name"],
-            "source": m["source"],
-            "deployment": d["id"],
-            "healthy": d["healthy"],
-            "circuit": d["circuit"],
-            "in_flight": d["in_flight"],
-            "last_error": d["last_error"] or "",
-        }
-        for m in models
-        for d in m["deployments"]
-    ]
-    table(rows, ["model", "source", "deployment", "healthy", "circuit", "in_flight", "last_error"], key="deployment")
+    providers = await attempt(lambda: client.admin("GET", "/providers")) or []
+    tests: dict[str, dict[str, Any]] = app.storage.user.setdefault(TESTS, {})
+    shown = table(
+        [], ["model", "source", "deployment", "health", "circuit", "in_flight", "price", "last_error"], key="deployment"
+    )
+    shown.mark("deployments")
+
+    def fill() -> None:
+        def failure(provider: str) -> str | None:
+            found = tests.get(provider)
+            return None if found is None or found["ok"] else str(found["error"])
+
+        shown.rows = [
+            {
+                "model": m["name"],
+                "source": m["source"],
+                "deployment": d["id"],
+                "health": health_text(d, failure(d["provider"])),
+                "circuit": d["circuit"],
+                "in_flight": d["in_flight"],
+                "price": price_text(d, context.currency),
+                "last_error": d["last_error"] or "",
+            }
+            for m in models
+            for d in m["deployments"]
+        ]
+        shown.update()
+
+    fill()
     for model in [m for m in models if m["source"] == "stored"]:
         stored_model_row(client, model)
-    providers = await attempt(lambda: client.admin("GET", "/providers")) or []
-    ui.label("Providers").classes("text-xl mt-4")
+    heading("Providers", 2, "text-xl mt-4")
     for provider in providers:
-        with ui.row().classes("items-center gap-3 border-b py-1"):
+        with ui.row().classes("items-center gap-3 border-b py-1").mark(f"provider-{provider['name']}"):
             ui.label(provider["name"]).classes("w-40 font-medium")
             ui.label(f"{provider['kind']} · {provider['base_url'] or 'default URL'}").classes("w-96")
             ui.label("key set" if provider["api_key_set"] else "no key").classes("text-sm")
             ui.label(provider["source"]).classes("text-sm")
-            ui.button("Test connection", on_click=lambda n=provider["name"]: test(client, n)).props("dense flat")
+            last = tests.get(provider["name"])
+            verdict = ui.label(test_text(last)).classes("text-sm").mark("provider-test")
+
+            async def run(name: str = provider["name"], label: ui.label = verdict) -> None:
+                outcome = await test(client, name)
+                if outcome is not None:
+                    tests[name] = outcome
+                    app.storage.user[TESTS] = tests
+                    label.set_text(test_text(outcome))
+                    fill()
+
+            ui.button(f"Test connection to {provider['name']}", on_click=run).props("dense flat no-caps")
     provider_form(client)
     model_form(client, [p["name"] for p in providers])
 
 
-async def test(client: GatewayClient, name: str) -> None:
+def test_text(outcome: dict[str, Any] | None) -> str:
+    if outcome is None:
+        return "not tested"
+    return "last test: reachable" if outcome["ok"] else f"last test failed: {outcome['error']}"
+
+
+async def test(client: GatewayClient, name: str) -> dict[str, Any] | None:
     result = await attempt(lambda: client.admin("POST", f"/providers/{name}/test"))
     if result is None:
-        return
+        return None
     if result["ok"]:
         count = len(result["models"] or [])
         ui.notify(f"{name}: reachable in {result['latency_ms']:.0f} ms, {count} models listed.", type="positive")
     else:
         ui.notify(f"{name}: {result['error']}", type="negative", multi_line=True)
+    return {"ok": bool(result["ok"]), "error": result["error"]}
 
 
 def stored_model_row(client: GatewayClient, model: dict[str, Any]) -> None:
@@ -81,15 +139,15 @@ def stored_model_row(client: GatewayClient, model: dict[str, Any]) -> None:
                     ui.navigate.to("/admin/models")
 
             label = f"{'disable' if enabled else 'enable'} {deployment['provider']}/{deployment.get('model') or ''}"
-            ui.button(label, on_click=toggle).props("dense flat")
+            ui.button(f"{label} of {model['name']}", on_click=toggle).props("dense flat no-caps")
 
         async def remove(name: str = model["name"]) -> None:
             if await attempt(lambda: client.admin("DELETE", f"/models/{name}")) is not None:
                 ui.navigate.to("/admin/models")
 
-        ui.button("Delete", on_click=lambda: confirm(f"Delete the model {model['name']}?", remove, "Delete")).props(
-            "dense flat color=negative"
-        )
+        ui.button(
+            f"Delete {model['name']}", on_click=lambda: confirm(f"Delete the model {model['name']}?", remove, "Delete")
+        ).props("dense flat no-caps color=negative")
 
 
 def provider_form(client: GatewayClient) -> None:

@@ -1,4 +1,6 @@
-"""Admin pages for operations: overview, usage (with CSV export), queues."""
+"""Admin pages for operations: the overview (totals, charts, top spenders, live queues) and the queues.
+
+Money is shown as money in the gateway's currency; users, keys and workspaces by name (see ``names.py``)."""
 
 from __future__ import annotations
 
@@ -7,89 +9,81 @@ from typing import Any
 
 from nicegui import ui
 
-from sluice.web.client import ADMIN, GatewayClient, error_of
-from sluice.web.layout import attempt, frame, show_error, table
-from sluice.web.session import require, role_at_least
-
-
-def series_chart(rows: list[dict[str, Any]], title: str) -> None:
-    """Requests, tokens, cost and error rate, with p50/p95 latency on their own axis (ms)."""
-    days = [r["bucket"] for r in rows]
-    errors = [round(100 * r["errors"] / r["requests"], 2) if r["requests"] else 0 for r in rows]
-    ui.echart(
-        {
-            "title": {"text": title, "textStyle": {"fontSize": 14}},
-            "tooltip": {"trigger": "axis"},
-            "legend": {"bottom": 0},
-            "grid": {"right": 110},
-            "xAxis": {"type": "category", "data": days},
-            "yAxis": [
-                {"type": "value"},
-                {"type": "value", "name": "%"},
-                {"type": "value", "name": "ms", "offset": 50},
-            ],
-            "series": [
-                {"name": "requests", "type": "bar", "data": [r["requests"] for r in rows]},
-                {"name": "tokens", "type": "line", "data": [r["prompt_tokens"] + r["completion_tokens"] for r in rows]},
-                {"name": "cost", "type": "line", "data": [r["cost_nanos"] / 1e9 for r in rows]},
-                {"name": "error rate", "type": "line", "yAxisIndex": 1, "data": errors},
-                {"name": "p50 latency", "type": "line", "yAxisIndex": 2, "data": latency_points(rows, "p50")},
-                {"name": "p95 latency", "type": "line", "yAxisIndex": 2, "data": latency_points(rows, "p95")},
-            ],
-        }
-    ).classes("w-full h-80")
-
+from sluice.web.charts import filled, usage_charts
+from sluice.web.client import GatewayClient
+from sluice.web.context import UiContext
+from sluice.web.layout import attempt, frame, heading, table
+from sluice.web.money import money
+from sluice.web.names import load_directory
+from sluice.web.session import require
 
 OVERVIEW_SPANS = {"30 days, per day": ("day", 30 * 24), "48 hours, per hour": ("hour", 48)}
+NOT_COUNTED = "Calls listing models or asking for a queue place are not counted; a stopped answer is not a failure."
+TOP_KINDS = (("model", "models"), ("user", "users"), ("key", "keys"))
 
 
 def _z(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def latency_points(rows: list[dict[str, Any]], which: str) -> list[float | None]:
-    """One latency per bucket; None (a gap in the line) where a bucket had no successful request."""
-    return [r.get(f"latency_{which}_ms") for r in rows]
+def totals_cards(totals: dict[str, Any], currency: str, span: str) -> None:
+    with ui.row().classes("gap-4"):
+        for label, value in (
+            (f"requests ({span})", f"{totals.get('requests', 0):,}"),
+            ("failed", f"{totals.get('errors', 0):,}"),
+            ("tokens", f"{totals.get('prompt_tokens', 0) + totals.get('completion_tokens', 0):,}"),
+            ("cost", money(totals.get("cost", 0), currency)),
+        ):
+            with ui.card().classes("min-w-32"):
+                ui.label(value).classes("text-2xl font-bold")
+                ui.label(label).classes("text-sm text-gray-500")
 
 
-async def overview_page() -> None:
-    client = require("owner")
+async def overview_page(context: UiContext) -> None:
+    client = require(context, "owner")
     if client is None:
         return
     ui.page_title("Sluice · Overview")
-    frame("Overview")
+    frame(context, "Overview")
+    names = await load_directory(client)
     totals = await attempt(lambda: client.admin("GET", "/usage")) or {}
-    with ui.row().classes("gap-4"):
-        for label, value in (
-            ("requests (30 days)", totals.get("requests", 0)),
-            ("errors", totals.get("errors", 0)),
-            ("tokens", totals.get("prompt_tokens", 0) + totals.get("completion_tokens", 0)),
-            ("cost", f"{totals.get('cost', 0):.4f}"),
-        ):
-            with ui.card():
-                ui.label(str(value)).classes("text-2xl font-bold")
-                ui.label(label).classes("text-sm text-gray-500")
+    totals_cards(totals, context.currency, "30 days")
+    ui.label(
+        "Calls listing models or asking for a queue place are not counted; a stopped answer is not a failure."
+    ).classes("text-xs text-gray-500")
     span = ui.toggle(list(OVERVIEW_SPANS), value="30 days, per day").mark("overview-span")
     chart = ui.column().classes("w-full")
 
     async def draw() -> None:
         granularity, hours = OVERVIEW_SPANS[str(span.value)]
         end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-        params = {"granularity": granularity, "start": _z(end - timedelta(hours=hours)), "end": _z(end)}
+        if granularity == "day":
+            end = datetime.combine(end.date() + timedelta(days=1), datetime.min.time(), UTC)
+        start = end - timedelta(hours=hours)
+        params = {"granularity": granularity, "start": _z(start), "end": _z(end)}
         series = await attempt(lambda: client.admin("GET", "/usage/series", params=params)) or []
         chart.clear()
         with chart:
-            series_chart(series, f"Requests, tokens, cost, error rate and p50/p95 latency per {granularity}")
+            usage_charts(filled(series, granularity, start, end), context.currency, granularity)
 
     span.on_value_change(draw)
     await draw()
     with ui.row().classes("w-full gap-4"):
-        for by in ("model", "user", "key"):
+        for by, plural in TOP_KINDS:
             top = await attempt(_top(client, by)) or []
+            rows = [
+                {
+                    "name": names.of(by, r["id"]),
+                    "requests": r["requests"],
+                    "tokens": r["prompt_tokens"] + r["completion_tokens"],
+                    "cost": money(r["cost_nanos"] / 1e9, context.currency),
+                }
+                for r in top
+            ]
             with ui.column().classes("grow"):
-                ui.label(f"Top {by}s by cost").classes("font-semibold")
-                table(top, ["id", "requests", "prompt_tokens", "completion_tokens", "cost_nanos"])
-    ui.label("Live queues").classes("text-xl mt-4")
+                heading(f"Top {plural} by cost", 2, "font-semibold text-base")
+                table(rows, ["name", "requests", "tokens", "cost"], key="name").mark(f"top-{by}")
+    heading("Live queues", 2, "text-xl mt-4")
     await queues_panel(client)
 
 
@@ -138,73 +132,10 @@ async def queues_panel(client: GatewayClient) -> None:
     ui.timer(2.0, refresh)
 
 
-async def queues_page() -> None:
-    client = require("owner")
+async def queues_page(context: UiContext) -> None:
+    client = require(context, "owner")
     if client is None:
         return
     ui.page_title("Sluice · Queues")
-    frame("Queues (live, refreshed every 2 s)")
+    frame(context, "Queues (live, refreshed every 2 s)")
     await queues_panel(client)
-
-
-async def usage_page() -> None:
-    client = require("viewer")
-    if client is None:
-        return
-    ui.page_title("Sluice · Usage")
-    frame("Usage")
-    today = datetime.now(UTC).date()
-    with ui.row().classes("items-end gap-3"):
-        start = ui.input("From (YYYY-MM-DD)", value=str(today - timedelta(days=29)))
-        end = ui.input("To (YYYY-MM-DD)", value=str(today))
-        workspace = ui.input("Workspace id") if role_at_least("admin") else None
-        user = ui.input("User id")
-        key = ui.input("Key id")
-        model = ui.input("Model")
-        group = ui.select(["model", "key", "user", "workspace"], value="model", label="Group by").classes("w-36")
-    area = ui.column().classes("w-full")
-
-    def params() -> dict[str, str]:
-        out = {"start": f"{start.value}T00:00:00Z", "end": f"{_next_day(end.value)}T00:00:00Z"}
-        for name, element in (("workspace_id", workspace), ("user_id", user), ("key_id", key), ("model", model)):
-            if element is not None and element.value:
-                out[name] = element.value.strip()
-        return out
-
-    async def show() -> None:
-        totals = await attempt(lambda: client.admin("GET", "/usage", params=params()))
-        daily = {**params(), "granularity": "day"}
-        overall = await attempt(lambda: client.admin("GET", "/usage/series", params=daily))
-        rows = await attempt(lambda: client.admin("GET", "/usage/series", params={**daily, "group_by": group.value}))
-        area.clear()
-        if totals is None or rows is None or overall is None:
-            return
-        with area:
-            ui.label(
-                f"{totals['requests']} requests, {totals['errors']} errors, "
-                f"{totals['prompt_tokens'] + totals['completion_tokens']} tokens, cost {totals['cost']:.6f}"
-            ).props("id=usage-totals")
-            series_chart(overall, "Per day")
-            for row in rows:
-                row["row"] = f"{row['bucket']}/{row['group']}"
-            columns = ["bucket", "group", "requests", "errors", "prompt_tokens", "completion_tokens", "cost_nanos"]
-            table(rows, [*columns, "latency_p50_ms", "latency_p95_ms"], key="row").mark("usage-table")
-
-    async def export() -> None:
-        response = await client.request("GET", f"{ADMIN}/usage/export.csv", params=params())
-        if response.status_code != 200:
-            show_error(error_of(response))
-            return
-        ui.download(response.content, "usage.csv", "text/csv")
-
-    with ui.row():
-        ui.button("Show", on_click=show).props("id=usage-show")
-        ui.button("Export CSV", icon="download", on_click=export).props("flat")
-    await show()
-
-
-def _next_day(value: str | None) -> str:
-    try:
-        return str(datetime.strptime((value or "").strip(), "%Y-%m-%d").date() + timedelta(days=1))
-    except ValueError:
-        return str(datetime.now(UTC).date() + timedelta(days=1))

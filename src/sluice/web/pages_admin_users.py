@@ -2,7 +2,8 @@
 
 Every list and action is the admin REST API's, called with the signed-in user's token: a workspace owner sees and
 manages only their own workspace's members (never granting a role above theirs), gateway admins pick any
-workspace, approve, disable and edit users (admin flag, priority class) and edit or disable workspaces.
+workspace, approve, disable and edit users (admin flag, priority class, password sign-in) and edit or disable
+workspaces.
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ from nicegui import ui
 
 from sluice.identity.principal import PRIORITY_ORDER
 from sluice.web.client import GatewayClient
-from sluice.web.layout import attempt, clear_errors, confirm, csv_list, frame, set_field_error, transient_dialog
+from sluice.web.context import UiContext
+from sluice.web.layout import (
+    attempt,
+    clear_errors,
+    confirm,
+    csv_list,
+    frame,
+    heading,
+    set_field_error,
+    transient_dialog,
+)
 from sluice.web.session import me, require, role_at_least
 
 WORKSPACE_ROLES = ["owner", "member", "viewer"]
@@ -23,18 +34,18 @@ NO_CLASS = "(none: the default)"
 Refresh = Callable[[], Awaitable[None]]
 
 
-async def users_page() -> None:
-    client = require("owner")
+async def users_page(context: UiContext) -> None:
+    client = require(context, "owner")
     if client is None:
         return
     ui.page_title("Sluice · Users")
-    frame("Users")
+    frame(context, "Users")
     admin = role_at_least("admin")
     workspaces = await attempt(lambda: client.admin("GET", "/workspaces")) or []
     own = str(me().get("workspace_id") or "default")
     with ui.row().classes("items-end gap-4"):
         search = ui.input("Search by email").classes("w-80").mark("user-search")
-        choices = {w["id"]: f"{w['name']} ({w['id']})" for w in workspaces} or {own: own}
+        choices = {w["id"]: w["name"] for w in workspaces} or {own: own}
         workspace = (
             ui.select(choices, value=own if own in choices else next(iter(choices)), label="Workspace")
             .classes("w-72")
@@ -42,25 +53,32 @@ async def users_page() -> None:
         )
         if not admin:
             workspace.disable()  # owners manage their own workspace only; the API would refuse any other
-    ui.label("Members").classes("text-xl mt-2")
+    heading("Members", 2, "text-xl mt-2")
     members_area = ui.column().classes("w-full").mark("members")
-    ui.label("Users" if admin else "Users of this workspace").classes("text-xl mt-4")
+    heading("Users" if admin else "Users of this workspace", 2, "text-xl mt-4")
     users_area = ui.column().classes("w-full").mark("users")
 
     async def refresh() -> None:
         users = await attempt(lambda: client.admin("GET", "/users")) or []
-        await show_members(client, str(workspace.value), users, members_area, refresh)
+        name = choices.get(str(workspace.value), str(workspace.value))
+        await show_members(client, str(workspace.value), name, users, members_area, refresh)
         show_users(client, users, search.value or "", users_area, refresh)
 
     search.on_value_change(refresh)
     workspace.on_value_change(refresh)
     await refresh()
     if admin:
+        create_user_form(client, choices, refresh)
         await workspaces_panel(client, workspaces)
 
 
 async def show_members(
-    client: GatewayClient, workspace_id: str, users: list[dict[str, Any]], area: ui.column, refresh: Refresh
+    client: GatewayClient,
+    workspace_id: str,
+    workspace_name: str,
+    users: list[dict[str, Any]],
+    area: ui.column,
+    refresh: Refresh,
 ) -> None:
     members = await attempt(lambda: client.admin("GET", f"/workspaces/{workspace_id}/members"))
     area.clear()
@@ -91,7 +109,7 @@ async def show_members(
                 ui.button(
                     "Remove",
                     on_click=lambda r=remove, e=member["email"]: confirm(
-                        f"Remove {e} from {workspace_id}?", r, "Remove"
+                        f"Remove {e} from {workspace_name}?", r, "Remove"
                     ),
                 ).props("dense flat color=negative")
         if role_at_least("admin"):
@@ -126,12 +144,13 @@ def show_users(
         for user in [u for u in users if needle.lower() in u["email"].lower()]:
             with ui.row().classes("items-center gap-3 w-full border-b py-1").mark(f"user-{user['email']}"):
                 ui.label(user["email"]).classes("w-72")
-                ui.label(user["id"]).classes("font-mono text-xs w-56")
                 ui.badge(user["status"], color="orange" if user["status"] == "pending" else "green")
                 if user["is_admin"]:
                     ui.badge("admin")
                 if user["priority"]:
                     ui.badge(user["priority"], color="blue")
+                if not user.get("password_login", True):
+                    ui.badge("single sign-on only", color="grey")
                 if role_at_least("admin"):
                     user_actions(client, user, refresh)
 
@@ -157,17 +176,23 @@ def user_actions(client: GatewayClient, user: dict[str, Any], refresh: Refresh) 
 
 
 def edit_user(client: GatewayClient, user: dict[str, Any], refresh: Refresh) -> None:
-    """The gateway-wide fields of a user: the admin flag and the priority class (admins only, as the API rules)."""
+    """The gateway-wide fields of a user: the admin flag, the priority class and password sign-in (admins only, as
+    the API rules)."""
     with transient_dialog() as dialog, ui.card().classes("w-96").mark("edit-user"):
         ui.label(f"Edit {user['email']}").classes("font-semibold")
         is_admin = ui.checkbox("Gateway admin", value=bool(user["is_admin"]))
         priority = ui.select(
             [NO_CLASS, *PRIORITY_ORDER], value=user["priority"] or NO_CLASS, label="Priority class"
         ).classes("w-full")
-        fields = {"is_admin": is_admin, "priority": priority}
+        password_login = ui.checkbox("Password sign-in", value=bool(user.get("password_login", True)))
+        fields = {"is_admin": is_admin, "priority": priority, "password_login": password_login}
 
         async def save() -> None:
-            body = {"is_admin": is_admin.value, "priority": None if priority.value == NO_CLASS else priority.value}
+            body = {
+                "is_admin": is_admin.value,
+                "priority": None if priority.value == NO_CLASS else priority.value,
+                "password_login": password_login.value,
+            }
             if await attempt(lambda: client.admin("PATCH", f"/users/{user['id']}", json=body), fields):
                 dialog.close()
                 await refresh()
@@ -176,6 +201,39 @@ def edit_user(client: GatewayClient, user: dict[str, Any], refresh: Refresh) -> 
             ui.button("Save", on_click=save)
             ui.button("Cancel", on_click=dialog.close).props("flat")
     dialog.open()
+
+
+def create_user_form(client: GatewayClient, workspaces: dict[str, str], refresh: Refresh) -> None:
+    """Admins create an account (email, workspace, role); the person sets a password through a one-time link."""
+    heading("Create a user", 2, "text-xl mt-4")
+    with ui.row().classes("items-start gap-3"):
+        email = ui.input("Email").props("type=email").classes("w-72").mark("new-user-email")
+        workspace = ui.select(workspaces, value=next(iter(workspaces), None), label="Workspace").classes("w-56")
+        role = ui.select(WORKSPACE_ROLES, value="member", label="Role").classes("w-36")
+    fields = {"email": email, "workspace_id": workspace, "role": role}
+    shown = ui.column()
+
+    async def create() -> None:
+        body = {"email": (email.value or "").strip(), "workspace_id": workspace.value, "role": role.value}
+        created = await attempt(lambda: client.admin("POST", "/users", json=body), fields)
+        if not created:
+            return
+        email.set_value("")
+        link = created["password_reset"]["ui_path"]
+        shown.clear()
+        with shown, ui.card().classes("bg-amber-50 dark:bg-amber-900").mark("new-user-link"):
+            ui.label(
+                f"Send this link to {created['user']['email']}: it sets their password (single use, shown once)."
+            ).classes("font-semibold")
+            ui.label(link).classes("font-mono text-sm").props("id=new-user-link")
+            ui.button(
+                "Copy link",
+                icon="content_copy",
+                on_click=lambda: ui.run_javascript(f"navigator.clipboard.writeText(window.location.origin + {link!r})"),
+            ).props("dense aria-label='Copy link'")
+        await refresh()  # the new user is listed at once
+
+    ui.button("Create user", on_click=create).props("id=create-user")
 
 
 async def reset_link(client: GatewayClient, user: dict[str, Any]) -> None:
@@ -190,17 +248,16 @@ async def reset_link(client: GatewayClient, user: dict[str, Any]) -> None:
             "Copy link",
             icon="content_copy",
             on_click=lambda: ui.run_javascript(f"navigator.clipboard.writeText(window.location.origin + {path!r})"),
-        )
+        ).props("aria-label='Copy link'")
         ui.button("Close", on_click=dialog.close).props("flat")
     dialog.open()
 
 
 async def workspaces_panel(client: GatewayClient, workspaces: list[dict[str, Any]]) -> None:
-    ui.label("Workspaces").classes("text-xl mt-4")
+    heading("Workspaces", 2, "text-xl mt-4")
     for ws in workspaces:
         with ui.row().classes("items-center gap-3 w-full border-b py-1").mark(f"workspace-{ws['id']}"):
             ui.label(ws["name"]).classes("w-48 font-medium")
-            ui.label(ws["id"]).classes("font-mono text-xs w-56")
             ui.badge("disabled" if ws["disabled"] else "active", color="red" if ws["disabled"] else "green")
             ui.label(ws["priority"] or "default class").classes("text-sm w-32")
             ui.label(", ".join(ws["allowed_models"]) if ws["allowed_models"] else "all models").classes("text-sm")
@@ -233,7 +290,7 @@ async def set_disabled(client: GatewayClient, ws: dict[str, Any], disabled: bool
 
 def edit_workspace(client: GatewayClient, ws: dict[str, Any]) -> None:
     with transient_dialog() as dialog, ui.card().classes("w-96").mark("edit-workspace"):
-        ui.label(f"Edit workspace {ws['id']}").classes("font-semibold")
+        ui.label(f"Edit workspace {ws['name']}").classes("font-semibold")
         name = ui.input("Name", value=ws["name"]).classes("w-full")
         priority = ui.select(
             [NO_CLASS, *PRIORITY_ORDER], value=ws["priority"] or NO_CLASS, label="Priority class"

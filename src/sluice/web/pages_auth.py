@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 from nicegui import ui
 
 from sluice.web.client import ADMIN, ApiError, error_of
-from sluice.web.layout import attempt, clear_errors, frame, show_error
-from sluice.web.session import context, forget, gateway, require, sign_in
+from sluice.web.context import UiContext
+from sluice.web.layout import attempt, clear_errors, frame, heading, page_head, show_error
+from sluice.web.pages_sso import sso_buttons, sso_state
+from sluice.web.session import forget, gateway, require, sign_in
 
 
-def index() -> None:
-    ui.navigate.to("/chat" if gateway() is not None else "/login")
+def index(context: UiContext) -> None:
+    ui.navigate.to("/chat" if gateway(context) is not None else "/login")
 
 
-def login_page() -> None:
+async def gateway_state(context: UiContext) -> dict[str, Any]:
+    """Whether sign-up is offered and whether the first admin is still to be made (``GET /admin/v1/setup``)."""
+    try:
+        response = await context.http().get(f"{ADMIN}/setup")
+    except httpx.HTTPError:
+        return {}
+    return dict(response.json()) if response.status_code == 200 else {}
+
+
+async def login_page(context: UiContext, sso_error: str = "") -> None:
     ui.page_title("Sluice · Sign in")
-    with ui.card().classes("absolute-center w-96"):
-        ui.label("Sign in to Sluice").classes("text-xl font-semibold")
+    page_head()
+    state = await gateway_state(context)
+    if state.get("admin_setup"):
+        ui.navigate.to("/setup")  # nobody could sign in yet: the first admin comes first
+        return
+    sso = await sso_state(context)
+    with ui.card().classes("absolute-center w-96 max-w-[95vw]"):
+        heading("Sign in to Sluice", 1, "text-xl font-semibold")
+        if not sso.get("password_login", True):  # single sign-on only
+            sso_buttons(sso, sso_error[:500])
+            return
         email = ui.input("Email").props("autofocus type=email autocomplete=username").classes("w-full").mark("email")
         password = (
             ui.input("Password", password=True, password_toggle_button=True)
@@ -33,7 +56,7 @@ def login_page() -> None:
                 show_error(ApiError(400, "Enter your email and password.", field="email"), fields)
                 return
             try:
-                await sign_in(email.value, password.value, workspace.value or None)
+                await sign_in(context, email.value, password.value, workspace.value or None)
             except ApiError as exc:
                 if exc.code == "pending":
                     ui.navigate.to("/pending")
@@ -44,14 +67,25 @@ def login_page() -> None:
 
         password.on("keydown.enter", submit)
         ui.button("Sign in", on_click=submit).classes("w-full").props("id=sign-in")
-        ui.link("Create an account", "/register")
+        if state.get("registration", "closed") != "closed":  # closed: accounts come from admins only
+            ui.link("Create an account", "/register")
+        sso_buttons(sso, sso_error[:500])
 
 
-def register_page() -> None:
+async def register_page(context: UiContext) -> None:
     ui.page_title("Sluice · Create an account")
-    with ui.card().classes("absolute-center w-96"):
-        ui.label("Create an account").classes("text-xl font-semibold")
-        ui.label("With an invitation token, or ask for access if this gateway takes requests.").classes("text-sm")
+    page_head()
+    state = await gateway_state(context)
+    with ui.card().classes("absolute-center w-96 max-w-[95vw]"):
+        heading("Create an account", 1, "text-xl font-semibold")
+        if state.get("registration", "closed") == "closed":
+            ui.label("This gateway does not take sign-ups: ask an administrator for an account.").mark("closed")
+            ui.link("Back to sign-in", "/login")
+            return
+        if state.get("registration") == "invite":
+            ui.label("You need the invitation token someone sent you.").classes("text-sm")
+        else:
+            ui.label("An administrator approves new accounts (or use an invitation token).").classes("text-sm")
         email = ui.input("Email").props("type=email autocomplete=username").classes("w-full")
         password = (
             ui.input("Password (8+ characters)", password=True, password_toggle_button=True)
@@ -66,7 +100,7 @@ def register_page() -> None:
             body = {"email": email.value, "password": password.value}
             if invite.value:
                 body["invite_token"] = invite.value.strip()
-            response = await context().client_http().post(f"{ADMIN}/auth/register", json=body)
+            response = await context.http().post(f"{ADMIN}/auth/register", json=body)
             if response.status_code != 201:
                 show_error(error_of(response), fields)
                 return
@@ -80,20 +114,21 @@ def register_page() -> None:
         ui.link("I have an account", "/login")
 
 
-def pending_page() -> None:
+def pending_page(_context: UiContext) -> None:
     ui.page_title("Sluice · Waiting for approval")
-    with ui.card().classes("absolute-center w-96"):
-        ui.label("Waiting for approval").classes("text-xl font-semibold")
+    page_head()
+    with ui.card().classes("absolute-center w-96 max-w-[95vw]"):
+        heading("Waiting for approval", 1, "text-xl font-semibold")
         ui.label("Your account exists but an administrator has to approve it before you can sign in.")
         ui.link("Back to sign-in", "/login")
 
 
-def account_page() -> None:
-    client = require()
+def account_page(context: UiContext) -> None:
+    client = require(context)
     if client is None:
         return
     ui.page_title("Sluice · Account")
-    frame("Account")
+    frame(context, "Account")
     with ui.card().classes("w-96"):
         ui.label("Change password").classes("font-semibold")
         current = ui.input("Current password", password=True).classes("w-full").mark("current-password")
@@ -111,11 +146,12 @@ def account_page() -> None:
         ui.button("Change password", on_click=change)
 
 
-def reset_page(token: str = "") -> None:
+def reset_page(context: UiContext, token: str = "") -> None:
     """Set a new password with the single-use link an admin created."""
     ui.page_title("Sluice · Reset password")
-    with ui.card().classes("absolute-center w-96"):
-        ui.label("Choose a new password").classes("text-xl font-semibold")
+    page_head()
+    with ui.card().classes("absolute-center w-96 max-w-[95vw]"):
+        heading("Choose a new password", 1, "text-xl font-semibold")
         new = (
             ui.input("New password (8+ characters)", password=True, password_toggle_button=True)
             .props("autocomplete=new-password")
@@ -126,7 +162,7 @@ def reset_page(token: str = "") -> None:
         async def submit() -> None:
             clear_errors(fields)
             body = {"token": token, "new_password": new.value or ""}
-            response = await context().client_http().post(f"{ADMIN}/auth/reset-password", json=body)
+            response = await context.http().post(f"{ADMIN}/auth/reset-password", json=body)
             if response.status_code != 204:
                 show_error(error_of(response), fields)
                 return
@@ -134,3 +170,49 @@ def reset_page(token: str = "") -> None:
             ui.navigate.to("/login")
 
         ui.button("Set password", on_click=submit).classes("w-full")
+
+
+async def setup_page(context: UiContext) -> None:
+    """The first run: create the first admin with the setup code ``sluice serve`` printed."""
+    ui.page_title("Sluice · Set up")
+    page_head()
+    state = await gateway_state(context)
+    with ui.card().classes("absolute-center w-[28rem] max-w-[95vw]"):
+        heading("Set up Sluice", 1, "text-xl font-semibold")
+        if not state.get("admin_setup"):
+            ui.label("This gateway already has an administrator.").mark("setup-done")
+            ui.link("Sign in", "/login")
+            return
+        ui.label(
+            "Create the first administrator. The one-time setup code is in the output of `sluice serve` "
+            "(its start-up banner, or the log line 'no admin yet')."
+        ).classes("text-sm")
+        code = ui.input("Setup code").props("autocomplete=off").classes("w-full").mark("setup-code")
+        email = ui.input("Email").props("type=email autocomplete=username").classes("w-full").mark("setup-email")
+        password = (
+            ui.input("Password (8+ characters)", password=True, password_toggle_button=True)
+            .props("autocomplete=new-password")
+            .classes("w-full")
+            .mark("setup-password")
+        )
+        fields = {"code": code, "email": email, "password": password}
+
+        async def submit() -> None:
+            clear_errors(fields)
+            body = {"code": code.value or "", "email": email.value or "", "password": password.value or ""}
+            response = await context.http().post(f"{ADMIN}/setup", json=body)
+            if response.status_code != 201:
+                error = error_of(response)
+                if error.code == "bad_setup_code":
+                    error.field = "code"
+                show_error(error, fields)
+                return
+            try:
+                await sign_in(context, body["email"], body["password"], None)
+            except ApiError as exc:
+                show_error(exc, fields)
+                return
+            ui.notify("You are the gateway's administrator.", type="positive")
+            ui.navigate.to("/admin")
+
+        ui.button("Create the administrator", on_click=submit).classes("w-full").props("id=setup")

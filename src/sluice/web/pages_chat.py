@@ -1,302 +1,192 @@
-"""The chat page: models the user may use, streamed answers, Stop, regenerate, edit and resend, a system prompt
-per conversation, conversations kept per user, the place in line while waiting, usage and cost per answer on hover.
-
-Each request carries a request id the page chose, so the answer's cost can be read from the gateway's own usage
-record of that request once it has been shipped to the database (about a second after the answer ends).
+"""The chat page, laid out as people know it from ChatGPT and Open WebUI: conversations in a side drawer (behind a
+menu button on a phone), the answers in the middle, and the composer docked at the bottom — Enter sends,
+Shift+Enter starts a new line — with Stop, Regenerate and Edit beside it. The page follows a streamed answer
+unless the reader scrolls up (``static/chat.js``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import secrets
 from typing import Any
 
-from nicegui import background_tasks, ui
+from nicegui import ui
 
-from sluice.web.answers import AnswerView, usage_text
-from sluice.web.client import ApiError, GatewayClient
-from sluice.web.conversations import NEW_CHAT, ConversationStore, Message
-from sluice.web.layout import attempt, confirm, frame, transient_dialog
-from sluice.web.session import context, me, require
+from sluice.web.chat_view import ChatView
+from sluice.web.context import UiContext
+from sluice.web.conversations import ChatSettings, ConversationStore
+from sluice.web.layout import attempt, confirm, frame, heading, static_url, transient_dialog
+from sluice.web.session import me, require
 
-
-def ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
-def queue_text(entries: list[dict[str, Any]]) -> str:
-    """'3rd in line, about 12 s' for the first waiting request, or '' when nothing waits."""
-    if not entries:
-        return ""
-    first = entries[0]
-    seconds = max(1, round(float(first.get("estimated_wait_ms") or 0) / 1000))
-    return f"{ordinal(int(first['position']))} in line, about {seconds} s"
+TITLE_LIMIT = 200
+# Enter sends; Shift+Enter (or Enter while an input method composes a character) is left to the text box.
+ENTER_SENDS = "(e) => { if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); emit(); } }"
 
 
-COST_TRIES = 20  # looks for the answer's usage record, COST_PAUSE apart: the shipper writes every second
-COST_PAUSE = 0.5
-NO_USAGE = "no usage reported"
-
-
-class Bubble:
-    """One message on the page: its body, and for answers the usage tooltip (updated when usage arrives)."""
-
-    def __init__(self, message: Message) -> None:
-        align = "self-end bg-blue-100 dark:bg-blue-900" if message.role == "user" else "self-start"
-        with ui.card().classes(f"max-w-3xl {align}").props(f"data-role={message.role}"):
-            self.body = AnswerView(ui.column().classes("answer gap-1 w-full").mark(f"message-{message.role}"))
-            self.body.update(message.content)
-            self.tooltip: ui.tooltip | None = None
-            if message.role == "assistant":
-                with ui.row().classes("gap-1 items-center"):
-                    ui.button(icon="content_copy", on_click=lambda: ui.clipboard.write(message.content)).props(
-                        "flat dense size=sm aria-label='Copy answer'"
-                    )
-                    with ui.icon("info_outline").classes("text-gray-500").mark("usage"):
-                        self.tooltip = ui.tooltip(usage_text(message.usage) or NO_USAGE)
-
-    def show(self, content: str) -> None:
-        self.body.update(content)
-
-    def show_usage(self, usage: dict[str, Any] | None) -> None:
-        if self.tooltip is not None:
-            self.tooltip.set_text(usage_text(usage) or NO_USAGE)
-
-
-class ChatView:
-    def __init__(self, client: GatewayClient, store: ConversationStore, conversation_id: str, header: str) -> None:
-        self.client = client
-        self.store = store
-        self.conversation_id = conversation_id
-        self.request_id_header = header
-        self.history: list[Message] = []
-        self.task: asyncio.Task[None] | None = None
-        self.model: ui.select | None = None
-        self.system: ui.textarea | None = None
-        self.column: ui.column | None = None
-        self.status: ui.label | None = None
-        self.stop_button: ui.button | None = None
-        self.prompt: ui.textarea | None = None
-        self.title: ui.link | None = None  # this conversation's entry in the side drawer
-
-    def bubble(self, message: Message) -> Bubble:
-        assert self.column is not None
-        with self.column:
-            return Bubble(message)
-
-    def render(self) -> None:
-        assert self.column is not None
-        self.column.clear()
-        for message in self.history:
-            self.bubble(message)
-
-    def streaming(self, on: bool) -> None:
-        if self.stop_button is not None:
-            self.stop_button.set_visibility(on)
-
-    async def answer(self) -> None:
-        """Stream an answer to the history as it stands."""
-        assert self.model is not None and self.status is not None and self.system is not None
-        messages = [{"role": m.role, "content": m.content} for m in self.history]
-        if self.system.value:
-            messages.insert(0, {"role": "system", "content": self.system.value})
-        body = {"model": self.model.value, "messages": messages, "stream_options": {"include_usage": True}}
-        request_id = "ui-" + secrets.token_hex(12)
-        reply = Message("assistant", "")
-        shown = self.bubble(reply)
-        self.status.set_text("Waiting for the model…")
-        assert self.column is not None
-        with self.column:  # a background task has no slot of its own
-            poller = ui.timer(1.0, self.poll_queue)
-        self.streaming(True)
-        try:
-            async for event in self.client.stream_chat(body, {self.request_id_header: request_id}):
-                if event.text:
-                    if poller.active:
-                        poller.deactivate()
-                        self.status.set_text("")
-                    reply.content += event.text
-                    shown.show(reply.content)
-                if event.usage is not None:
-                    reply.usage = {**event.usage, "request_id": request_id}
-                    shown.show_usage(reply.usage)
-        except asyncio.CancelledError:
-            reply.content += "\n\n*(stopped)*"
-            shown.show(reply.content)
-        except ApiError as exc:
-            reply.content = f"**Could not answer:** {exc.message}"
-            shown.show(reply.content)
-        finally:
-            poller.deactivate()
-            self.status.set_text(usage_text(reply.usage))
-            self.streaming(False)
-            self.history.append(reply)
-            position = await self.store.append(self.conversation_id, reply)
-            self.task = None
-            if position is not None:
-                background_tasks.create(self.fill_cost(reply, position, request_id, shown), name="sluice-ui-cost")
-
-    async def fill_cost(self, reply: Message, position: int, request_id: str, shown: Bubble) -> None:
-        """Show (and keep) the answer's tokens and cost from the gateway's usage record once it is written.
-
-        A stopped or failed answer has a record too (what was generated is billed). If the record has not arrived
-        after the last try (the database is down; the record waits in the spool), the tokens streamed stay shown.
-        """
-        for _ in range(COST_TRIES):
-            recorded = await self.store.answer_usage(request_id)
-            if recorded is not None:
-                reply.usage = recorded
-                shown.show_usage(recorded)
-                if self.status is not None and self.task is None:
-                    self.status.set_text(usage_text(recorded))
-                await self.store.set_usage(self.conversation_id, position, recorded)
-                return
-            await asyncio.sleep(COST_PAUSE)
-
-    async def poll_queue(self) -> None:
-        assert self.status is not None
-        with contextlib.suppress(ApiError):
-            waiting = await self.client.json("GET", "/v1/queue")
-            text = queue_text(waiting.get("data") or [])
-            if text:
-                self.status.set_text(text)
-
-    def start(self) -> None:
-        self.task = background_tasks.create(self.answer(), name="sluice-ui-answer")
-
-    async def send(self) -> None:
-        assert self.prompt is not None and self.model is not None
-        content = (self.prompt.value or "").strip()
-        if not content or self.task is not None:
-            return
-        if not self.model.value:
-            ui.notify("Pick a model first.", type="warning")
-            return
-        self.prompt.set_value("")
-        message = Message("user", content)
-        self.history.append(message)
-        untitled = self.title is not None and self.title.text == NEW_CHAT
-        await self.store.append(self.conversation_id, message)
-        if untitled and self.title is not None:  # the first question names the conversation: show its new name
-            found = await self.store.get(self.conversation_id)
-            if found is not None:
-                self.title.set_text(found.title)
-        self.bubble(message)
-        self.start()
-
-    def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-
-    async def regenerate(self) -> None:
-        if self.task is not None or not self.history or self.history[-1].role != "assistant":
-            return
-        self.history.pop()
-        await self.store.truncate(self.conversation_id, len(self.history))
-        self.render()
-        self.start()
-
-    async def edit_last(self) -> None:
-        """Put the last question back in the box, dropping it and its answer, to edit and resend."""
-        assert self.prompt is not None
-        if self.task is not None:
-            return
-        last_user = max((i for i, m in enumerate(self.history) if m.role == "user"), default=None)
-        if last_user is None:
-            return
-        self.prompt.set_value(self.history[last_user].content)
-        self.history = self.history[:last_user]
-        await self.store.truncate(self.conversation_id, last_user)
-        self.render()
-
-
-async def chat_page(c: str | None = None) -> None:
-    client = require()
+async def chat_page(context: UiContext, c: str | None = None) -> None:
+    client = require(context)
     if client is None:
         return
-    ui.page_title("Sluice · Chat")
     user_id = me().get("user_id")
     if not user_id:
         ui.navigate.to("/login")
         return
-    store = ConversationStore(context().services.db, str(user_id))
+    ui.page_title("Sluice · Chat")
+    ui.add_head_html(f'<script defer src="{static_url("chat.js")}"></script>')
+    store = ConversationStore(context.db, str(user_id))
     models = await attempt(lambda: client.json("GET", "/v1/models"))
     names = sorted(m["id"] for m in (models or {}).get("data", []))
-    conversation = await store.get(c) if c else None
-    if conversation is None:
-        existing = await store.all()
-        conversation = existing[0] if existing else await store.create(names[0] if names else None)
-    view = ChatView(client, store, conversation.id, context().services.settings.server.request_id_header)
-    view.history = await store.messages(conversation.id)
-    frame("Chat")
+    conversation = await store.get(c) if c else None  # another user's id opens a new chat of one's own
+    settings = ChatSettings.of(conversation) if conversation is not None else ChatSettings()
+    if settings.model not in names:
+        settings.model = names[0] if names else None
+    view = ChatView(
+        client,
+        store,
+        settings,
+        conversation.id if conversation is not None else None,
+        context.request_id_header,
+        context.currency,
+    )
+    if conversation is not None:
+        view.history = await store.messages(conversation.id)
 
-    with ui.left_drawer().classes("bg-slate-50 dark:bg-slate-900"):
-
-        async def new_chat() -> None:
-            fresh = await store.create(view.model.value if view.model else None)
-            ui.navigate.to(f"/chat?c={fresh.id}")
-
-        ui.button("New chat", icon="add", on_click=new_chat).classes("w-full").props("id=new-chat")
-        for item in await store.all():
-            with ui.row().classes("w-full items-center no-wrap"):
-                link = ui.link(item.title, f"/chat?c={item.id}").classes("grow truncate")
-                if item.id == conversation.id:
-                    link.classes("font-bold")
-                    view.title = link
-
-                def rename(item_id: str = item.id, title: str = item.title) -> None:
-                    with transient_dialog() as dialog, ui.card():
-                        name = ui.input("Title", value=title).props("autofocus")
-
-                        async def save() -> None:
-                            await store.update(item_id, title=(name.value or "Untitled")[:200])
-                            dialog.close()
-                            ui.navigate.to(f"/chat?c={item_id}")
-
-                        ui.button("Save", on_click=save)
-                    dialog.open()
-
-                async def remove(item_id: str = item.id) -> None:
-                    await store.delete(item_id)
-                    ui.navigate.to("/chat")
-
-                ui.button(icon="edit", on_click=rename).props("flat dense size=sm aria-label='Rename'")
-                ui.button(
-                    icon="delete", on_click=lambda r=remove: confirm("Delete this conversation?", r, "Delete")
-                ).props("flat dense size=sm aria-label='Delete'")
+    drawer = ui.left_drawer().classes("bg-slate-50 dark:bg-slate-900").props("aria-label=Conversations")
+    frame(context, "Chat", menu=drawer.toggle, visible_title=False)
+    with drawer:
+        await history_drawer(store, view)
 
     with ui.column().classes("w-full max-w-4xl mx-auto gap-2"):
-        with ui.row().classes("w-full items-end gap-4"):
-            view.model = (
-                ui.select(
-                    names,
-                    value=conversation.model if conversation.model in names else (names[0] if names else None),
-                    label="Model",
-                )
-                .classes("w-64")
-                .props("id=model")
-                .mark("model")
-            )
-            view.model.on_value_change(lambda e: store.update(conversation.id, model=e.value))
-            view.system = (
-                ui.textarea("System prompt", value=conversation.system_prompt).classes("grow").props("autogrow rows=1")
-            )
-            view.system.on("blur", lambda: store.update(conversation.id, system_prompt=view.system.value or ""))
-        view.column = ui.column().classes("w-full gap-2").props("id=messages")
-        view.render()
-        view.status = ui.label("").classes("text-sm text-gray-500").props("id=status").mark("status")
-        view.prompt = (
-            ui.textarea("Message", placeholder="Ask anything (Ctrl+Enter sends)")
-            .classes("w-full")
-            .props("autogrow id=prompt")
-            .mark("prompt")
+        with ui.row().classes("w-full items-end gap-2 no-wrap"):
+            picker = ui.select(names, value=settings.model, label="Model").classes("w-64").props("id=model")
+            picker.mark("model").on_value_change(lambda e: view.change_settings(model=e.value))
+            ui.button(icon="tune", on_click=lambda: settings_dialog(view)).props(
+                "flat round aria-label='Chat settings'"
+            ).mark("chat-settings")
+        view.column = (
+            ui.column()
+            .classes("w-full gap-2")
+            .props("id=messages role=log aria-live=polite aria-label='Messages'")
+            .mark("messages")
         )
-        view.prompt.on("keydown.ctrl.enter", view.send)
+        view.render()
+
+    with ui.footer().classes("chat-composer"), ui.column().classes("w-full max-w-4xl mx-auto gap-1"):
+        view.status = (
+            ui.label("").classes("text-sm text-gray-500").props("id=status role=status aria-live=polite").mark("status")
+        )
+        with ui.row().classes("w-full items-end gap-2 no-wrap"):
+            view.prompt = (
+                ui.textarea(placeholder="Ask anything")
+                .classes("grow")
+                .props(
+                    "autogrow outlined dense rows=1 id=prompt aria-label=Message aria-describedby=prompt-hint "
+                    "input-style='max-height: 30vh'"
+                )
+                .mark("prompt")
+            )
+            view.prompt.on("keydown", view.send, js_handler=ENTER_SENDS)
+            view.send_button = (
+                ui.button(icon="send", on_click=view.send).props("round id=send aria-label=Send").mark("send")
+            )
+            view.stop_button = ui.button(icon="stop", on_click=view.stop).props(
+                "round color=negative id=stop aria-label=Stop"
+            )
+        with ui.row().classes("gap-1 items-center"):
+            view.regenerate_button = ui.button("Regenerate", on_click=view.regenerate).props(
+                "flat dense no-caps id=regenerate"
+            )
+            view.edit_button = ui.button("Edit last question", on_click=view.edit_last).props(
+                "flat dense no-caps id=edit-last"
+            )
+            ui.label("Enter sends · Shift+Enter adds a line").classes("text-xs text-gray-500 max-sm:hidden").props(
+                "id=prompt-hint"
+            )
+    view.sync_actions()
+
+
+async def history_drawer(store: ConversationStore, view: ChatView) -> None:
+    """New chat, search, and the user's conversations (renamed in place, deleted after naming them)."""
+    heading("Conversations", 2, "text-base font-semibold")
+    ui.button("New chat", icon="add", on_click=lambda: ui.navigate.to("/chat")).classes("w-full").props(
+        "id=new-chat aria-label='New chat'"
+    )
+    search = ui.input(placeholder="Search chats").props("dense clearable aria-label='Search chats'").classes("w-full")
+    listing = ui.column().classes("w-full gap-0").mark("history")
+
+    async def show() -> None:
+        needle = (search.value or "").strip()
+        found = await (store.search(needle) if needle else store.all())
+        listing.clear()
+        with listing:
+            if not found:
+                ui.label("No chat matches." if needle else "No chats yet.").classes("text-sm text-gray-500")
+            for item in found:
+                history_entry(store, view, item.id, item.title, show)
+
+    search.on_value_change(show)
+    view.on_stored = show
+    await show()
+
+
+def history_entry(store: ConversationStore, view: ChatView, item_id: str, title: str, refresh: Any) -> None:
+    with ui.row().classes("w-full items-center no-wrap").mark(f"chat-{item_id}"):
+        link = ui.link(title, f"/chat?c={item_id}").classes("grow truncate")
+        if item_id == view.conversation_id:
+            link.classes("font-bold").props("aria-current=page")
+
+        def rename() -> None:
+            with transient_dialog() as dialog, ui.card().classes("w-80"):
+                name = ui.input("Title", value=link.text).props("autofocus").classes("w-full")
+
+                async def save() -> None:
+                    fresh = (name.value or "").strip()[:TITLE_LIMIT] or "Untitled"
+                    await store.update(item_id, title=fresh)
+                    link.set_text(fresh)  # in place: the reader stays where they are
+                    dialog.close()
+
+                name.on("keydown.enter", save)
+                with ui.row():
+                    ui.button("Save", on_click=save)
+                    ui.button("Cancel", on_click=dialog.close).props("flat")
+            dialog.open()
+
+        async def remove() -> None:
+            await store.delete(item_id)
+            if item_id == view.conversation_id:
+                ui.navigate.to("/chat")
+            else:
+                await refresh()
+
+        renaming = ui.button(icon="edit", on_click=rename).props("flat dense size=sm")
+        renaming.props["aria-label"] = f"Rename {title}"  # set as a value: a title may hold quotes
+        deleting = ui.button(
+            icon="delete", on_click=lambda: confirm(f"Delete the conversation “{link.text}”?", remove, "Delete")
+        ).props("flat dense size=sm")
+        deleting.props["aria-label"] = f"Delete {title}"
+
+
+def settings_dialog(view: ChatView) -> None:
+    """Temperature, answer length and system prompt of this chat (kept with it)."""
+    settings = view.settings
+    with transient_dialog() as dialog, ui.card().classes("w-[28rem] max-w-full").mark("settings-dialog"):
+        heading("Chat settings", 2, "text-lg font-semibold")
+        system = ui.textarea("System prompt", value=settings.system_prompt).props("autogrow").classes("w-full")
+        temperature = ui.number(
+            "Temperature (empty: model default)", value=settings.temperature, min=0, max=2, step=0.1
+        ).classes("w-full")
+        max_tokens = ui.number(
+            "Max tokens per answer (empty: model default)", value=settings.max_tokens, min=1, precision=0
+        ).classes("w-full")
+
+        async def save() -> None:
+            await view.change_settings(
+                system_prompt=system.value or "",
+                temperature=float(temperature.value) if temperature.value is not None else None,
+                max_tokens=int(max_tokens.value) if max_tokens.value is not None else None,
+            )
+            dialog.close()
+            ui.notify("Chat settings saved.", type="positive")
+
         with ui.row():
-            ui.button("Send", icon="send", on_click=view.send).props("id=send")
-            view.stop_button = ui.button("Stop", icon="stop", on_click=view.stop).props("color=negative id=stop")
-            view.stop_button.set_visibility(False)
-            ui.button("Regenerate", icon="refresh", on_click=view.regenerate).props("flat id=regenerate")
-            ui.button("Edit last question", icon="edit", on_click=view.edit_last).props("flat id=edit-last")
+            ui.button("Save", on_click=save)
+            ui.button("Cancel", on_click=dialog.close).props("flat")
+    dialog.open()

@@ -6,32 +6,19 @@ The commands run in this process through typer's runner against the same data di
 from __future__ import annotations
 
 import json
-import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from typer.testing import CliRunner
 
-from sluice.cli import cli as sluice_cli
 from tests.e2e.identity.conftest import JWT_SECRET, Api
+from tests.support.cli import Ran, run_cli
 from tests.support.server import SluiceServer, make_settings
 
 
-@dataclass
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 def cli(args: list[str]) -> Ran:
-    """The ``sluice`` command in this process (a subprocess per command costs seconds of start-up each)."""
-    unset = {k: None for k in os.environ if k.startswith(("SLUICE_", "OPENAI_", "ANTHROPIC_", "OLLAMA_"))}
-    result = CliRunner().invoke(sluice_cli, args, env=unset, catch_exceptions=False)
-    return Ran(result.exit_code, result.stdout, result.stderr)
+    return run_cli(args)
 
 
 def test_identity_commands_then_http(tmp_path: Path) -> None:
@@ -117,6 +104,10 @@ def test_operator_commands_change_what_the_api_changes_and_are_audited_alike(tmp
     assert cli(["admin", "user-set", "root@example.com", "--priority", "batch", *base]).returncode == 0
     assert cli(["admin", "user-set", "root@example.com", "--priority", "urgent", *base]).returncode == 2
     assert cli(["admin", "user-set", "root@example.com", *base]).returncode == 2  # nothing to change
+    off = cli(["admin", "user-set", "root@example.com", "--no-password-login", *base])
+    assert off.returncode == 0 and "through single sign-on only" in off.stdout, off.stderr
+    on = cli(["admin", "user-set", "root@example.com", "--password-login", *base])
+    assert on.returncode == 0 and "with a password or single sign-on" in on.stdout, on.stderr
     changes = ["--name", "lab-2", "--priority", "interactive", "--models", "mock-1"]
     updated = cli(["admin", "workspace-update", lab_id, *changes, *base])
     assert updated.returncode == 0, updated.stderr

@@ -40,7 +40,7 @@ def test_full_flow_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
         api.close()
 
 
-def _until(predicate: object, seconds: float = 3.0) -> float:
+def _until(predicate: object, seconds: float = 10.0) -> float:
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         if predicate():  # type: ignore[operator]

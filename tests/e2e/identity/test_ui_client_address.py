@@ -41,7 +41,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceProcess]
     config = {
         "ui": True,
         "server": {"trusted_proxies": ["127.0.0.1/32"]},
-        "auth": {"admin_email": ADMIN_EMAIL, "admin_password": ADMIN_PASSWORD},
+        # Five failures from one address lock it (the default bound is higher): whose address is what is tested.
+        "auth": {"admin_email": ADMIN_EMAIL, "admin_password": ADMIN_PASSWORD, "login_address_attempts": 5},
     }
     process = SluiceProcess(tmp_path_factory.mktemp("ui-address"), config).start()
     yield process

@@ -65,23 +65,48 @@ def until(predicate: Callable[[], Any], what: str, seconds: float = WAIT) -> Any
 
 
 def field(driver: WebDriver, label: str) -> WebElement:
+    connected(driver)  # typed text reaches the server over the page's connection: none is lost before it is up
     return until(
         lambda: driver.find_element(By.XPATH, f"//input[@aria-label='{label}'] | //textarea[@aria-label='{label}']"),
         f"the field '{label}'",
     )
 
 
+def type_into(driver: WebDriver, label: str, *keys: str) -> None:
+    """Type into the field labelled ``label``, finding it again if the page redrew it (a stale element raises
+    before any key is sent)."""
+
+    def typed() -> bool:
+        field(driver, label).send_keys(*keys)
+        return True
+
+    until(typed, f"typing into '{label}'")
+
+
 def click(driver: WebDriver, text: str, within: str = "") -> None:
-    """Click the (first visible) button labelled ``text``, optionally inside the element ``within`` selects."""
-    button = until(
-        lambda: next(
-            b
-            for b in driver.find_elements(By.XPATH, f"{within}//button[.//span[normalize-space()='{text}']]")
-            if b.is_displayed()
-        ),
-        f"the button '{text}'",
-    )
-    button.click()
+    """Click the (first visible) button labelled ``text`` (its text or, for icon buttons, its accessible name),
+    optionally inside the element ``within`` selects."""
+    connected(driver)  # a click before the page's connection is up would be lost
+    xpath = f"{within}//button[.//span[normalize-space()='{text}'] or @aria-label='{text}']"
+
+    def attempt() -> bool:  # found and clicked in one go: the page may redraw the button in between
+        next(b for b in driver.find_elements(By.XPATH, xpath) if b.is_displayed()).click()
+        return True
+
+    until(attempt, f"the button '{text}' clicked")
+
+
+def pick_model(driver: WebDriver, name: str) -> None:
+    """Choose ``name`` in the chat page's model picker."""
+    option = f"//div[@role='option']//span[normalize-space()='{name}']"
+
+    def chosen() -> bool:  # open the picker and choose, again if the page redrew it in between
+        if not driver.find_elements(By.XPATH, option):
+            driver.find_element(By.ID, "model").click()
+        driver.find_element(By.XPATH, option).click()
+        return name in driver.find_element(By.ID, "model").text
+
+    until(chosen, f"the model {name} chosen")
 
 
 def retype(element: WebElement, text: str) -> None:
@@ -104,8 +129,14 @@ def shot(driver: WebDriver, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
+def connected(driver: WebDriver) -> None:
+    """Wait until the page's websocket has done its handshake: a click before it would be lost."""
+    until(lambda: driver.execute_script("return Boolean(window.did_handshake)"), "the page's connection")
+
+
 def sign_in(driver: WebDriver, base: str, email: str, password: str) -> None:
     driver.get(f"{base}/ui/login")
+    connected(driver)
     field(driver, "Email").send_keys(email)
     field(driver, "Password").send_keys(password)
     click(driver, "Sign in")

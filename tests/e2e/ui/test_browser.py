@@ -18,7 +18,21 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.ui.browser import By, WebDriver, click, field, new_browser, no_secrets, retype, shot, sign_in, until
+from tests.e2e.ui.browser import (
+    By,
+    WebDriver,
+    click,
+    connected,
+    field,
+    new_browser,
+    no_secrets,
+    pick_model,
+    retype,
+    shot,
+    sign_in,
+    type_into,
+    until,
+)
 from tests.e2e.ui.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, USER_EMAIL, USER_PASSWORD
 from tests.support.processes import SluiceProcess
 from tests.support.server import MASTER_KEY
@@ -63,16 +77,14 @@ def test_admin_invites_user_chats_streams_stops_and_admin_sees_usage(gateway: Sl
             sign_in(user, base, USER_EMAIL, USER_PASSWORD)
             no_secrets(user)
 
-            field(user, "Message").send_keys("Tell me a long story")
+            type_into(user, "Message", "Tell me a long story")
             click(user, "Send")
             answers = lambda: user.find_elements(By.CSS_SELECTOR, "[data-role=assistant] .answer")  # noqa: E731
             first = until(
                 lambda: len(answers()) and len(answers()[-1].text) > 5 and answers()[-1].text,
                 "the answer to start streaming",
             )
-            time.sleep(1.0)
-            later = answers()[-1].text
-            assert len(later) > len(first), "the answer should grow while it streams"
+            until(lambda: len(answers()[-1].text) > len(first), "the answer to grow while it streams")
             shot(user, "chat-streaming")
             click(user, "Stop")
             until(lambda: "(stopped)" in answers()[-1].text, "the answer to stop")
@@ -150,15 +162,14 @@ def test_pending_page_queue_place_regenerate_edit_and_conversations(gateway: Slu
 
     holder = threading.Thread(target=occupy)
     holder.start()
-    time.sleep(0.5)  # the holder has the slot
-    model = until(lambda: browser.find_element(By.ID, "model"), "the model picker")
-    model.click()
-    until(
-        lambda: browser.find_element(By.XPATH, "//div[@role='option']//span[normalize-space()='one-slot']"),
-        "the model list",
-    ).click()
-    time.sleep(0.5)
-    field(browser, "Message").send_keys("First question")
+
+    def slot_taken() -> bool:
+        views = httpx.get(f"{base}/admin/v1/queues", headers=master, timeout=10).json()["deployments"]
+        return any(view["in_flight"] for view in views)
+
+    until(slot_taken, "the holder to have the slot")
+    pick_model(browser, "one-slot")
+    type_into(browser, "Message", "First question")
     click(browser, "Send")
     status = until(
         lambda: "in line" in browser.find_element(By.ID, "status").text and browser.find_element(By.ID, "status").text,
@@ -175,14 +186,18 @@ def test_pending_page_queue_place_regenerate_edit_and_conversations(gateway: Slu
     until(lambda: len(answers()) == 1 and len(answers()[-1].text) > 20, "a regenerated answer", seconds=40)
     click(browser, "Stop")
     until(lambda: "(stopped)" in answers()[-1].text, "the regenerated answer to stop")
+    until(lambda: browser.find_element(By.ID, "edit-last").is_enabled(), "Edit enabled once the answer is settled")
     click(browser, "Edit last question")
     until(lambda: field(browser, "Message").get_attribute("value") == "First question", "the question back in the box")
-    assert answers() == []
+    until(lambda: answers() == [], "the question and its answer taken off the page")
 
     browser.get(f"{base}/ui/chat")
     until(lambda: "First question" in browser.page_source, "the conversation titled by its question")
     click(browser, "New chat")
-    until(lambda: len(browser.find_elements(By.XPATH, "//a[normalize-space()='New chat']")) == 1, "a new chat")
+    until(lambda: "c=" not in browser.current_url, "a new chat")
+    time.sleep(0.5)
+    titles = [a.text for a in browser.find_elements(By.CSS_SELECTOR, ".q-drawer a") if a.text]
+    assert titles == ["First question"]  # a new chat is stored only with its first message
     shot(browser, "chat-conversations")
 
 
@@ -198,7 +213,8 @@ def test_admin_manages_models_edits_keys_and_resets_a_password(gateway: SluicePr
     ).click()
     field(browser, "API key (write-only; empty keeps the stored one)").send_keys("sk-upstream-never-shown")
     click(browser, "Save provider")
-    until(lambda: "extra" in browser.page_source and "key set" in browser.page_source, "the new provider")
+    until(lambda: browser.find_elements(By.XPATH, "//div[normalize-space()='extra']"), "the new provider listed")
+    until(lambda: "key set" in browser.page_source, "its key set")
     assert "sk-upstream-never-shown" not in browser.page_source
     field(browser, "Public model name").send_keys("extra-1")
     picker = until(lambda: browser.find_element(By.XPATH, "//label[.//div[normalize-space()='Provider']]"), "picker")
@@ -213,8 +229,8 @@ def test_admin_manages_models_edits_keys_and_resets_a_password(gateway: SluicePr
     body = {"model": "extra-1", "messages": [{"role": "user", "content": "hi"}]}
     master = {"authorization": f"Bearer {MASTER_KEY}"}
     assert httpx.post(f"{base}/v1/chat/completions", headers=master, json=body, timeout=30).status_code == 200
-    click(browser, "disable extra/")
-    until(lambda: "enable extra/" in browser.page_source, "the deployment disabled")
+    click(browser, "disable extra/ of extra-1")  # the button names the model it acts on
+    until(lambda: "enable extra/ of extra-1" in browser.page_source, "the deployment disabled")
     assert httpx.post(f"{base}/v1/chat/completions", headers=master, json=body, timeout=30).status_code == 404
 
     browser.get(f"{base}/ui/admin/keys")
@@ -222,6 +238,7 @@ def test_admin_manages_models_edits_keys_and_resets_a_password(gateway: SluicePr
     click(browser, "Create key")
     until(lambda: browser.find_element(By.ID, "new-key").text, "the new key")
     browser.get(f"{base}/ui/admin/keys")
+    connected(browser)
     row = "//div[contains(@class,'row')][.//div[normalize-space()='to edit']]"
     edit = until(
         lambda: browser.find_element(By.XPATH, f"{row}//button[.//span[normalize-space()='Edit']]"),
@@ -239,8 +256,12 @@ def test_admin_manages_models_edits_keys_and_resets_a_password(gateway: SluicePr
     retype(name, "edited in the ui")
     click(browser, "Save")
     until(lambda: "edited in the ui" in browser.page_source, "the renamed key")
-    names = [k["name"] for k in httpx.get(f"{base}/admin/v1/keys", headers=master).json()]
-    assert "edited in the ui" in names  # exactly the new name, nothing of the old one left
+
+    def key_names() -> list[str]:
+        return [k["name"] for k in httpx.get(f"{base}/admin/v1/keys", headers=master).json()]
+
+    until(lambda: "edited in the ui" in key_names(), "the new name stored")  # the page may show it before
+    assert "to edit" not in key_names()  # exactly the new name, nothing of the old one left
 
     invite = httpx.post(f"{base}/admin/v1/invites", headers=master, json={"role": "member"}).json()["token"]
     forgetful = {"email": "sam@example.com", "password": "sam-Password-01", "invite_token": invite}

@@ -157,3 +157,47 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised() -> None:
         assert neutralise(text) == "'" + text
     for text in ("gpt-4o", "req-=1", "", "1e-3", " =1"):
         assert neutralise(text) == text
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def mixed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A day of traffic beside look-ups (model lists, queue places) and a call the client left (499)."""
+    records = [
+        {**make(1), "id": "t-ok", "status": 200},
+        {**make(1), "id": "t-failed", "status": 502},
+        {**make(1), "id": "t-stopped", "status": 499, "completion_tokens": 3},
+        {**make(1), "id": "t-models", "endpoint": "models", "cost_nanos": 0},
+        {**make(1), "id": "t-queue", "endpoint": "queue", "cost_nanos": 0},
+    ]
+
+    async def seed(url: str) -> Database:
+        database = Database(url)
+        await database.migrate()
+        async with database.session() as session:
+            repo = UsageRepository(session)
+            await repo.add_to_rollup(await repo.insert_new(records))
+        return database
+
+    if request.param == "sqlite":
+        database = await seed(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+        yield database
+        await database.close()
+    else:
+        async with fresh_postgres_database() as url:
+            database = await seed(url)
+            yield database
+            await database.close()
+
+
+async def test_look_ups_are_not_traffic_and_a_stopped_call_is_not_an_error(mixed: Database) -> None:
+    day = UsageFilter(DAY0, DAY0 + timedelta(days=2))  # day-aligned: from the roll-up
+    raw = UsageFilter(DAY0 + timedelta(seconds=1), DAY0 + timedelta(days=2))  # from the records
+    async with mixed.session() as session:
+        analytics = Analytics(session)
+        for totals in (await analytics.totals(day), await analytics.totals(raw)):
+            assert (totals.requests, totals.errors) == (3, 1)  # ok, failed, stopped; the 502 alone failed
+        for granularity in ("day", "hour"):
+            points = await analytics.series(day, granularity)  # type: ignore[arg-type]
+            assert sum(p["requests"] for p in points) == 3 and sum(p["errors"] for p in points) == 1
+        top = await analytics.top(day, "model", "requests")
+        assert sum(r["requests"] for r in top) == 3

@@ -9,11 +9,11 @@ import pytest
 from sluice.cache.keys import CacheControl, cache_key, parse_control
 from sluice.cache.service import ResponseCache
 from sluice.cache.store import CachedAnswer, MemoryCache
+from sluice.call import Call
 from sluice.canonical import Usage
 from sluice.config import CacheConfig
 from sluice.errors import InvalidRequest
 from sluice.identity.principal import Principal
-from sluice.pipeline import Call
 from sluice.routing.catalog import ModelRoute
 
 BODY: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2}

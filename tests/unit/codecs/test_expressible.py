@@ -57,12 +57,12 @@ CASES: list[tuple[str, ChatRequest, str, set[str]]] = [
     ("seed", openai_chat(seed=7), "seed", {"anthropic"}),
     ("presence_penalty", openai_chat(presence_penalty=0.5), "presence_penalty", {"anthropic"}),
     ("frequency_penalty", openai_chat(frequency_penalty=-0.5), "frequency_penalty", {"anthropic"}),
-    ("json_object", openai_chat(response_format={"type": "json_object"}), "response_format", {"anthropic"}),
+    ("json_object", openai_chat(response_format={"type": "json_object"}), "response_format", set()),
     (
         "json_schema",
         openai_chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}),
         "response_format",
-        {"anthropic", "mock"},
+        set(),
     ),
     ("forced tool", openai_chat(tools=WEATHER, tool_choice="required"), "tool_choice", {"ollama"}),
     (
@@ -75,7 +75,13 @@ CASES: list[tuple[str, ChatRequest, str, set[str]]] = [
         "strict tool",
         openai_chat(tools=[{"type": "function", "function": {"name": "w", "strict": True}}]),
         "tools[0].function.strict",
-        {"anthropic", "ollama", "mock"},
+        {"ollama"},
+    ),
+    (
+        "anthropic strict tool",
+        anthropic_messages(tools=[{**CLAUDE_TOOL[0], "strict": True}]),
+        "tools[0].strict",
+        {"ollama"},
     ),
     (
         "suffix",
@@ -108,7 +114,19 @@ CASES: list[tuple[str, ChatRequest, str, set[str]]] = [
     ("mirostat", ollama_chat(options={"mirostat": 2}), "options.mirostat", {"openai", "anthropic", "mock"}),
     ("min_p", ollama_chat(options={"min_p": 0.05}), "options.min_p", {"openai", "anthropic", "mock"}),
     ("ollama seed", ollama_chat(options={"seed": 3}), "options.seed", {"anthropic"}),
-    ("ollama format", ollama_chat(format={"type": "object"}), "format", {"anthropic", "mock"}),
+    ("ollama format", ollama_chat(format={"type": "object"}), "format", set()),
+    (
+        "anthropic output_config",
+        anthropic_messages(output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}}),
+        "output_config",
+        set(),
+    ),
+    (
+        "anthropic effort",
+        anthropic_messages(output_config={"effort": "low"}),
+        "output_config",
+        {"openai", "ollama", "mock"},
+    ),
     ("ollama logprobs", ollama_chat(logprobs=True), "logprobs", {"anthropic", "ollama", "mock"}),
     (
         "generate context",
@@ -187,7 +205,6 @@ def test_dropped_features_are_left_out_by_the_encoders() -> None:
     )
     anthropic = encode_messages_request(req, "claude", False, 100)
     assert not {"n", "logprobs", "seed", "presence_penalty", "response_format", "logit_bias"} & set(anthropic)
-    assert "strict" not in anthropic["tools"][0]
     ollama = encode_chat_request(req, "llama", False)
     assert not {"n", "logprobs", "tool_choice", "logit_bias", "parallel_tool_calls"} & set(ollama)
     assert "images" not in ollama["messages"][0]
@@ -201,16 +218,7 @@ def test_capabilities_table_matches_the_documented_matrix() -> None:
     }
     assert lacking == {
         "openai": set(),
-        "anthropic": {
-            "choices",
-            "logprobs",
-            "seed",
-            "penalties",
-            "json_object",
-            "json_schema",
-            "strict_tools",
-            "suffix",
-        },
+        "anthropic": {"choices", "logprobs", "seed", "penalties", "suffix"},
         "ollama": {"choices", "logprobs", "forced_tool", "serial_tools", "strict_tools", "image_urls"},
-        "mock": {"logprobs", "json_schema", "strict_tools", "suffix"},
+        "mock": {"logprobs", "suffix"},
     }

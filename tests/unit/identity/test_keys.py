@@ -10,15 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from sluice.config import KeyCacheConfig
 from sluice.errors import AuthenticationFailed, Overloaded
-from sluice.identity.key_service import create_key, list_keys, revoke_key
 from sluice.identity.keys import KEY_PREFIX, KeyResolver, generate_key, hash_key
 from sluice.identity.principal import MASTER
 from sluice.store.db import Database
 from sluice.store.models import ApiKey
+from tests.support.keys import create_key, list_keys, revoke_key
 
 MASTER_KEY = "sk-sl-master-test"
 
@@ -133,7 +133,11 @@ async def test_forget_makes_revocation_immediate(db: Database) -> None:
 
 
 async def test_expired_key_is_refused(db: Database) -> None:
-    new = await create_key(db, "k1", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    # A key cannot be made already expired (the key service refuses a past expiry): this one expired since.
+    new = await create_key(db, "k1", expires_at=datetime.now(UTC) + timedelta(days=1))
+    async with db.session() as session:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        await session.execute(update(ApiKey).where(ApiKey.id == new.key.id).values(expires_at=past))
     resolver = KeyResolver(db, MASTER_KEY, KeyCacheConfig())
     with pytest.raises(AuthenticationFailed):
         await resolver.authenticate(new.secret)

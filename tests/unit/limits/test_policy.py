@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sluice.admin.routes_limits import Role
-from sluice.config import LIMIT_ROLES, LimitsConfig, load_settings
+from sluice.config import LIMIT_ROLES, LimitsConfig
+from sluice.config_loading import load_settings
 from sluice.errors import ConfigError
 from sluice.identity.principal import MASTER, Principal
 from sluice.limits.policy import Limits, PolicyTable

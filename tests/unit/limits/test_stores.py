@@ -175,6 +175,20 @@ async def test_abandoned_reservations_expire_with_their_lease(store: StoreFactor
     assert isinstance(await s.reserve(res(key, cost=1, at=NOW + 31), NOW + 31), Admitted)
 
 
+async def test_renewed_leases_hold_their_slot_and_budget_until_renewals_stop(store: StoreFactory) -> None:
+    s = store()
+    key = Scope("key", "k1", Limits(budget_nanos=1_000, concurrent=1))
+    running = Reservation("running", [key], 10, 1_000, NOW, lease=10)
+    assert isinstance(await s.reserve(running, NOW), Admitted)
+    for at in (NOW + 7, NOW + 14, NOW + 21):  # its replica renews it every third of the lease
+        await s.renew([running], at)
+    assert isinstance(await s.reserve(res(key, cost=1, at=NOW + 25), NOW + 25), Denial)  # still held at 25 > 10
+    if isinstance(s, MemoryLimitStore):
+        return  # in-process reservations live exactly as long as their calls
+    # Renewals stopped at 21 (the replica died): slot and budget are back one lease later.
+    assert isinstance(await s.reserve(res(key, cost=1, at=NOW + 32), NOW + 32), Admitted)
+
+
 async def test_free_calls_and_huge_budgets_settle(store: StoreFactory) -> None:
     """A zero-cost reservation (a model without a price) and amounts beyond 2**53 settle like any other."""
     s = store()

@@ -65,7 +65,6 @@ async def test_thinking_comes_first_and_is_counted_as_output() -> None:
     ("fields", "param"),
     [
         ({"logprobs": True}, "logprobs"),
-        ({"response_format": ResponseFormat("json_schema", {"type": "object"}, "x")}, "response_format"),
         ({"native": {"openai": {"logit_bias": {"1": 5}}}}, "logit_bias"),
         ({"native": {"ollama": {"options": {"mirostat": 2}}}}, "options.mirostat"),
     ],
@@ -77,3 +76,39 @@ async def test_what_the_mock_cannot_do_is_refused_before_it_answers(fields: dict
     assert caught.value.param == param
     with pytest.raises(Unsupported):
         await anext(provider.stream(ask(**fields), TARGET))
+
+
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+    "required": ["city", "days"],
+    "additionalProperties": False,
+}
+
+
+async def test_a_json_schema_answer_is_an_instance_of_the_schema_and_deterministic() -> None:
+    from jsonschema import validate
+
+    fmt = ResponseFormat("json_schema", WEATHER_SCHEMA, "weather", True)
+    provider = mock()
+    first = await provider.chat(ask(response_format=fmt), TARGET)
+    again = await provider.chat(ask(response_format=fmt), TARGET)
+    text = first.choices[0].message.text()
+    validate(json.loads(text), WEATHER_SCHEMA)
+    assert text == again.choices[0].message.text()
+    streamed = "".join(
+        [e.text async for e in provider.stream(ask(response_format=fmt), TARGET) if isinstance(e, TextDelta)]
+    )
+    assert streamed == text
+
+
+async def test_tool_arguments_are_valid_for_the_tool_parameters() -> None:
+    from jsonschema import validate
+
+    from sluice.canonical import Tool
+
+    answer = await mock().chat(ask(tools=[Tool("weather", parameters=WEATHER_SCHEMA, strict=True)]), TARGET)
+    [call] = answer.choices[0].message.tool_calls
+    validate(json.loads(call.arguments), WEATHER_SCHEMA)
+    open_tool = await mock().chat(ask(tools=[Tool("lookup")]), TARGET)
+    assert json.loads(open_tool.choices[0].message.tool_calls[0].arguments) == {"input": "Tell me about rivers"}

@@ -88,8 +88,17 @@ def test_a_served_line_restarts_its_aging_clock() -> None:
     standing = Standing({"flood": 0.0})
     backlog = ticket("flood", STANDARD, at=0.0)
     assert backlog.key(25.0, standing)[0] == AGED
-    standing.served[backlog.line] = 24.0  # the flooding tenant's line was served a second ago
+    standing.served[backlog.line] = 24.0  # the flooding tenant's line was served a second ago ...
+    assert backlog.key(25.0, standing)[0] == 0  # ... so it is not aged; its class has climbed to the top
+    standing.climbing[STANDARD.rank] = 24.0  # the class was served then with nothing above it waiting
     assert backlog.key(25.0, standing)[0] == STANDARD.rank
+
+
+def test_every_request_of_a_class_is_at_its_class_level_whatever_its_own_wait() -> None:
+    standing = Standing({"flood": 1e6, "light": 0.0}, climbing={BATCH.rank: 0.0})
+    old, fresh = ticket("flood", BATCH, at=0.0), ticket("light", BATCH, at=24.0)
+    assert old.key(25.0, standing)[0] == fresh.key(25.0, standing)[0] == 0  # the class climbed; both with it
+    assert choose([old, fresh], 25.0, standing) is fresh  # and fair share orders them
 
 
 def test_within_a_line_the_oldest_goes_first() -> None:
@@ -117,8 +126,8 @@ def test_a_tenant_returning_from_idle_starts_at_the_smallest_active_counter() ->
     fair.join("c")
     fair.join("c")
     fair.leave("c", 300.0)  # c is still active (one request left), served 300
-    fair.join("d")  # d was never served: it does not bank the time it was away
-    assert fair.counters["d"] == 300.0
+    fair.join("d")  # d was never served: it does not bank the time it was away (one token below: ahead on ties)
+    assert fair.counters["d"] == 299.0
 
 
 def test_an_idle_tenant_cannot_bank_service_but_keeps_a_larger_counter() -> None:
@@ -134,7 +143,7 @@ def test_an_idle_tenant_cannot_bank_service_but_keeps_a_larger_counter() -> None
     assert fair.counters["idle"] == 9000.0  # it had more than the floor: its own counter stays
     fair.leave("idle", 0.0)
     fair.join("newcomer")
-    assert fair.counters["newcomer"] == 3000.0
+    assert fair.counters["newcomer"] == 2999.0
 
 
 def test_a_pruned_tenant_returns_exactly_as_if_it_had_been_kept() -> None:
@@ -143,11 +152,11 @@ def test_a_pruned_tenant_returns_exactly_as_if_it_had_been_kept() -> None:
     fair.join("a")
     fair.leave("a", 50.0)  # a stays active at 50
     fair.join("b")
-    assert fair.counters["b"] == 50.0
-    fair.leave("b", 0.0)  # b leaves at the floor: forgotten, since it would be lifted to the floor anyway
+    assert fair.counters["b"] == 49.0  # the floor less RETURN_EDGE
+    fair.leave("b", 0.0)  # b leaves where it was lifted to: forgotten, it would be lifted there again anyway
     assert "b" not in fair.counters
     fair.join("b")
-    assert fair.counters["b"] == 50.0
+    assert fair.counters["b"] == 49.0
 
 
 # --- the book: capacity, queue limits, positions -----------------------------------------------------------------
@@ -182,6 +191,29 @@ def test_a_full_class_is_refused_while_higher_classes_still_get_in() -> None:
     assert refused.outcome is Outcome.FULL and refused.retry_after >= 1
     high = book.admit(Ticket("i1", "x", interactive, 0.0, 0), 0.0)
     assert high.outcome is Outcome.QUEUED and high.position == 1  # ahead of the waiting batch request
+
+
+def test_a_tenant_is_refused_at_its_own_bound_before_the_class_is_full() -> None:
+    policy = Policy.from_config(
+        SchedulingConfig(classes=[PriorityClass(name="standard", weight=1, max_queue=10, max_queue_per_tenant=3)])
+    )
+    rule = policy.rule("standard")
+    book = SlotBook("d", 1, policy)
+    assert book.admit(Ticket("run", "x", rule, 0.0, 0), 0.0).outcome is Outcome.GRANTED
+    outcomes = [book.admit(Ticket(f"f{n}", "flood", rule, 0.0, 0), 0.0) for n in range(4)]
+    assert [a.outcome for a in outcomes] == [Outcome.QUEUED] * 3 + [Outcome.FULL]
+    assert outcomes[-1].tenant_full and outcomes[-1].retry_after >= 1
+    assert book.admit(Ticket("l1", "light", rule, 0.0, 0), 0.0).outcome is Outcome.QUEUED
+    book.cancel("f0")  # the flooder's line shrinks: it may queue one more
+    assert book.admit(Ticket("f4", "flood", rule, 0.0, 0), 0.0).outcome is Outcome.QUEUED
+
+
+def test_the_per_tenant_bound_defaults_to_half_the_class_bound() -> None:
+    assert PriorityClass(name="a", weight=1, max_queue=500).tenant_queue_bound == 250
+    assert PriorityClass(name="a", weight=1, max_queue=1).tenant_queue_bound == 1
+    assert PriorityClass(name="a", weight=1, max_queue=0).tenant_queue_bound == 1  # the class bound refuses first
+    assert PriorityClass(name="a", weight=1).tenant_queue_bound is None
+    assert PriorityClass(name="a", weight=1, max_queue_per_tenant=7).tenant_queue_bound == 7
 
 
 def test_cancelling_a_waiting_request_frees_its_place_and_its_class_depth() -> None:

@@ -18,6 +18,7 @@ from sluice.providers.base import Target
 from sluice.providers.mock import MockProvider
 from sluice.routing.catalog import Deployment
 from sluice.scheduling.backend import Slot
+from sluice.scheduling.local import LocalBackend
 from sluice.scheduling.service import Scheduler
 
 PROVIDER = MockProvider(ProviderConfig(name="p", kind="mock"))
@@ -125,3 +126,35 @@ def test_each_class_max_wait_is_checked_against_its_own_bound() -> None:
         ],
     )
     assert [c.max_wait for c in config.classes] == [15, 30]
+
+
+def counters(scheduler: Scheduler) -> dict[str, float]:
+    backend = scheduler.backend
+    assert isinstance(backend, LocalBackend)
+    return backend.books["m#0:p/m"].fair.counters
+
+
+def test_the_prompt_is_charged_at_the_grant_and_the_rest_on_release() -> None:
+    scheduler = Scheduler.local(SchedulingConfig(output_token_weight=2.0))
+    other = run_now(scheduler.acquire(deployment(2), key("w2"), "m"))  # keeps the counters from being forgotten
+    slot = run_now(scheduler.acquire(deployment(2), key("w1"), "m", prompt_tokens=lambda: 40))
+    assert counters(scheduler)["w1"] == 40.0
+    slot.release(Usage(50, 10))  # the upstream counted 50 prompt tokens: settled at 50 + 2 x 10 in all
+    assert counters(scheduler)["w1"] == 70.0
+    other.release()
+
+
+def test_an_abandoned_call_is_charged_its_prompt_and_the_output_its_time_would_have_generated() -> None:
+    scheduler = Scheduler.local(SchedulingConfig(output_token_weight=2.0))
+    other = run_now(scheduler.acquire(deployment(2), key("w2"), "m"))
+    answered = run_now(scheduler.acquire(deployment(2), key("w1"), "m", prompt_tokens=lambda: 10))
+    answered.granted_at -= 2.0  # held 2 s for 100 output tokens: 100 weighted tokens a second
+    answered.release(Usage(10, 100))
+    before = counters(scheduler)["w1"]
+    abandoned = run_now(scheduler.acquire(deployment(2), key("w1"), "m", prompt_tokens=lambda: 10))
+    assert counters(scheduler)["w1"] == before + 10.0  # the prompt, at the grant
+    abandoned.granted_at -= 1.0  # its client timed out after a second: no usage came back
+    abandoned.release(None)
+    # Settled at what it consumed: its prompt and a second of output at 100 weighted tokens a second.
+    assert counters(scheduler)["w1"] == pytest.approx(before + 10.0 + 100.0, rel=0.01)
+    other.release()

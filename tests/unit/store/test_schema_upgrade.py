@@ -1,7 +1,9 @@
 """SECURITY case 32: a database made by an earlier schema revision upgrades to the newest, and its keys still verify.
 
 The key is written with only the columns the old revision had (as that release would have written it); after
-`upgrade head`, a real gateway on that database accepts it and refuses a revoked one.
+`upgrade head`, a real gateway on that database accepts it and refuses a revoked one. Keys owned by users follow
+their owners' standing after the upgrade, which needs the memberships to survive it: SQLite alters a table by
+copying and dropping it, and with foreign keys enforced, dropping ``users`` cascaded every membership away.
 """
 
 from __future__ import annotations
@@ -100,3 +102,72 @@ def test_keys_made_on_an_older_schema_verify_after_the_upgrade(
         refused = httpx.get(f"{server.url}/v1/models", headers={"authorization": f"Bearer {revoked}"}, timeout=10)
     assert ok.status_code == 200 and ok.json()["data"]
     assert refused.status_code == 401
+
+
+def _insert_owned_keys(connection: Connection, member_key: str, outsider_key: str) -> None:
+    """A user who is a member of the default workspace and one who is not, each owning a key that says 'owner'."""
+    now = datetime.now(UTC)
+    stamp = now.replace(tzinfo=None) if connection.dialect.name == "sqlite" else now
+    for user_id in ("oldmember", "oldoutsider"):
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, password_hash, status, is_admin, priority, created_at,"
+                " password_changed_at) VALUES (:id, :email, 'x', 'active', false, NULL, :now, :now)"
+            ),
+            {"id": user_id, "email": f"{user_id}@example.com", "now": stamp},
+        )
+    connection.execute(
+        text(
+            "INSERT INTO memberships (user_id, workspace_id, role, created_at)"
+            " VALUES ('oldmember', 'default', 'member', :now)"
+        ),
+        {"now": stamp},
+    )
+    for key_id, user_id, secret in (("ownedm", "oldmember", member_key), ("ownedo", "oldoutsider", outsider_key)):
+        connection.execute(
+            text(
+                "INSERT INTO api_keys (id, name, prefix, key_hash, workspace_id, user_id, allowed_models, priority,"
+                " settings, created_by, created_at, expires_at, revoked_at, last_used_at)"
+                " VALUES (:id, :id, :prefix, :hash, 'default', :user, NULL, 'standard', '{\"role\": \"owner\"}',"
+                " 'cli', :now, NULL, NULL, NULL)"
+            ),
+            {"id": key_id, "user": user_id, "prefix": visible_prefix(secret), "hash": hash_key(secret), "now": stamp},
+        )
+
+
+def test_owned_keys_from_an_older_schema_follow_their_owners_standing(tmp_path: Path) -> None:
+    """SECURITY cases 32 and 37 together: after the upgrade, an old owned key verifies with no more than its owner
+    holds now (a member's key that says 'owner' acts as a member; a non-member's key does not verify)."""
+    with_users = [r for r in _revisions()[:-1] if r >= "0003"]
+    if not with_users:
+        pytest.skip("no older revision with users")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    member_key, outsider_key = generate_key(), generate_key()
+
+    async def make() -> None:
+        old = Database(url)
+        try:
+            async with old.engine.begin() as conn:
+                await conn.run_sync(_upgrade_to, with_users[-1])
+                await conn.run_sync(_insert_owned_keys, member_key, outsider_key)
+            await old.migrate()
+        finally:
+            await old.close()
+
+    asyncio.run(make())
+    with SluiceServer(make_settings(tmp_path / "gw", {"database_url": url})) as server:
+        me = httpx.get(f"{server.url}/admin/v1/me", headers={"authorization": f"Bearer {member_key}"}, timeout=10)
+        outsider = httpx.get(f"{server.url}/v1/models", headers={"authorization": f"Bearer {outsider_key}"}, timeout=10)
+    assert me.status_code == 200 and me.json()["role"] == "member", me.text
+    assert outsider.status_code == 401
+
+
+async def test_sqlite_connections_enforce_foreign_keys_again_after_migrating(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'fk.db'}")
+    try:
+        await db.migrate()
+        for _ in range(3):  # whichever pooled connection comes back
+            async with db.engine.connect() as conn:
+                assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        await db.close()

@@ -10,7 +10,6 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -22,7 +21,7 @@ from nicegui.testing.user_simulation import user_simulation
 
 from sluice.config import sqlite_url
 from sluice.store.db import Database
-from sluice.web import session
+from sluice.web.context import UiContext
 from sluice.web.pages import register_pages
 from tests.support.server import MASTER_KEY, SluiceServer, make_settings
 
@@ -88,8 +87,10 @@ async def user(gateway: SluiceServer, tmp_path: Path) -> AsyncIterator[User]:
     # The chat history lives in the gateway's database; this loop gets its own engine on the same file.
     db = Database(gateway.settings.database_url or sqlite_url(gateway.settings.data_dir))
     # The pages read the trusted-proxies rule (pure) from the gateway's authenticator to vouch for the browser.
-    services = SimpleNamespace(db=db, settings=gateway.settings, gateway=gateway.services.gateway)
-    session.CONTEXT = session.Context(gateway.url, services)
+    authenticator = gateway.services.gateway.authenticator
+    context = UiContext(
+        gateway.url, db, lambda: authenticator.proxies, gateway.settings.server.request_id_header, "USD"
+    )
     Storage.path = tmp_path / "ui-storage"  # the user storage of this test only (the sessions' tokens)
     app.storage = Storage()
     # On leaving, NiceGUI's simulation drops the page functions' modules (and their parent packages) from
@@ -97,14 +98,11 @@ async def user(gateway: SluiceServer, tmp_path: Path) -> AsyncIterator[User]:
     modules = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "sluice"}
     try:
         async with user_simulation() as simulated:
-            register_pages()
+            register_pages(context)
             yield simulated
     finally:
         sys.modules.update(modules)
-        context = session.CONTEXT
-        session.CONTEXT = None
-        if context is not None and context.http is not None:
-            await context.http.aclose()
+        await context.close()
         await db.close()
 
 

@@ -11,20 +11,20 @@ from typing import Any
 import httpx
 import pytest
 
-from sluice.accounting.repository import UsageRepository
 from sluice.config import sqlite_url
 from sluice.identity.network import TrustedProxies
 from sluice.store.db import Database
 from sluice.store.models import User
 from sluice.web import self_url
-from sluice.web.answers import Segment, fenced, split_fences, usage_text
+from sluice.web.answers import Segment, fenced, recorded_usage, split_fences, usage_line
+from sluice.web.chat_view import ordinal, queue_text
 from sluice.web.client import error_of
-from sluice.web.conversations import ConversationStore, Message
+from sluice.web.conversations import ChatSettings, ConversationStore, Message
 from sluice.web.cookies import SecureSessionCookie
+from sluice.web.money import money
 from sluice.web.pages_admin_audit import ALL, audit_params, image_text, scrub_deep
 from sluice.web.pages_admin_keys import expiry_value
 from sluice.web.pages_admin_ops import queue_rows
-from sluice.web.pages_chat import ordinal, queue_text
 from sluice.web.validation import cidr_problem, cidrs_problem, date_problem
 
 
@@ -39,12 +39,33 @@ def test_queue_line_names_the_place_and_the_estimate() -> None:
     assert queue_text([{"position": 1, "estimated_wait_ms": 0}]) == "1st in line, about 1 s"
 
 
-def test_usage_text_names_tokens_and_once_recorded_the_cost() -> None:
-    assert usage_text(None) == ""
-    assert usage_text({"prompt_tokens": 12, "completion_tokens": 34}) == "12 tokens in, 34 tokens out"
-    recorded = {"prompt_tokens": 12, "completion_tokens": 34, "cost": 0.00021, "estimated": False}
-    assert usage_text(recorded) == "12 tokens in, 34 tokens out · cost 0.000210"
-    assert usage_text({**recorded, "estimated": True}).endswith("(estimated tokens)")
+def test_usage_line_names_the_model_the_tokens_and_once_recorded_the_cost_in_its_currency() -> None:
+    assert usage_line(None) == ""
+    assert usage_line({"model": "m-1"}) == "m-1"  # while streaming, before any usage
+    assert usage_line({"model": "m-1", "prompt_tokens": 12, "completion_tokens": 34}) == "m-1 · 12 tokens in, 34 out"
+    recorded = {"model": "m-1", "prompt_tokens": 12, "completion_tokens": 34, "cost": 0.00021, "estimated": False}
+    assert usage_line(recorded) == "m-1 · 12 tokens in, 34 out · $0.00021"
+    assert usage_line(recorded, "EUR").endswith("€0.00021")
+    assert usage_line({**recorded, "estimated": True}).endswith("(estimated tokens)")
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "text"),
+    [
+        (0, "USD", "$0"),
+        (1.234, "USD", "$1.23"),
+        (12345.6, "EUR", "€12,345.60"),
+        (0.0042, "USD", "$0.0042"),
+        (0.000018, "USD", "$0.000018"),
+        (0.00125, "USD", "$0.0013"),
+        (0.009999, "USD", "$0.01"),
+        (1e-9, "USD", "$0.000000001"),
+        (2.5, "SEK", "2.50 SEK"),
+        (None, "USD", "—"),
+    ],
+)
+def test_money_reads_as_money(amount: float | None, currency: str, text: str) -> None:
+    assert money(amount, currency) == text
 
 
 def test_errors_carry_the_gateways_message_and_field() -> None:
@@ -76,10 +97,17 @@ def test_conversations_are_private_to_their_user(tmp_path: Path) -> None:
                 [User(id="ann", email="ann@x.io", password_hash="-"), User(id="bob", email="b@x.io", password_hash="-")]
             )
         ann, bob = ConversationStore(db, "ann"), ConversationStore(db, "bob")
-        chat = await ann.create("mock-1")
+        chat = await ann.create(ChatSettings("mock-1", "Be brief.", 0.2, 300))
         await ann.append(chat.id, Message("user", "What is Sluice?\nmore"))
         await ann.append(chat.id, Message("assistant", "A gateway.", {"prompt_tokens": 3}))
         assert [c.title for c in await ann.all()] == ["What is Sluice?"]
+        stored = await ann.get(chat.id)
+        assert stored is not None and ChatSettings.of(stored) == ChatSettings("mock-1", "Be brief.", 0.2, 300)
+        assert ChatSettings.of(stored).request() == {"temperature": 0.2, "max_tokens": 300}
+        assert ChatSettings().request() == {}  # unset: the model's own defaults
+        assert [c.id for c in await ann.search("sluice?")] == [chat.id]  # the title
+        assert [c.id for c in await ann.search("GATEWAY")] == [chat.id]  # a message, any case
+        assert await ann.search("100%") == [] and await bob.search("gateway") == []
         assert [m.content for m in await ann.messages(chat.id)] == ["What is Sluice?\nmore", "A gateway."]
         # Bob knows the id but gets nothing and changes nothing.
         assert await bob.get(chat.id) is None and await bob.messages(chat.id) == []
@@ -98,7 +126,27 @@ def test_conversations_are_private_to_their_user(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_an_answers_cost_is_read_from_its_own_users_usage_record_only(tmp_path: Path) -> None:
+def test_an_answer_keeps_its_request_log_entrys_tokens_and_cost_and_only_its_user_sets_them(tmp_path: Path) -> None:
+    entry = {
+        "id": "u1",
+        "request_id": "ui-abc",
+        "user_id": "ann",
+        "status": 499,
+        "prompt_tokens": 7,
+        "completion_tokens": 3,
+        "cost": 0.00125,
+        "estimated": True,
+        "latency_ms": 900.0,
+    }
+    usage = recorded_usage(entry)
+    assert usage == {
+        "prompt_tokens": 7,
+        "completion_tokens": 3,
+        "cost": 0.00125,
+        "estimated": True,
+        "request_id": "ui-abc",
+    }
+
     async def scenario() -> None:
         db = Database(sqlite_url(tmp_path))
         await db.migrate()
@@ -106,49 +154,8 @@ def test_an_answers_cost_is_read_from_its_own_users_usage_record_only(tmp_path: 
             session.add_all(
                 [User(id="ann", email="ann@x.io", password_hash="-"), User(id="bob", email="b@x.io", password_hash="-")]
             )
-        record = {
-            "id": "u1",
-            "request_id": "ui-abc",
-            "created_ts": 1_790_000_000.0,
-            "finished_ts": 1_790_000_001.0,
-            "principal_kind": "user",
-            "key_id": None,
-            "user_id": "ann",
-            "workspace_id": "default",
-            "surface": "openai",
-            "endpoint": "chat",
-            "model": "m",
-            "deployment": "d",
-            "provider": "p",
-            "upstream_model": "m",
-            "stream": True,
-            "status": 499,
-            "error_type": "cancelled",
-            "prompt_tokens": 7,
-            "completion_tokens": 3,
-            "cached_tokens": 0,
-            "estimated": True,
-            "cost_nanos": 1_250_000,
-            "cache_hit": False,
-            "queue_wait_ms": 0.0,
-            "ttft_ms": None,
-            "latency_ms": 900.0,
-            "overhead_ms": None,
-        }
-        async with db.session() as session:
-            await UsageRepository(session).insert_new([record])
         ann, bob = ConversationStore(db, "ann"), ConversationStore(db, "bob")
-        assert await bob.answer_usage("ui-abc") is None  # the id alone reveals nothing of someone else's
-        assert await ann.answer_usage("ui-missing") is None
-        usage = await ann.answer_usage("ui-abc")
-        assert usage == {
-            "prompt_tokens": 7,
-            "completion_tokens": 3,
-            "cost": 0.00125,
-            "estimated": True,
-            "request_id": "ui-abc",
-        }
-        chat = await ann.create("m")
+        chat = await ann.create(ChatSettings("m"))
         position = await ann.append(chat.id, Message("assistant", "partial", {"prompt_tokens": 7}))
         assert position == 1 and await bob.append(chat.id, Message("user", "x")) is None
         await bob.set_usage(chat.id, 1, {"cost": 99})

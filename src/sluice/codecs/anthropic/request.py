@@ -14,6 +14,7 @@ import orjson
 
 from sluice.canonical import ChatRequest, ImagePart, Message, Part, TextPart, Tool, ToolCall, ToolChoice
 from sluice.codecs import fields as f
+from sluice.codecs.anthropic.structured import apply_structured, closed_objects, decode_output_format
 from sluice.codecs.openai.chat_request import refuse_upstream_fields
 from sluice.errors import InvalidRequest, Unsupported
 
@@ -36,6 +37,8 @@ _KNOWN = frozenset(
         "metadata",
         "stream",
         "thinking",
+        "output_config",
+        "output_format",
     }
 )
 
@@ -60,10 +63,14 @@ def decode_messages_request(data: dict[str, Any]) -> ChatRequest:
     metadata = f.opt_obj(data, "metadata")
     user = metadata.get("user_id") if metadata else None
     native = {k: v for k, v in data.items() if k not in _KNOWN}
+    response_format, output_rest = decode_output_format(data)
+    if output_rest:
+        native["output_config"] = output_rest  # effort and whatever Anthropic adds: its own upstreams take them
     return ChatRequest(
         model=model,
         messages=messages,
         max_tokens=max_tokens,
+        response_format=response_format,
         temperature=f.opt_num(data, "temperature", 0, 1),
         top_p=f.opt_num(data, "top_p", 0, 1),
         top_k=f.opt_int(data, "top_k", 0),
@@ -204,6 +211,7 @@ def _decode_tool(raw: Any, path: str) -> Tool:
         name=f.req_str(tool, "name", f"{path}.name"),
         description=f.opt_str(tool, "description", f"{path}.description"),
         parameters=schema,
+        strict=f.opt_bool(tool, "strict", f"{path}.strict"),
     )
 
 
@@ -257,10 +265,7 @@ def encode_messages_request(
         if value is not None:
             body[key] = min(value, 1.0) if key == "temperature" else value
     if req.tools:
-        body["tools"] = [
-            {"name": t.name, **({"description": t.description} if t.description else {}), "input_schema": t.parameters}
-            for t in req.tools
-        ]
+        body["tools"] = [_encode_tool(t) for t in req.tools]
         if req.tool_choice is not None:
             body["tool_choice"] = _encode_tool_choice(req.tool_choice)  # "none" included: Anthropic has it too
     if req.user:
@@ -272,8 +277,22 @@ def encode_messages_request(
         body["max_tokens"] = max(body["max_tokens"], budget + 1)
     if stream:
         body["stream"] = True
-    body.update(req.native.get("anthropic", {}))
+    native = dict(req.native.get("anthropic", {}))
+    if isinstance(native.get("output_config"), dict):
+        body["output_config"] = {**native.pop("output_config"), **body.get("output_config", {})}
+    body.update(native)
+    apply_structured(body, req)
     return body
+
+
+def _encode_tool(tool: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        out["description"] = tool.description
+    out["input_schema"] = closed_objects(tool.parameters) if tool.strict else tool.parameters
+    if tool.strict:
+        out["strict"] = True
+    return out
 
 
 def _encode_tool_choice(choice: ToolChoice) -> dict[str, Any]:

@@ -49,18 +49,23 @@ def usage_to(usage: Usage) -> dict[str, int]:
     }
 
 
-def decode_message_response(body: Any) -> ChatResponse:
+def decode_message_response(body: Any, json_tool: str | None = None) -> ChatResponse:
+    """A ``message`` as a canonical answer; a call of ``json_tool`` (the JSON-mode fallback) is its JSON text."""
     if not isinstance(body, dict) or not isinstance(body.get("content"), list):
         raise UpstreamError("The upstream sent a message without 'content'.")
     text: list[str] = []
     reasoning: list[str] = []
     calls: list[ToolCall] = []
+    answered_in_json = False
     for block in body["content"]:
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
         if kind == "text":
             text.append(str(block.get("text") or ""))
+        elif kind == "tool_use" and json_tool is not None and block.get("name") == json_tool:
+            answered_in_json = True
+            text.append(orjson.dumps(block.get("input") or {}).decode())
         elif kind == "tool_use":
             calls.append(
                 ToolCall(
@@ -76,6 +81,8 @@ def decode_message_response(body: Any) -> ChatResponse:
         "assistant", [TextPart(joined)] if joined else [], tool_calls=calls, reasoning="".join(reasoning) or None
     )
     reason = STOP_REASONS.get(str(body.get("stop_reason")), "stop")
+    if reason == "tool_calls" and answered_in_json and not calls:
+        reason = "stop"  # only the JSON-mode tool was called: to the caller that is a finished answer
     return ChatResponse(
         id=str(body.get("id") or ""),
         model=str(body.get("model") or ""),

@@ -29,11 +29,12 @@ __all__ = ["MessageEventDecoder", "MessageEventEncoder", "error_frame"]
 class MessageEventDecoder:
     """An Anthropic upstream's SSE events → canonical events; raises on ``event: error`` and bad JSON."""
 
-    def __init__(self) -> None:
+    def __init__(self, json_tool: str | None = None) -> None:
         self.complete = False
         self._blocks: dict[int, tuple[str, int]] = {}  # block index → (kind, tool-call index)
         self._tools = 0
         self._usage: Usage | None = None
+        self._json_tool = json_tool  # the JSON-mode fallback's tool: its input is the answer's text
 
     def decode(self, event: str | None, data: bytes) -> list[StreamEvent]:
         try:
@@ -64,6 +65,9 @@ class MessageEventDecoder:
         index = int(payload.get("index") or 0)
         block = payload.get("content_block") or {}
         kind = str(block.get("type"))
+        if kind == "tool_use" and self._json_tool is not None and block.get("name") == self._json_tool:
+            self._blocks[index] = ("json", -1)
+            return []
         if kind == "tool_use":
             self._blocks[index] = ("tool_use", self._tools)
             self._tools += 1
@@ -81,7 +85,9 @@ class MessageEventDecoder:
         if kind == "text_delta":
             return [TextDelta(str(delta.get("text") or ""))]
         if kind == "input_json_delta":
-            _, tool = self._blocks.get(int(payload.get("index") or 0), ("tool_use", max(0, self._tools - 1)))
+            block, tool = self._blocks.get(int(payload.get("index") or 0), ("tool_use", max(0, self._tools - 1)))
+            if block == "json":
+                return [TextDelta(str(delta.get("partial_json") or ""))]
             return [ToolCallDelta(tool, str(delta.get("partial_json") or ""))]
         if kind == "thinking_delta":
             return [ReasoningDelta(str(delta.get("thinking") or ""))]
@@ -91,6 +97,8 @@ class MessageEventDecoder:
         delta = payload.get("delta") or {}
         events: list[StreamEvent] = []
         reason: FinishReason = STOP_REASONS.get(str(delta.get("stop_reason")), "stop")
+        if reason == "tool_calls" and self._tools == 0 and ("json", -1) in self._blocks.values():
+            reason = "stop"  # only the JSON-mode tool was called
         events.append(Finish(reason))
         raw = payload.get("usage")
         if isinstance(raw, dict):

@@ -20,6 +20,8 @@ from sluice.store.models.identity import (
     Workspace,
 )
 from sluice.store.models.limits import LimitPolicy, ModelPriceRow
+from sluice.store.models.responses import StoredResponse
+from sluice.store.models.sso import SsoIdentity, SsoLogin
 from sluice.store.models.usage import UsageDaily, UsageRecord
 
 __all__ = [
@@ -38,6 +40,9 @@ __all__ = [
     "PasswordReset",
     "RefreshToken",
     "RegistrationToken",
+    "SsoIdentity",
+    "SsoLogin",
+    "StoredResponse",
     "UsageDaily",
     "UsageRecord",
     "User",

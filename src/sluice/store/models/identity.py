@@ -62,6 +62,7 @@ class User(Base):
     priority: Mapped[str | None] = mapped_column(String(32), default=None)  # None: the workspace's class
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    password_login: Mapped[bool] = mapped_column(Boolean, default=True)  # False: single sign-on only
 
 
 class Membership(Base):
@@ -73,6 +74,7 @@ class Membership(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
     role: Mapped[str] = mapped_column(String(16), default="member")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[str | None] = mapped_column(String(64), default=None)  # "sso:<provider>": its mapping owns it
 
 
 class RefreshToken(Base):

@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 
+from sluice.call import Call
 from sluice.canonical import Usage
 from sluice.codecs.anthropic.response import usage_from
 from sluice.errors import UpstreamError
-from sluice.pipeline import Call
-from sluice.surfaces.common import whole_answer
+from sluice.surfaces.passthrough import whole_answer
 
 
 def read_usage(call: Call, body: bytes) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 import orjson
 
 from sluice.accounting.estimate import estimate_prompt_tokens, estimate_raw_prompt_tokens
-from sluice.canonical import ChatRequest, StreamEvent
+from sluice.call import Call
+from sluice.canonical import ChatRequest, ChatResponse
 from sluice.codecs import fields as f
 from sluice.codecs.anthropic.request import decode_messages_request
 from sluice.codecs.anthropic.response import encode_message_response
@@ -17,29 +18,16 @@ from sluice.codecs.anthropic.stream import MessageEventEncoder
 from sluice.codecs.framing import SSEParser
 from sluice.codecs.openai.chat_request import refuse_upstream_fields
 from sluice.errors import SluiceError, UpstreamRejected
-from sluice.pipeline import Call, Gateway
-from sluice.routing.catalog import Deployment, ModelRoute
+from sluice.pipeline import Gateway
+from sluice.routing.catalog import Deployment
 from sluice.server.exchange import JSON, SSE, Exchange
 from sluice.surfaces.anthropic.format import ANTHROPIC
 from sluice.surfaces.anthropic.passthrough import EventInspector, read_usage
-from sluice.surfaces.common import (
-    forward_same_format,
-    read_json,
-    relay_events,
-    renamed,
-    run,
-    sse_frames,
-    take_cache_control,
-    with_cache,
-)
-from sluice.surfaces.translate import (
-    OpenedStream,
-    answer_model,
-    response_usage,
-    stream_model,
-    stream_opener,
-    tally,
-)
+from sluice.surfaces.cache_replay import take_cache_control, with_cache
+from sluice.surfaces.passthrough import forward_same_format, renamed
+from sluice.surfaces.relay import sse_frames
+from sluice.surfaces.request import Format, read_json, run
+from sluice.surfaces.translate import answer_translated
 
 # Client headers an Anthropic upstream gets as they are: the betas a caller opts into, and the API version it
 # speaks (otherwise the provider's configured one). Nothing else of the caller's reaches the upstream.
@@ -53,10 +41,6 @@ def client_headers(ex: Exchange) -> dict[str, str] | None:
         if value:
             headers[name.decode()] = value.decode("latin-1")
     return headers or None
-
-
-def _same_format(route: ModelRoute) -> bool:
-    return all(d.provider.wire_format == "anthropic" for d in route.deployments)
 
 
 def _check(data: dict[str, Any]) -> str:
@@ -86,7 +70,7 @@ async def _messages(gw: Gateway, ex: Exchange, call: Call) -> None:
     route = gw.resolve(call, _check(data))
     call.stream = data.get("stream") is True
     produce: Callable[[], Awaitable[None]]
-    if _same_format(route):
+    if route.speaks("anthropic"):
         max_tokens = data.get("max_tokens")
         await gw.admit(ex, call, route, lambda: (estimate_raw_prompt_tokens(data), max_tokens))
         produce = partial(
@@ -107,37 +91,30 @@ async def _messages(gw: Gateway, ex: Exchange, call: Call) -> None:
     else:
         req = decode_messages_request(data)
         await gw.admit(ex, call, route, lambda: (estimate_prompt_tokens(req), req.max_tokens))
-        produce = partial(_translated, gw, ex, call, route, req)
+        produce = partial(answer_translated, gw, ex, call, route, req, _ANSWER)
     await with_cache(gw, ex, call, route, data, control, produce)
 
 
-async def _translated(gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, req: ChatRequest) -> None:
-    message_id = "msg_" + call.request_id
-    if not req.stream:
-        resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
-        call.usage = response_usage(req, resp)
-        call.note_response_model(resp.model)
-        resp.usage = call.usage
-        body = encode_message_response(resp, message_id, answer_model(call, resp.model))
-        await gw.complete(call)
-        call.mark_first_byte()
-        await ex.respond(200, orjson.dumps(body))
-        return
-    opened: OpenedStream = await gw.open(call, route, stream_opener(req))  # type: ignore[arg-type]
-    encoder = MessageEventEncoder(message_id, stream_model(call, opened), input_tokens=estimate_prompt_tokens(req))
-    await ex.start_stream(200, SSE)
-    await relay_events(ex, call, _encode(gw, encoder, tally(call, req, opened), call), ANTHROPIC)
+class _Answer:
+    """A translated answer as Anthropic writes it: a message, or its event stream."""
+
+    fmt: Format = ANTHROPIC
+    stream_type = SSE
+
+    def whole(self, call: Call, resp: ChatResponse, model: str) -> dict[str, Any]:
+        return encode_message_response(resp, "msg_" + call.request_id, model)
+
+    def encoder(self, call: Call, req: ChatRequest, model: str) -> MessageEventEncoder:
+        return MessageEventEncoder("msg_" + call.request_id, model, input_tokens=estimate_prompt_tokens(req))
+
+    def opening(self, encoder: MessageEventEncoder) -> bytes:
+        return encoder.start()
+
+    def closing(self, encoder: MessageEventEncoder, call: Call) -> bytes:
+        return encoder.close()  # message_stop
 
 
-async def _encode(
-    gw: Gateway, encoder: MessageEventEncoder, events: AsyncIterator[StreamEvent], call: Call
-) -> AsyncIterator[bytes]:
-    yield encoder.start()
-    async for event in events:
-        yield encoder.encode(event)
-    encoder.usage = call.usage
-    await gw.complete(call)  # before message_stop: a finished answer always has its record
-    yield encoder.close()
+_ANSWER = _Answer()
 
 
 # --- count_tokens -----------------------------------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
+from sluice.call import Call
 from sluice.codecs.ollama.response import usage_from
 from sluice.errors import UpstreamError
-from sluice.pipeline import Call
-from sluice.surfaces.common import whole_answer
+from sluice.surfaces.passthrough import whole_answer
 
 
 def read_usage(call: Call, body: bytes) -> None:

@@ -7,7 +7,7 @@ refused and never forwarded: a gateway must not let callers change what its mode
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from sluice.accounting.estimate import estimate_prompt_tokens, estimate_raw_prompt_tokens, estimate_text_tokens
-from sluice.canonical import ChatRequest, StreamEvent
+from sluice.call import Call
+from sluice.canonical import ChatRequest, ChatResponse
 from sluice.codecs import fields as f
 from sluice.codecs.framing import NDJSONParser
 from sluice.codecs.ollama.request import (
@@ -33,30 +34,17 @@ from sluice.codecs.ollama.response import (
 )
 from sluice.codecs.ollama.stream import LineEncoder
 from sluice.errors import PermissionDenied, SluiceError
-from sluice.pipeline import Call, Gateway
+from sluice.pipeline import Gateway
 from sluice.providers.ollama import OllamaProvider
 from sluice.routing.catalog import ModelRoute
 from sluice.server.exchange import JSON, NDJSON, Exchange
-from sluice.surfaces.common import (
-    forward_same_format,
-    ndjson_frames,
-    read_json,
-    relay_events,
-    renamed,
-    run,
-    take_cache_control,
-    with_cache,
-)
+from sluice.surfaces.cache_replay import take_cache_control, with_cache
 from sluice.surfaces.ollama.format import OLLAMA
 from sluice.surfaces.ollama.passthrough import LineInspector, read_usage
-from sluice.surfaces.translate import (
-    OpenedStream,
-    answer_model,
-    response_usage,
-    stream_model,
-    stream_opener,
-    tally,
-)
+from sluice.surfaces.passthrough import forward_same_format, renamed
+from sluice.surfaces.relay import ndjson_frames
+from sluice.surfaces.request import Format, read_json, run
+from sluice.surfaces.translate import answer_model, answer_translated
 
 # The Ollama release whose API this surface follows; clients read it to decide what they may use.
 OLLAMA_API_VERSION = "0.12.0"
@@ -73,10 +61,6 @@ CAPABILITIES = {
     "anthropic": ["completion", "tools", "vision", "thinking"],
     "mock": ["completion", "tools", "thinking"],
 }
-
-
-def _same_format(route: ModelRoute) -> bool:
-    return all(d.provider.wire_format == "ollama" for d in route.deployments)
 
 
 def _stream_flag(data: dict[str, Any]) -> bool:
@@ -109,7 +93,7 @@ async def _generate(gw: Gateway, ex: Exchange, call: Call, path: str) -> None:
     route = gw.resolve(call, check_request(data, chat=path == "/api/chat"))
     call.stream = _stream_flag(data)
     produce: Callable[[], Awaitable[None]]
-    if _same_format(route):
+    if route.speaks("ollama"):
         options = f.opt_obj(data, "options") or {}
         predict = options.get("num_predict") if isinstance(options.get("num_predict"), int) else None
         limit = predict if predict is not None and predict > 0 else None
@@ -131,35 +115,34 @@ async def _generate(gw: Gateway, ex: Exchange, call: Call, path: str) -> None:
     else:
         req = decode_chat_request(data) if path == "/api/chat" else decode_generate_request(data)
         await gw.admit(ex, call, route, lambda: (estimate_prompt_tokens(req), req.max_tokens))
-        produce = partial(_translated, gw, ex, call, route, req, "chat" if path == "/api/chat" else "generate")
+        produce = partial(answer_translated, gw, ex, call, route, req, _ANSWERS[path])
     await with_cache(gw, ex, call, route, data, control, produce)
 
 
-async def _translated(gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, req: ChatRequest, mode: str) -> None:
-    if not req.stream:
-        resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
-        call.usage = response_usage(req, resp)
-        call.note_response_model(resp.model)
-        resp.usage = call.usage
-        encode = encode_chat_response if mode == "chat" else encode_generate_response
-        await gw.complete(call)
-        call.mark_first_byte()
-        await ex.respond(200, orjson.dumps(encode(resp, answer_model(call, resp.model), _timings(call))))
-        return
-    opened: OpenedStream = await gw.open(call, route, stream_opener(req))  # type: ignore[arg-type]
-    encoder = LineEncoder(stream_model(call, opened), mode)
-    await ex.start_stream(200, NDJSON)
-    await relay_events(ex, call, _encode(gw, encoder, tally(call, req, opened), call), OLLAMA)
+class _Answer:
+    """A translated answer as Ollama writes it, for ``/api/chat`` or ``/api/generate`` (``mode``)."""
+
+    fmt: Format = OLLAMA
+    stream_type = NDJSON
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def whole(self, call: Call, resp: ChatResponse, model: str) -> dict[str, Any]:
+        encode = encode_chat_response if self.mode == "chat" else encode_generate_response
+        return encode(resp, model, _timings(call))
+
+    def encoder(self, call: Call, req: ChatRequest, model: str) -> LineEncoder:
+        return LineEncoder(model, self.mode)
+
+    def opening(self, encoder: LineEncoder) -> bytes:
+        return b""
+
+    def closing(self, encoder: LineEncoder, call: Call) -> bytes:
+        return encoder.close(_timings(call))  # the done line
 
 
-async def _encode(
-    gw: Gateway, encoder: LineEncoder, events: AsyncIterator[StreamEvent], call: Call
-) -> AsyncIterator[bytes]:
-    async for event in events:
-        yield encoder.encode(event)
-    encoder.usage = call.usage
-    await gw.complete(call)  # before the done line: a finished answer always has its record
-    yield encoder.close(_timings(call))
+_ANSWERS = {"/api/chat": _Answer("chat"), "/api/generate": _Answer("generate")}
 
 
 # --- embeddings ---------------------------------------------------------------------------------------------------
@@ -180,7 +163,7 @@ async def _embed(gw: Gateway, ex: Exchange, call: Call, legacy: bool) -> None:
     route = gw.resolve(call, req.model)
     inputs = req.inputs
     await gw.admit(ex, call, route, lambda: (sum(estimate_text_tokens(t) for t in inputs), 0))
-    if _same_format(route):
+    if route.speaks("ollama"):
         path = "/api/embeddings" if legacy else "/api/embed"
         await forward_same_format(
             gw,
@@ -198,7 +181,7 @@ async def _embed(gw: Gateway, ex: Exchange, call: Call, legacy: bool) -> None:
         return
     resp = await gw.open(call, route, lambda dep: dep.provider.embed(req, dep.target))
     call.usage = resp.usage
-    await gw.complete(call)
+    await gw.record_and_settle(call)
     call.mark_first_byte()
     model = answer_model(call, resp.model)
     body = encode_legacy_embedding_response(resp) if legacy else encode_embed_response(resp, model, _timings(call))
@@ -302,6 +285,10 @@ async def version(gw: Gateway, ex: Exchange) -> None:
 
 
 async def root(gw: Gateway, ex: Exchange) -> None:
+    """Ollama's clients probe ``/`` for "Ollama is running"; a browser (asking for HTML) goes to the web UI."""
+    if ex.method == "GET" and gw.settings.ui and b"text/html" in (ex.header(b"accept") or b""):
+        await ex.respond(307, b"", b"text/plain; charset=utf-8", [(b"location", b"/ui/")])
+        return
     body = b"" if ex.method == "HEAD" else b"Ollama is running"
     await ex.respond(200, body, b"text/plain; charset=utf-8")
 

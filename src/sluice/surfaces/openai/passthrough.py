@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 
+from sluice.call import Call
 from sluice.codecs.openai.responses import usage_from_dict
 from sluice.codecs.openai.stream import in_band_error
 from sluice.errors import UpstreamError
-from sluice.pipeline import Call
-from sluice.surfaces.common import whole_answer
+from sluice.surfaces.passthrough import whole_answer
 
 
 def upstream_body(data: dict[str, Any], raw: bytes, upstream_model: str, stream: bool) -> bytes:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import orjson
 
-from sluice.pipeline import Call, Gateway
+from sluice.call import Call
+from sluice.pipeline import Gateway
 from sluice.server.exchange import Exchange
-from sluice.surfaces.common import run
 from sluice.surfaces.openai.format import OPENAI
+from sluice.surfaces.request import run
 
 
 async def queue_status(gw: Gateway, ex: Exchange) -> None:

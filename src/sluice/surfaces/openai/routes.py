@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import orjson
 
 from sluice.accounting.estimate import estimate_prompt_tokens, estimate_raw_prompt_tokens, estimate_text_tokens
-from sluice.canonical import ChatRequest, StreamEvent
+from sluice.call import Call
+from sluice.canonical import ChatRequest, ChatResponse
 from sluice.codecs.framing import SSEParser
 from sluice.codecs.openai.chat_request import check_chat_request, decode_chat_request
 from sluice.codecs.openai.completion_request import (
@@ -26,38 +28,83 @@ from sluice.codecs.openai.responses import (
 )
 from sluice.codecs.openai.stream import ChatChunkEncoder
 from sluice.errors import NotFound
-from sluice.pipeline import Call, Gateway
+from sluice.pipeline import Gateway
 from sluice.routing.catalog import ModelRoute
 from sluice.server.exchange import JSON, SSE, Exchange
 from sluice.surfaces.anthropic.format import ANTHROPIC
-from sluice.surfaces.common import (
-    Format,
-    forward_same_format,
-    read_json,
-    relay_events,
-    run,
-    sse_frames,
-    take_cache_control,
-    with_cache,
-)
+from sluice.surfaces.cache_replay import take_cache_control, with_cache
 from sluice.surfaces.openai.format import OPENAI
 from sluice.surfaces.openai.passthrough import SSEInspector, client_wants_usage, read_usage, upstream_body
 from sluice.surfaces.openai.queue import queue_status
-from sluice.surfaces.translate import (
-    OpenedStream,
-    answer_model,
-    response_usage,
-    stream_model,
-    stream_opener,
-    tally,
+from sluice.surfaces.passthrough import forward_same_format
+from sluice.surfaces.relay import sse_frames
+from sluice.surfaces.request import Format, read_json, run
+from sluice.surfaces.translate import answer_model, answer_translated
+
+# --- chat completions and legacy completions --------------------------------------------------------------------
+
+
+class _Answer:
+    """A translated answer as OpenAI writes it: a chat completion, or a legacy text completion (``text_mode``)."""
+
+    fmt: Format = OPENAI
+    stream_type = SSE
+
+    def __init__(self, text_mode: bool) -> None:
+        self.text_mode = text_mode
+        self.id_prefix = "cmpl-" if text_mode else "chatcmpl-"
+
+    def whole(self, call: Call, resp: ChatResponse, model: str) -> dict[str, Any]:
+        resp.id, resp.model = self.id_prefix + call.request_id, model
+        return encode_completion_response(resp) if self.text_mode else encode_chat_response(resp)
+
+    def encoder(self, call: Call, req: ChatRequest, model: str) -> ChatChunkEncoder:
+        response_id = self.id_prefix + call.request_id
+        return ChatChunkEncoder(response_id, model, int(time.time()), req.include_usage, self.text_mode)
+
+    def opening(self, encoder: ChatChunkEncoder) -> bytes:
+        return b""
+
+    def closing(self, encoder: ChatChunkEncoder, call: Call) -> bytes:
+        return encoder.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """What differs between ``/v1/chat/completions`` and the legacy ``/v1/completions``."""
+
+    path: str  # the upstream's path
+    check: Callable[[dict[str, Any]], str]  # the checks Sluice relies on before forwarding; returns the model
+    decode: Callable[[dict[str, Any]], ChatRequest]
+    default_max_tokens: int | None  # OpenAI's own default when the body sets none (for the admission estimate)
+    answer: _Answer
+
+
+_CHAT = _Endpoint("/chat/completions", check_chat_request, decode_chat_request, None, _Answer(text_mode=False))
+_COMPLETION = _Endpoint(
+    "/completions", validate_completion_request, decode_completion_request, 16, _Answer(text_mode=True)
 )
 
 
-def _same_format(route: ModelRoute) -> bool:
-    return all(d.provider.wire_format == "openai" for d in route.deployments)
+async def _generate(endpoint: _Endpoint, gw: Gateway, ex: Exchange, call: Call) -> None:
+    await gw.identify(ex, call)
+    data, raw = await read_json(gw, ex)
+    control, raw = take_cache_control(ex, data, raw)
+    model = endpoint.check(data)
+    route = gw.resolve(call, model)
+    call.stream = data.get("stream") is True
+    if route.speaks("openai"):
+        await gw.admit(ex, call, route, lambda: _raw_estimate(data, endpoint.default_max_tokens))
+        produce = partial(_passthrough, gw, ex, call, route, data, raw, endpoint.path)
+    else:
+        req = endpoint.decode(data)
+        await gw.admit(ex, call, route, lambda: _estimate(req))
+        produce = partial(answer_translated, gw, ex, call, route, req, endpoint.answer)
+    await with_cache(gw, ex, call, route, data, control, produce)
 
 
-# --- chat completions and legacy completions --------------------------------------------------------------------
+_chat = partial(_generate, _CHAT)
+_completion = partial(_generate, _COMPLETION)
 
 
 async def chat_completions(gw: Gateway, ex: Exchange) -> None:
@@ -66,40 +113,6 @@ async def chat_completions(gw: Gateway, ex: Exchange) -> None:
 
 async def completions(gw: Gateway, ex: Exchange) -> None:
     await run(gw, ex, OPENAI, "completion", _completion)
-
-
-async def _chat(gw: Gateway, ex: Exchange, call: Call) -> None:
-    await gw.identify(ex, call)
-    data, raw = await read_json(gw, ex)
-    control, raw = take_cache_control(ex, data, raw)
-    model = check_chat_request(data)
-    route = gw.resolve(call, model)
-    call.stream = data.get("stream") is True
-    if _same_format(route):
-        await gw.admit(ex, call, route, lambda: _raw_estimate(data))
-        produce = partial(_passthrough, gw, ex, call, route, data, raw, "/chat/completions")
-    else:
-        req = decode_chat_request(data)
-        await gw.admit(ex, call, route, lambda: _estimate(req))
-        produce = partial(_translated, gw, ex, call, route, req, text_mode=False)
-    await with_cache(gw, ex, call, route, data, control, produce)
-
-
-async def _completion(gw: Gateway, ex: Exchange, call: Call) -> None:
-    await gw.identify(ex, call)
-    data, raw = await read_json(gw, ex)
-    control, raw = take_cache_control(ex, data, raw)
-    model = validate_completion_request(data)
-    route = gw.resolve(call, model)
-    call.stream = data.get("stream") is True
-    if _same_format(route):
-        await gw.admit(ex, call, route, lambda: _raw_estimate(data, default_max=16))
-        produce = partial(_passthrough, gw, ex, call, route, data, raw, "/completions")
-    else:
-        req = decode_completion_request(data)
-        await gw.admit(ex, call, route, lambda: _estimate(req))
-        produce = partial(_translated, gw, ex, call, route, req, text_mode=True)
-    await with_cache(gw, ex, call, route, data, control, produce)
 
 
 def _raw_estimate(data: dict[str, Any], default_max: int | None = None) -> tuple[int, int | None]:
@@ -132,36 +145,6 @@ async def _passthrough(
     )
 
 
-async def _translated(
-    gw: Gateway, ex: Exchange, call: Call, route: ModelRoute, req: ChatRequest, text_mode: bool
-) -> None:
-    response_id = ("cmpl-" if text_mode else "chatcmpl-") + call.request_id
-    if not req.stream:
-        resp = await gw.open(call, route, lambda dep: dep.provider.chat(req, dep.target))
-        call.usage = response_usage(req, resp)
-        call.note_response_model(resp.model)
-        resp.id, resp.usage, resp.model = response_id, call.usage, answer_model(call, resp.model)
-        body = encode_completion_response(resp) if text_mode else encode_chat_response(resp)
-        await gw.complete(call)
-        call.mark_first_byte()
-        await ex.respond(200, orjson.dumps(body))
-        return
-    opened: OpenedStream = await gw.open(call, route, stream_opener(req))  # type: ignore[arg-type]
-    encoder = ChatChunkEncoder(response_id, stream_model(call, opened), int(time.time()), req.include_usage, text_mode)
-    await ex.start_stream(200, SSE)
-    await relay_events(ex, call, _encode(gw, encoder, tally(call, req, opened), call), OPENAI)
-
-
-async def _encode(
-    gw: Gateway, encoder: ChatChunkEncoder, events: AsyncIterator[StreamEvent], call: Call
-) -> AsyncIterator[bytes]:
-    async for event in events:
-        yield encoder.encode(event)
-    encoder.usage = call.usage
-    await gw.complete(call)  # before the terminator: a finished answer always has its record
-    yield encoder.close()
-
-
 # --- embeddings -------------------------------------------------------------------------------------------------
 
 
@@ -175,7 +158,7 @@ async def _embeddings(gw: Gateway, ex: Exchange, call: Call) -> None:
     req = decode_embedding_request(data) if not _token_input(data) else None
     model = req.model if req is not None else str(data.get("model"))
     route = gw.resolve(call, model)
-    if _same_format(route):
+    if route.speaks("openai"):
         await gw.admit(ex, call, route, lambda: (estimate_raw_prompt_tokens(data), 0))
         await _passthrough(gw, ex, call, route, data, raw, "/embeddings")
         return
@@ -186,7 +169,7 @@ async def _embeddings(gw: Gateway, ex: Exchange, call: Call) -> None:
     resp = await gw.open(call, route, lambda dep: dep.provider.embed(req, dep.target))
     call.usage = resp.usage
     resp.model = answer_model(call, resp.model)
-    await gw.complete(call)
+    await gw.record_and_settle(call)
     call.mark_first_byte()
     await ex.respond(200, orjson.dumps(encode_embedding_response(resp, req.encoding_format)))
 
