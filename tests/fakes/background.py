@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from tests.support.loops import close_loop
+
 _START_TIMEOUT = 10.0
 _SHUTDOWN_GRACE = 0.2  # seconds aiohttp lets handlers finish on stop before cancelling them (a hang would block)
 
@@ -75,7 +77,7 @@ class BackgroundServer:
             self._error = exc
         finally:
             ready.set()
-            _close_loop(loop)
+            close_loop(loop)
             self._loop = None
 
     async def _serve(self, ready: threading.Event) -> None:
@@ -100,17 +102,3 @@ class BackgroundServer:
             self.stopping = True
             await runner.cleanup()
             sock.close()
-
-
-def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel what is left on the loop and close it, so no task, generator or socket outlives the server."""
-    try:
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-    finally:
-        loop.close()

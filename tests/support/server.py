@@ -19,6 +19,7 @@ from sluice.app import SluiceApp, create_app
 from sluice.config import Settings
 from sluice.config_loading import load_settings
 from sluice.server.serving import uvicorn_options
+from tests.support.loops import close_loop
 
 MASTER_KEY = "sk-sl-test-master-key-0123456789abcdef"
 JWT_SECRET = "sluice-test-jwt-secret-0123456789abcdef0123456789"  # real deployments outside dev mode need one
@@ -108,7 +109,7 @@ class SluiceServer:
         try:
             self.loop.run_until_complete(self._server.serve())
         finally:
-            self.loop.close()
+            close_loop(self.loop)
 
     def call(self, coro: Any, timeout: float = 10.0) -> Any:
         """Run a coroutine on the server's own event loop (to inspect or change its services)."""

@@ -25,7 +25,7 @@ from tests.support.services import create_postgres_database, drop_postgres_datab
 
 pytestmark = pytest.mark.services
 
-LEASE = 2.0
+LEASE = 4.0  # renewed every third of it: a replica starved of CPU for a second or two under CI load keeps it
 MASTER = {"authorization": f"Bearer {MASTER_KEY}"}
 
 
@@ -59,8 +59,8 @@ def _replica(tmp_path: Path, name: str, database: str, redis: PrivateRedis) -> S
         "database_url": database,
         "redis_url": redis.url,
         "limits": {"backend": "redis", "redis_prefix": "leases.lim", "lease_seconds": LEASE},
-        # 100 tokens at 10 a second: a call that runs for 10 s, five leases.
-        "providers": [{"name": "slow", "kind": "mock", "mock": {"tokens_per_second": 10, "reply_tokens": 100}}],
+        # 200 tokens at 10 a second: a call that runs for 20 s, five leases.
+        "providers": [{"name": "slow", "kind": "mock", "mock": {"tokens_per_second": 10, "reply_tokens": 200}}],
         "models": [{"name": "slow", "deployments": [{"provider": "slow", "model": "slow-1"}]}],
     }
     return SluiceProcess(tmp_path, config, name=name)
@@ -70,7 +70,7 @@ def _chat(replica: SluiceProcess, key: str, model: str = "mock-1") -> int:
     body = {
         "model": model,
         "messages": [{"role": "user", "content": "hi"}],
-        "max_tokens": 4 if model == "mock-1" else 100,
+        "max_tokens": 4 if model == "mock-1" else 200,
     }
     headers = {"authorization": f"Bearer {key}"}
     return httpx.post(f"{replica.url}/v1/chat/completions", json=body, headers=headers, timeout=30).status_code
